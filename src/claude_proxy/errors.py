@@ -1,0 +1,147 @@
+"""Errors in the Anthropic shape, shared by the gateway and the simulator.
+
+Every error that leaves either server is a JSON body
+``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``
+with the HTTP status the real API uses for that ``error.type``.
+
+Exception tree::
+
+    GatewayError                 any error the gateway answers itself
+    ├── InvalidRequest           400 invalid_request_error
+    ├── AuthenticationFailed     401 authentication_error
+    ├── PermissionDenied         403 permission_error
+    ├── NotFound                 404 not_found_error
+    ├── RequestTooLarge          413 request_too_large
+    ├── UnsupportedMediaType     415 invalid_request_error
+    ├── RateLimited              429 rate_limit_error
+    ├── UpstreamUnavailable      502 api_error (upstream unreachable / broken)
+    ├── UpstreamTimeout          504 timeout_error
+    └── Overloaded               529 overloaded_error
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "AuthenticationFailed",
+    "GatewayError",
+    "InvalidRequest",
+    "NotFound",
+    "Overloaded",
+    "PermissionDenied",
+    "RateLimited",
+    "RequestTooLarge",
+    "UnsupportedMediaType",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "error_body",
+    "error_response",
+    "new_request_id",
+]
+
+_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """An id in the API's style: ``req_011C…``, ``msg_01…``, ``toolu_01…``."""
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def new_request_id() -> str:
+    return new_id("req_011C")
+
+
+def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
+    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+def error_response(
+    status: int,
+    error_type: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An aiohttp response carrying an Anthropic-shaped error and a ``request-id``."""
+    response = web.Response(
+        status=status,
+        body=error_body(error_type, message, request_id),
+        content_type="application/json",
+    )
+    response.headers["request-id"] = request_id
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+class GatewayError(Exception):
+    """An error the gateway answers itself, in the Anthropic error shape."""
+
+    status: int = 500
+    error_type: str = "api_error"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_response(self, request_id: str) -> web.Response:
+        return error_response(self.status, self.error_type, self.message, request_id, self.headers)
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    error_type = "invalid_request_error"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    error_type = "rate_limit_error"
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    error_type = "api_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class Overloaded(GatewayError):
+    status = 529
+    error_type = "overloaded_error"
