@@ -1,0 +1,1 @@
+"""Ingress: the HTTP routes the gateway serves."""

@@ -1,0 +1,93 @@
+"""The ``claude-proxy`` command: thin wrappers that parse flags into Settings and run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from claude_proxy import __version__
+from claude_proxy.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="claude-proxy")
+def main() -> None:
+    """claude-proxy: a production gateway for the Anthropic Messages API."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8000).")
+@click.option("--upstream", help="Base URL of the Messages API (default the real API).")
+def serve(
+    config_path: str | None, host: str | None, port: int | None, upstream: str | None
+) -> None:
+    """Run the gateway."""
+    settings = _load_or_exit(config_path, host=host, port=port, upstream=upstream)
+    _configure_logging(settings)
+    from claude_proxy.runner import serve_gateway
+
+    serve_gateway(settings)
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a configuration file; name the bad field and line."""
+    settings = _load_or_exit(path)
+    upstreams = ", ".join(f"{u.name} ({u.base_url})" for u in settings.upstreams)
+    click.echo(
+        f"{path}: OK; listen {settings.listen.host}:{settings.listen.port}; upstreams: {upstreams}"
+    )
+
+
+@main.command()
+@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port.")
+@click.option("--sim-port", type=int, default=0, help="Simulator port (default: a free one).")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Simulator latency factor (0 = instant).",
+)
+def demo(port: int, sim_port: int, speed: float) -> None:
+    """Run the simulator and the gateway together; nothing to configure."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from claude_proxy.demo import run_demo
+
+    run_demo(gateway_port=port, sim_port=sim_port, speed=speed)
+
+
+def _load_or_exit(
+    path: str | None,
+    host: str | None = None,
+    port: int | None = None,
+    upstream: str | None = None,
+) -> Settings:
+    try:
+        return load_settings(path, host=host, port=port, upstream=upstream)
+    except ConfigError as exc:
+        click.echo(f"configuration error:\n{exc}", err=True)
+        sys.exit(2)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register_simulator() -> None:
+    from claude_proxy.sim import simulate
+
+    main.add_command(simulate)
+
+
+_register_simulator()

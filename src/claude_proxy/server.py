@@ -1,0 +1,70 @@
+"""Run aiohttp applications on a socket: start, report the address, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+__all__ = ["RunningServer", "run_event_loop", "start_server", "wait_for_signal"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class RunningServer:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
+) -> RunningServer:
+    """Serve ``app`` on host:port (port 0 picks a free one) and return where it listens."""
+    # handler_cancellation: a client that disconnects cancels its handler, and with it
+    # the upstream call, instead of leaving the API generating for nobody.
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound_port = sockets[0].getsockname()[1] if sockets else port
+    return RunningServer(runner=runner, host=host, port=bound_port)
+
+
+async def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (markedly faster), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -1,0 +1,48 @@
+"""Services: the stateful parts of one gateway app, built from Settings at start-up.
+
+This is the only container of state; handlers reach it through the app, never
+through module globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from claude_proxy.config import Settings
+from claude_proxy.upstream.client import UpstreamClient
+
+__all__ = ["SERVICES", "SETTINGS", "Services", "services_context"]
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    upstream: UpstreamClient
+    # Precomputed so the hot path does not re-derive it per request.
+    check_peers: bool
+    ready: bool = False
+
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+
+
+async def services_context(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup context: build the services on start-up, close them on shutdown."""
+    settings = app[SETTINGS]
+    upstream = UpstreamClient(settings.primary, settings.timeouts, settings.upstream_pool_size)
+    services = Services(
+        settings=settings,
+        upstream=upstream,
+        check_peers=not (settings.allow_remote_without_auth or settings.listen.is_loopback),
+    )
+    app[SERVICES] = services
+    services.ready = True
+    try:
+        yield
+    finally:
+        services.ready = False
+        await upstream.close()

@@ -1,0 +1,1 @@
+"""Relaying responses from the upstream to the client."""

@@ -1,0 +1,63 @@
+"""Which headers cross the gateway, in each direction.
+
+Requests: the client's headers go upstream except hop-by-hop ones, the ones the
+HTTP client sets itself, and the client's credential, which is replaced by the
+deployment's key (when one is configured). ``anthropic-version`` and
+``anthropic-beta`` pass through untouched, as does anything unknown.
+
+Responses: upstream headers come back except hop-by-hop ones and the framing
+headers the gateway sets itself (it may re-frame or decompress the body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+__all__ = ["AUTH_HEADERS", "downstream_headers", "upstream_headers"]
+
+# RFC 9110 section 7.6.1, plus headers the HTTP client must compute itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
+_NOT_FORWARDED_UP = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expect"}
+_NOT_FORWARDED_DOWN = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+
+
+def upstream_headers(client: CIMultiDictProxy[str], api_key: str | None) -> CIMultiDict[str]:
+    """Headers for the upstream request; the client's key is swapped for ``api_key``."""
+    drop = _NOT_FORWARDED_UP | AUTH_HEADERS if api_key is not None else _NOT_FORWARDED_UP
+    drop = drop | _connection_tokens(client.getall("connection", ()))
+    headers: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in client.items() if name.lower() not in drop
+    )
+    if api_key is not None:
+        headers["x-api-key"] = api_key
+    return headers
+
+
+def downstream_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """Headers for the client's response, taken from the upstream response."""
+    drop = _NOT_FORWARDED_DOWN | _connection_tokens(upstream.getall("connection", ()))
+    return CIMultiDict(
+        (name, value) for name, value in upstream.items() if name.lower() not in drop
+    )
+
+
+def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    # Headers named in Connection are hop-by-hop for this connection only.
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(",") if token.strip()
+    )

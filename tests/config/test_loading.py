@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from claude_proxy.cli import main
+from claude_proxy.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_gives_safe_defaults() -> None:
+    settings = load_settings(None, env={})
+    assert (settings.listen.host, settings.listen.port) == ("127.0.0.1", 8000)
+    assert settings.primary.base_url == "https://api.anthropic.com"
+    assert settings.primary.api_key is None
+
+
+def test_empty_file_is_valid(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, ""), env={}).listen.port == 8000
+
+
+def test_variables_are_interpolated_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "listen:\n  port: ${PORT:-9100}\nupstreams:\n"
+        "  - base_url: http://127.0.0.1:1\n    api_key: ${KEY}\n",
+    )
+    settings = load_settings(path, env={"KEY": "sk-secret"})
+    assert settings.listen.port == 9100
+    assert settings.primary.api_key is not None
+    assert settings.primary.api_key.get_secret_value() == "sk-secret"
+
+
+def test_missing_variable_names_variable_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "upstreams:\n  - name: a\n    api_key: ${MISSING_KEY}\n")
+    with pytest.raises(ConfigError, match=r"line 3: environment variable MISSING_KEY is not set"):
+        load_settings(path, env={})
+
+
+def test_bad_field_is_reported_with_its_line_and_without_secret_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "listen:\n  port: 8000\nupstreams:\n  - name: a\n    api_key: ${KEY}\n"
+        "    base_url: ftp://example\n  - name: b\n    wieght: 2\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={"KEY": "sk-very-secret"})
+    message = str(info.value)
+    assert "line 6: upstreams.0.base_url" in message
+    assert "line 8: upstreams.1.wieght: Extra inputs are not permitted" in message
+    assert "sk-very-secret" not in message
+
+
+def test_wrong_type_names_field_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen:\n  host: 127.0.0.1\n  port: eighty\n")
+    with pytest.raises(ConfigError, match=r"line 3: listen.port"):
+        load_settings(path, env={})
+
+
+def test_environment_key_fills_upstreams_without_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "upstreams:\n  - {name: a, api_key: own}\n  - {name: b}\n")
+    settings = load_settings(path, env={"ANTHROPIC_API_KEY": "from-env"})
+    keys = [u.api_key.get_secret_value() for u in settings.upstreams if u.api_key]
+    assert keys == ["own", "from-env"]
+
+
+def test_command_line_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: {host: 0.0.0.0, port: 9000}\n")
+    settings = load_settings(
+        path, env={}, host="127.0.0.2", port=9001, upstream="http://127.0.0.1:9"
+    )
+    assert (settings.listen.host, settings.listen.port) == ("127.0.0.2", 9001)
+    assert settings.primary.base_url == "http://127.0.0.1:9"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen: {port: 9200}\n")
+    assert load_settings(None, env={"CLAUDE_PROXY_CONFIG": str(path)}).listen.port == 9200
+
+
+def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "listen: [unclosed\n"), env={})
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = write(tmp_path, "listen: {port: 9000}\n")
+    result = runner.invoke(main, ["check-config", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen:\n  port: 70000\n")
+    result = runner.invoke(main, ["check-config", str(bad)])
+    assert result.exit_code == 2
+    assert "line 2: listen.port" in result.output

@@ -1,0 +1,90 @@
+"""Stream relay: broken upstream streams end honestly; a gone client stops the upstream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import anthropic
+import pytest
+
+from claude_proxy.server import RunningServer
+from tests.conftest import StartGateway
+from tests.helpers import API_HEADERS, message_body
+from tests.sse import parse_events
+
+
+async def stream_events(
+    http: aiohttp.ClientSession, gateway: RunningServer, fault: str
+) -> list[tuple[str, dict]]:
+    headers = {**API_HEADERS, "x-sim-fault": fault, "x-sim-answer-tokens": "200"}
+    body = message_body(stream=True, max_tokens=400)
+    async with http.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+        assert r.status == 200
+        return parse_events(await r.read())
+
+
+async def test_cut_stream_ends_with_an_error_event_never_a_fake_stop(
+    gateway: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    events = await stream_events(http, gateway, "cut:4")
+    names = [name for name, _ in events]
+    assert names[0] == "message_start"
+    assert "message_stop" not in names
+    assert names[-1] == "error"
+    assert events[-1][1]["error"]["type"] == "api_error"
+    assert names.count("error") == 1
+
+
+async def test_upstream_error_event_is_relayed_as_is(
+    gateway: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    events = await stream_events(http, gateway, "stream-error:3")
+    assert [name for name, _ in events][-1] == "error"
+    assert events[-1][1]["error"]["type"] == "overloaded_error"
+    assert [name for name, _ in events].count("error") == 1
+
+
+async def test_sdk_raises_on_a_cut_stream(gateway: RunningServer) -> None:
+    client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError):
+        async with client.messages.stream(
+            **message_body(), extra_headers={"x-sim-fault": "cut:5"}
+        ) as stream:
+            await stream.get_final_message()
+
+
+async def wait_until_idle(
+    http: aiohttp.ClientSession, sim: RunningServer, limit: float = 5.0
+) -> dict:
+    """Poll the simulator's stats until nothing is in flight (bounded, no fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        async with http.get(f"{sim.url}/sim/stats") as r:
+            stats = await r.json()
+        if stats["in_flight"] == 0 or asyncio.get_running_loop().time() > deadline:
+            return stats
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_client_disconnect_cancels_the_upstream_call(
+    start_sim, start_gateway: StartGateway, http: aiohttp.ClientSession, stream: bool
+) -> None:
+    sim = await start_sim(speed=1.0)  # ~1 ms per token: 20,000 tokens take ~20 s
+    gateway = await start_gateway(sim.url)
+    headers = {**API_HEADERS, "x-sim-answer-tokens": "20000"}
+    body = message_body(stream=stream, max_tokens=32000, model="claude-sonnet-4-6")
+    async with aiohttp.ClientSession() as client:
+        if stream:
+            async with client.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+                await r.content.readany()  # the stream has started
+        else:
+            timeout = aiohttp.ClientTimeout(total=0.3)
+            with pytest.raises(asyncio.TimeoutError):
+                await client.post(
+                    f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=timeout
+                )
+    stats = await wait_until_idle(http, sim)
+    assert stats["in_flight"] == 0
+    assert stats["requests"] == 1
