@@ -1,0 +1,9 @@
+"""claude_proxy.sim: a faithful Anthropic Messages API simulator served over real HTTP."""
+
+from __future__ import annotations
+
+from claude_proxy.sim.app import create_sim_app
+from claude_proxy.sim.cli import simulate
+from claude_proxy.sim.settings import FaultRates, LatencyModel, SimSettings
+
+__all__ = ["FaultRates", "LatencyModel", "SimSettings", "create_sim_app", "simulate"]

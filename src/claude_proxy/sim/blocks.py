@@ -1,0 +1,104 @@
+"""Validation of content blocks, system blocks and cache_control markers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_proxy.errors import InvalidRequest
+
+__all__ = ["check_blocks", "check_cache_control", "check_text_blocks"]
+
+# Required string/dict fields per block type; extra fields are passed through untouched.
+_REQUIRED: dict[str, tuple[tuple[str, type], ...]] = {
+    "text": (("text", str),),
+    "image": (("source", dict),),
+    "document": (("source", dict),),
+    "search_result": (("source", str), ("title", str), ("content", list)),
+    "tool_result": (("tool_use_id", str),),
+    "tool_use": (("id", str), ("name", str), ("input", dict)),
+    "thinking": (("thinking", str), ("signature", str)),
+    "redacted_thinking": (("data", str),),
+    "server_tool_use": (("id", str), ("name", str), ("input", dict)),
+    "web_search_tool_result": (("tool_use_id", str),),
+    "web_fetch_tool_result": (("tool_use_id", str),),
+    "code_execution_tool_result": (("tool_use_id", str),),
+    "mcp_tool_use": (("id", str), ("name", str)),
+    "mcp_tool_result": (("tool_use_id", str),),
+    "container_upload": (("file_id", str),),
+}
+_USER_ONLY = frozenset({"image", "tool_result", "search_result", "container_upload"})
+_ASSISTANT_ONLY = frozenset(
+    {"tool_use", "thinking", "redacted_thinking", "server_tool_use", "mcp_tool_use"}
+)
+_TAGS = ", ".join(f"'{t}'" for t in _REQUIRED)
+_TYPE_NAMES: dict[type, str] = {
+    str: "a valid string", dict: "a valid dictionary", list: "a valid list",
+}
+
+
+def check_cache_control(raw: Any, path: str) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{path}: Input should be a valid dictionary or object")
+    if raw.get("type") != "ephemeral":
+        raise InvalidRequest(f"{path}.type: Input should be 'ephemeral'")
+    if raw.get("ttl", "5m") not in ("5m", "1h"):
+        raise InvalidRequest(f"{path}.ttl: Input should be '5m' or '1h'")
+
+
+def _check_block(block: Any, path: str) -> dict[str, Any]:
+    if not isinstance(block, dict):
+        raise InvalidRequest(f"{path}: Input should be a valid dictionary or object")
+    kind = block.get("type")
+    if kind is None:
+        raise InvalidRequest(f"{path}.type: Field required")
+    if kind not in _REQUIRED:
+        raise InvalidRequest(
+            f"{path}.type: Input tag '{kind}' found using 'type' does not match any of the "
+            f"expected tags: {_TAGS}"
+        )
+    for field, kind_of in _REQUIRED[kind]:
+        if field not in block:
+            raise InvalidRequest(f"{path}.{kind}.{field}: Field required")
+        if not isinstance(block[field], kind_of):
+            raise InvalidRequest(f"{path}.{kind}.{field}: Input should be {_TYPE_NAMES[kind_of]}")
+    check_cache_control(block.get("cache_control"), f"{path}.{kind}.cache_control")
+    return block
+
+
+def check_blocks(raw: list[Any], path: str, role: str, version: str) -> list[dict[str, Any]]:
+    """Validate the content list of one message."""
+    out: list[dict[str, Any]] = []
+    for j, item in enumerate(raw):
+        block = _check_block(item, f"{path}.{j}")
+        kind = block["type"]
+        if role == "assistant" and kind in _USER_ONLY:
+            raise InvalidRequest(f"{path}.{j}: `{kind}` blocks are only allowed in user messages")
+        if role == "user" and kind in _ASSISTANT_ONLY:
+            raise InvalidRequest(
+                f"{path}.{j}: `{kind}` blocks are only allowed in assistant messages"
+            )
+        if version == "2026-10-21":
+            if role == "assistant" and kind == "document":
+                raise InvalidRequest(f"{path}.{j}: `document` blocks are not allowed in "
+                                     "assistant messages")
+            if role == "user" and kind == "text" and block.get("citations"):
+                raise InvalidRequest(f"{path}.{j}.text.citations: citations are not allowed "
+                                     "on user text blocks")
+        if kind == "text" and not block["text"]:
+            raise InvalidRequest(f"{path}.{j}.text.text: text content blocks must be non-empty")
+        out.append(block)
+    return out
+
+
+def check_text_blocks(raw: list[Any], path: str) -> list[dict[str, Any]]:
+    """Validate `system` given as a list: text blocks only."""
+    out: list[dict[str, Any]] = []
+    for j, item in enumerate(raw):
+        block = _check_block(item, f"{path}.{j}")
+        if block["type"] != "text":
+            raise InvalidRequest(f"{path}.{j}.type: Input should be 'text'")
+        if block["text"]:
+            out.append(block)
+    return out

@@ -1,0 +1,30 @@
+"""Everything a running simulator holds: settings, fault RNG, prompt cache, counters."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from claude_proxy.sim.cache import PromptCache
+from claude_proxy.sim.settings import SimSettings
+from claude_proxy.sim.stats import Stats
+
+__all__ = ["STATE", "SimState"]
+
+
+@dataclass(slots=True)
+class SimState:
+    settings: SimSettings
+    rng: random.Random  # fault draws only; answers are seeded by the conversation
+    cache: PromptCache
+    stats: Stats
+
+    @classmethod
+    def build(cls, settings: SimSettings) -> SimState:
+        cache = PromptCache(settings.clock, settings.cache_ttl_5m, settings.cache_ttl_1h)
+        return cls(settings, random.Random(settings.seed), cache, Stats())
+
+
+STATE = web.AppKey("sim_state", SimState)

@@ -1,0 +1,129 @@
+"""The simulator's one deterministic tokenizer, for input prompts and generated output.
+
+Rules (every count the simulator reports comes from here):
+
+* Output: the generator emits *pieces*; each piece (a word with its leading whitespace,
+  or the tail of one when a prefill cut a word) is exactly one output token.
+* Input text: ``ceil(len(text) / 4)`` tokens, counted in Unicode code points.
+* Fixed overheads: ``REQUEST_OVERHEAD`` once per request (never cached),
+  ``MESSAGE_OVERHEAD`` per message (charged to the message's first block),
+  ``BLOCK_OVERHEAD`` per content block, system block and tool definition.
+* Images cost ``IMAGE_TOKENS``; base64/URL documents ``DOCUMENT_TOKENS``; other blocks
+  (tool_use, tool_result, thinking, unknown) cost the text of their JSON payload.
+
+The prompt is flattened into *units* (tools, then system blocks, then message blocks) in
+the order the prompt cache sees them, so cached prefixes are sums over leading units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "BLOCK_OVERHEAD",
+    "MESSAGE_OVERHEAD",
+    "REQUEST_OVERHEAD",
+    "PromptUnit",
+    "block_tokens",
+    "canonical",
+    "prompt_units",
+    "text_tokens",
+    "total_input_tokens",
+]
+
+REQUEST_OVERHEAD = 3
+MESSAGE_OVERHEAD = 3
+BLOCK_OVERHEAD = 1
+IMAGE_TOKENS = 1200
+DOCUMENT_TOKENS = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class PromptUnit:
+    """One cacheable piece of the prompt: a tool, a system block or a message block."""
+
+    key: bytes  # canonical bytes, cache_control removed, so markers never change identity
+    tokens: int
+    cache_control: dict[str, Any] | None
+
+
+def text_tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+def canonical(value: Any) -> bytes:
+    """Stable bytes for hashing: sorted keys, cache_control markers dropped."""
+    return orjson.dumps(_strip_cache_control(value), option=orjson.OPT_SORT_KEYS)
+
+
+def _strip_cache_control(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_strip_cache_control(v) for v in value]
+    return value
+
+
+def block_tokens(block: dict[str, Any]) -> int:
+    """Tokens of one content block, including its overhead."""
+    kind = block.get("type")
+    if kind == "text":
+        cost = text_tokens(str(block.get("text", "")))
+    elif kind == "image":
+        cost = IMAGE_TOKENS
+    elif kind == "document":
+        source = block.get("source")
+        if isinstance(source, dict) and source.get("type") == "text":
+            cost = text_tokens(str(source.get("data", "")))
+        else:
+            cost = DOCUMENT_TOKENS
+    elif kind == "tool_use":
+        cost = text_tokens(str(block.get("name", ""))) + text_tokens(
+            orjson.dumps(block.get("input", {})).decode()
+        )
+    elif kind == "tool_result":
+        content = block.get("content", "")
+        if isinstance(content, list):
+            cost = sum(block_tokens(b) for b in content if isinstance(b, dict))
+        else:
+            cost = text_tokens(str(content))
+    elif kind == "thinking":
+        cost = text_tokens(str(block.get("thinking", "")))
+    else:
+        cost = text_tokens(orjson.dumps(_strip_cache_control(block)).decode())
+    return BLOCK_OVERHEAD + cost
+
+
+def _tool_tokens(tool: dict[str, Any]) -> int:
+    return BLOCK_OVERHEAD + text_tokens(canonical(tool).decode())
+
+
+def prompt_units(
+    tools: list[dict[str, Any]],
+    system: list[dict[str, Any]],
+    messages: list[tuple[str, list[dict[str, Any]]]],
+) -> list[PromptUnit]:
+    """Flatten a prompt into cache-ordered units: tools, system blocks, message blocks."""
+    units = [PromptUnit(canonical(t), _tool_tokens(t), t.get("cache_control")) for t in tools]
+    units.extend(
+        PromptUnit(b"S" + canonical(b), block_tokens(b), b.get("cache_control")) for b in system
+    )
+    for role, blocks in messages:
+        for i, block in enumerate(blocks):
+            # The role and message boundary are part of the identity of a prefix.
+            tag = (role[0] + ("0" if i == 0 else "")).encode()
+            overhead = MESSAGE_OVERHEAD if i == 0 else 0
+            units.append(
+                PromptUnit(tag + canonical(block), block_tokens(block) + overhead,
+                           block.get("cache_control"))
+            )
+        if not blocks:
+            units.append(PromptUnit(role[0].encode() + b"0", MESSAGE_OVERHEAD, None))
+    return units
+
+
+def total_input_tokens(units: list[PromptUnit]) -> int:
+    return REQUEST_OVERHEAD + sum(u.tokens for u in units)

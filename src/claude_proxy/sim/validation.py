@@ -1,0 +1,315 @@
+"""Request validation: raw body bytes to a typed MessagesRequest, or a 400/404 in API style.
+
+Messages follow pydantic's wording (``max_tokens: Field required``,
+``messages.1.role: Input should be 'user' or 'assistant'``,
+``foo: Extra inputs are not permitted``) with the dotted field path in front, as the API does.
+Structural checks come first, then the model lookup (404), then model-dependent rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from claude_proxy.errors import InvalidRequest, NotFound
+from claude_proxy.sim.blocks import check_blocks, check_cache_control, check_text_blocks
+from claude_proxy.sim.models import ModelSpec, lookup_model
+
+__all__ = ["NEW_VERSION", "PREFILL_REFUSED", "Message", "MessagesRequest", "parse_request"]
+
+NEW_VERSION = "2026-10-21"
+PREFILL_REFUSED = (
+    "This model does not support assistant message prefill. "
+    "The conversation must end with a user message."
+)
+_SAMPLING = ("temperature", "top_p", "top_k")
+_PASS_THROUGH = frozenset(
+    {"cache_control", "service_tier", "output_config", "container", "inference_geo", "speed",
+     "diagnostics", "context_management", "mcp_servers"}
+)
+_MESSAGES_FIELDS = frozenset(
+    {"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "metadata",
+     "tools", "tool_choice", "thinking", *_SAMPLING}
+) | _PASS_THROUGH
+_COUNT_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking"}
+) | _PASS_THROUGH
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    blocks: list[dict[str, Any]]  # string content normalised to one text block
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesRequest:
+    """A validated request; fields the simulator does not act on are simply dropped."""
+
+    model_name: str
+    model: ModelSpec
+    messages: list[Message]
+    system: list[dict[str, Any]]
+    max_tokens: int  # 0 for count_tokens requests
+    stop_sequences: list[str]
+    stream: bool
+    tools: list[dict[str, Any]]
+    tool_choice: dict[str, Any] | None
+    thinking: dict[str, Any] | None
+    cache_control: dict[str, Any] | None
+    version: str
+
+    @property
+    def thinking_on(self) -> bool:
+        return self.thinking is not None and self.thinking.get("type") in ("enabled", "adaptive")
+
+
+def _bad(path: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{path}: {message}")
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("There was an error parsing the body of your request: empty body")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"There was an error parsing the body of your request: invalid JSON ({exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body: Input should be a valid dictionary or object")
+    return data
+
+
+def _int(data: dict[str, Any], key: str, minimum: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(key, "Input should be a valid integer")
+    if value < minimum:
+        raise _bad(key, f"Input should be greater than or equal to {minimum}")
+    return value
+
+
+def _check_number(data: dict[str, Any], key: str, low: float, high: float | None) -> None:
+    value = data.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(key, "Input should be a valid number")
+    if value < low:
+        raise _bad(key, f"Input should be greater than or equal to {low:g}")
+    if high is not None and value > high:
+        raise _bad(key, f"Input should be less than or equal to {high:g}")
+
+
+def _messages(raw: Any, version: str) -> list[Message]:
+    if not isinstance(raw, list):
+        raise _bad("messages", "Input should be a valid list")
+    if not raw:
+        raise _bad("messages", "List should have at least 1 item after validation, not 0")
+    out: list[Message] = []
+    for i, item in enumerate(raw):
+        path = f"messages.{i}"
+        if not isinstance(item, dict):
+            raise _bad(path, "Input should be a valid dictionary or object")
+        for key in item:
+            if key not in ("role", "content"):
+                raise _bad(f"{path}.{key}", "Extra inputs are not permitted")
+        for key in ("role", "content"):
+            if key not in item:
+                raise _bad(f"{path}.{key}", "Field required")
+        role = item["role"]
+        if role not in ("user", "assistant"):
+            raise _bad(f"{path}.role", "Input should be 'user' or 'assistant'")
+        content = item["content"]
+        if isinstance(content, str):
+            blocks = [{"type": "text", "text": content}] if content else []
+        elif isinstance(content, list):
+            blocks = check_blocks(content, f"{path}.content", role, version)
+        else:
+            raise _bad(f"{path}.content", "Input should be a valid string or list")
+        last = i == len(raw) - 1
+        if not blocks and not (last and role == "assistant"):
+            raise _bad(
+                "messages",
+                f"messages.{i}: all messages must have non-empty content except for the "
+                "optional final assistant message",
+            )
+        out.append(Message(role, blocks))
+    return out
+
+
+def _system(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [{"type": "text", "text": raw}] if raw else []
+    if isinstance(raw, list):
+        return check_text_blocks(raw, "system")
+    raise _bad("system", "Input should be a valid string or list")
+
+
+def _stop_sequences(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _bad("stop_sequences", "Input should be a valid list")
+    for i, item in enumerate(raw):
+        if not isinstance(item, str):
+            raise _bad(f"stop_sequences.{i}", "Input should be a valid string")
+    return [s for s in raw if s]
+
+
+def _metadata(raw: Any) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise _bad("metadata", "Input should be a valid dictionary or object")
+    for key, value in raw.items():
+        if key != "user_id":
+            raise _bad(f"metadata.{key}", "Extra inputs are not permitted")
+        if value is not None and not isinstance(value, str):
+            raise _bad("metadata.user_id", "Input should be a valid string")
+
+
+def _tools(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _bad("tools", "Input should be a valid list")
+    names: set[str] = set()
+    for i, tool in enumerate(raw):
+        path = f"tools.{i}"
+        if not isinstance(tool, dict):
+            raise _bad(path, "Input should be a valid dictionary or object")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{path}.name", "Field required")
+        # Server tools carry a versioned `type` and no input_schema.
+        if tool.get("type") in (None, "custom") and not isinstance(tool.get("input_schema"), dict):
+            raise _bad(f"{path}.input_schema", "Field required")
+        if name in names:
+            raise _bad("tools", "Tool names must be unique.")
+        names.add(name)
+        check_cache_control(tool.get("cache_control"), f"{path}.cache_control")
+    return list(raw)
+
+
+def _tool_choice(raw: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _bad("tool_choice", "Input should be a valid dictionary or object")
+    kind = raw.get("type")
+    if kind not in ("auto", "any", "none", "tool"):
+        raise _bad("tool_choice.type", "Input should be 'auto', 'any', 'none' or 'tool'")
+    if kind == "tool":
+        name = raw.get("name")
+        if not isinstance(name, str):
+            raise _bad("tool_choice.tool.name", "Field required")
+        if name not in {t.get("name") for t in tools}:
+            raise _bad("tool_choice", f"Tool '{name}' not found in provided tools")
+    return raw
+
+
+def _thinking(raw: Any, max_tokens: int, count_only: bool) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _bad("thinking", "Input should be a valid dictionary or object")
+    kind = raw.get("type")
+    if kind not in ("enabled", "disabled", "adaptive"):
+        raise _bad("thinking.type", "Input should be 'enabled', 'disabled' or 'adaptive'")
+    if kind == "enabled":
+        budget = raw.get("budget_tokens")
+        if budget is None:
+            raise _bad("thinking.enabled.budget_tokens", "Field required")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise _bad("thinking.enabled.budget_tokens", "Input should be a valid integer")
+        if budget < 1024:
+            raise _bad("thinking.enabled.budget_tokens",
+                       "Input should be greater than or equal to 1024")
+        if not count_only and budget >= max_tokens:
+            raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`.")
+    return raw
+
+
+def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -> None:
+    spec = req.model
+    if not count_only and req.max_tokens > spec.max_output:
+        raise _bad("max_tokens", f"{req.max_tokens} > {spec.max_output}, which is the maximum "
+                   f"allowed number of output tokens for {spec.id}")
+    for key in _SAMPLING:
+        if key not in data:
+            continue
+        if not spec.accepts_sampling:
+            raise InvalidRequest(f"`{key}` is deprecated for this model.")
+        if req.version == NEW_VERSION:
+            raise InvalidRequest(
+                f"`{key}` is not supported with anthropic-version {NEW_VERSION}."
+            )
+    if spec.adaptive_thinking_only and req.thinking and req.thinking.get("type") == "enabled":
+        raise _bad("thinking.type", "'enabled' is not supported for this model; use 'adaptive'")
+    last = req.messages[-1]
+    if last.role == "assistant" and not count_only:
+        if not spec.accepts_prefill:
+            raise InvalidRequest(PREFILL_REFUSED)
+        if req.thinking_on:
+            raise InvalidRequest(
+                "Assistant message prefill is not supported when thinking is enabled."
+            )
+        tail = last.blocks[-1] if last.blocks else None
+        if tail and tail.get("type") == "text" and tail["text"] != tail["text"].rstrip():
+            raise InvalidRequest("messages: final assistant content cannot end with trailing "
+                                 "whitespace")
+
+
+def parse_request(body: bytes, version: str, *, count_only: bool = False) -> MessagesRequest:
+    """Validate a /v1/messages (or count_tokens) body; raise InvalidRequest / NotFound."""
+    data = _load(body)
+    allowed = _COUNT_FIELDS if count_only else _MESSAGES_FIELDS
+    for key in data:
+        if key not in allowed:
+            raise _bad(key, "Extra inputs are not permitted")
+    required = ("model", "messages") if count_only else ("model", "messages", "max_tokens")
+    for key in required:
+        if key not in data:
+            raise _bad(key, "Field required")
+    model_name = data["model"]
+    if not isinstance(model_name, str):
+        raise _bad("model", "Input should be a valid string")
+    messages = _messages(data["messages"], version)
+    max_tokens = 0
+    if not count_only:
+        # max_tokens 0 only warms the prompt cache, a 2026-10-21 feature.
+        floor = 0 if version == NEW_VERSION else 1
+        max_tokens = _int(data, "max_tokens", floor) or 0
+    system = _system(data.get("system"))
+    _check_number(data, "temperature", 0.0, 1.0)
+    _check_number(data, "top_p", 0.0, 1.0)
+    _int(data, "top_k", 0)
+    stop = _stop_sequences(data.get("stop_sequences"))
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream", "Input should be a valid boolean")
+    _metadata(data.get("metadata"))
+    tools = _tools(data.get("tools"))
+    tool_choice = _tool_choice(data.get("tool_choice"), tools)
+    thinking = _thinking(data.get("thinking"), max_tokens, count_only)
+    check_cache_control(data.get("cache_control"), "cache_control")
+    spec = lookup_model(model_name)
+    if spec is None or spec.retired:
+        raise NotFound(f"model: {model_name}")
+    req = MessagesRequest(
+        model_name=model_name, model=spec, messages=messages, system=system,
+        max_tokens=max_tokens, stop_sequences=stop, stream=stream, tools=tools,
+        tool_choice=tool_choice, thinking=thinking, cache_control=data.get("cache_control"),
+        version=version,
+    )
+    _model_rules(data, req, count_only)
+    return req
