@@ -13,7 +13,7 @@ API_HEADERS = {
 
 def message_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
     return {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-haiku-4-5",
         "max_tokens": 256,
         "messages": [{"role": "user", "content": text}],
         **fields,

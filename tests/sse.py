@@ -25,6 +25,6 @@ def without_ids(value: Any) -> Any:
     """Drop per-call ids (message and tool ids) so two calls can be compared."""
     if isinstance(value, dict):
         return {k: without_ids(v) for k, v in value.items() if k not in ("id", "request_id")}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [without_ids(v) for v in value]
     return value

@@ -9,6 +9,7 @@ import click
 
 from claude_proxy import __version__
 from claude_proxy.config import ConfigError, Settings, load_settings
+from claude_proxy.sim import simulate
 
 __all__ = ["main"]
 
@@ -84,10 +85,4 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
-def _register_simulator() -> None:
-    from claude_proxy.sim import simulate
-
-    main.add_command(simulate)
-
-
-_register_simulator()
+main.add_command(simulate)

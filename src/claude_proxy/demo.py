@@ -58,18 +58,18 @@ Try it (any API key works: the gateway swaps in its own upstream key):
   curl -s {gateway}/v1/messages \\
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\
     -H 'x-api-key: anything' \\
-    -d '{{"model": "claude-sonnet-4-5", "max_tokens": 64,
+    -d '{{"model": "claude-sonnet-4-6", "max_tokens": 64,
          "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
   curl -sN {gateway}/v1/messages \\
     -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\
     -H 'x-api-key: anything' \\
-    -d '{{"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": true,
+    -d '{{"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": true,
          "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
   python -c 'import anthropic
 c = anthropic.Anthropic(base_url="{gateway}", api_key="anything")
-with c.messages.stream(model="claude-sonnet-4-5", max_tokens=128,
+with c.messages.stream(model="claude-sonnet-4-6", max_tokens=128,
         messages=[{{"role": "user", "content": "Tell me a story"}}]) as s:
     for text in s.text_stream: print(text, end="", flush=True)
 print()'

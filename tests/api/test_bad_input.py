@@ -30,7 +30,7 @@ async def assert_still_serving(http: aiohttp.ClientSession, gateway: RunningServ
 
 BAD_BODIES = [
     (
-        b'{"model": "claude-sonnet-4-5", "messages": [',
+        b'{"model": "claude-haiku-4-5", "messages": [',
         400,
         "invalid_request_error",
         "not valid JSON",
@@ -38,7 +38,7 @@ BAD_BODIES = [
     (b"", 400, "invalid_request_error", "not valid JSON"),
     (b'{"model": "caf\xe9"}', 400, "invalid_request_error", "not valid UTF-8"),
     (b'["a", "list"]', 400, "invalid_request_error", "must be a JSON object"),
-    (b'{"model": "claude-sonnet-4-5", "stream": "yes"}', 400, "invalid_request_error", "stream"),
+    (b'{"model": "claude-haiku-4-5", "stream": "yes"}', 400, "invalid_request_error", "stream"),
 ]
 
 
@@ -95,6 +95,6 @@ async def test_invalid_request_is_answered_by_upstream_validation(
     gateway: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     # The gateway does not second-guess the API's schema: the upstream's 400 names the field.
-    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}
     async with http.post(f"{gateway.url}/v1/messages", json=body, headers=API_HEADERS) as r:
         await assert_error(r, 400, "invalid_request_error", "max_tokens")

@@ -32,8 +32,8 @@ PROMPTS = [
 async def test_sdk_message_through_gateway_equals_direct(
     sim: RunningServer, gateway: RunningServer, params: dict
 ) -> None:
-    direct = await sdk(sim, SIM_KEY).messages.create(model="claude-sonnet-4-5", **params)
-    proxied = await sdk(gateway).messages.create(model="claude-sonnet-4-5", **params)
+    direct = await sdk(sim, SIM_KEY).messages.create(model="claude-haiku-4-5", **params)
+    proxied = await sdk(gateway).messages.create(model="claude-haiku-4-5", **params)
     assert without_ids(proxied.model_dump()) == without_ids(direct.model_dump())
     assert proxied.content[0].text  # type: ignore[union-attr]
     assert proxied._request_id and proxied._request_id.startswith("req_")
@@ -44,7 +44,7 @@ async def test_sdk_stream_through_gateway_equals_direct(
     sim: RunningServer, gateway: RunningServer, params: dict
 ) -> None:
     async def collect(client: anthropic.AsyncAnthropic) -> tuple[list, object]:
-        async with client.messages.stream(model="claude-sonnet-4-5", **params) as stream:
+        async with client.messages.stream(model="claude-haiku-4-5", **params) as stream:
             events = [without_ids(event.model_dump()) async for event in stream]
             final = await stream.get_final_message()
         return events, without_ids(final.model_dump())
@@ -97,14 +97,14 @@ async def test_count_tokens_and_models_through_gateway(
 ) -> None:
     messages = [{"role": "user", "content": "How many tokens is this?"}]
     direct = await sdk(sim, SIM_KEY).messages.count_tokens(
-        model="claude-sonnet-4-5", messages=messages
+        model="claude-haiku-4-5", messages=messages
     )
-    proxied = await sdk(gateway).messages.count_tokens(model="claude-sonnet-4-5", messages=messages)
+    proxied = await sdk(gateway).messages.count_tokens(model="claude-haiku-4-5", messages=messages)
     assert proxied.input_tokens == direct.input_tokens > 0
 
     direct_models = [m.id async for m in sdk(sim, SIM_KEY).models.list()]
     proxied_models = [m.id async for m in sdk(gateway).models.list()]
-    assert proxied_models == direct_models and "claude-sonnet-4-5" in " ".join(proxied_models)
+    assert proxied_models == direct_models and "claude-haiku-4-5" in " ".join(proxied_models)
     model = await sdk(gateway).models.retrieve(proxied_models[0])
     assert model.id == proxied_models[0]
 

@@ -11,7 +11,7 @@ from claude_proxy.errors import GatewayError, error_response, new_request_id
 
 __all__ = ["REQUEST_ID", "error_middleware"]
 
-REQUEST_ID = "claude_proxy.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 _log = logging.getLogger("claude_proxy.api")
 
 # aiohttp's own refusals (unknown route, wrong method, oversized body) mapped to the API's types.

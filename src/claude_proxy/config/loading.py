@@ -162,7 +162,10 @@ def _child(node: yaml.Node, part: int | str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if key.value == part:
-                return key if isinstance(value, yaml.ScalarNode) and value.value == "" else value
+                # An empty value has no useful position of its own; point at its key.
+                empty = isinstance(value, yaml.ScalarNode) and value.value == ""
+                found: yaml.Node = key if empty else value
+                return found
     elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         child: yaml.Node = node.value[part]
         return child
