@@ -1,0 +1,150 @@
+"""Load generator process for the benchmarks: closed-loop workers on one aiohttp session.
+
+It is started once and kept running so connection pools stay warm across
+measurements. Each stdin line is a JSON job (url, stream, concurrency, duration,
+max_requests, api_key); each stdout line is the JSON summary of that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+
+# Every answer is 16 tokens, so the three targets do identical upstream work.
+ANSWER_TOKENS = "16"
+REQUEST_TIMEOUT_S = 30.0
+_REQUEST = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    url: str
+    stream: bool
+    concurrency: int
+    duration: float
+    max_requests: int
+    api_key: str
+
+
+@dataclass(slots=True)
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    ttfbs: list[float] = field(default_factory=list)
+    issued: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 3:
+            self.error_samples.append(reason)
+
+
+def request_body(stream: bool) -> bytes:
+    return orjson.dumps({**_REQUEST, "stream": True} if stream else _REQUEST)
+
+
+def request_headers(api_key: str) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "x-api-key": api_key,
+        "x-sim-answer-tokens": ANSWER_TOKENS,
+    }
+
+
+async def _read_stream(response: aiohttp.ClientResponse, start: float) -> tuple[float, bytes]:
+    """Time to the first body chunk, and the stream's last bytes (to check it ended well)."""
+    tail = await response.content.readany()
+    ttfb = time.perf_counter() - start
+    async for chunk in response.content.iter_any():
+        tail = (tail + chunk)[-128:]
+    return ttfb, tail
+
+
+async def _one(session: aiohttp.ClientSession, job: Job, body: bytes, tally: Tally) -> None:
+    headers = request_headers(job.api_key)
+    start = time.perf_counter()
+    try:
+        async with session.post(job.url, data=body, headers=headers) as response:
+            if job.stream:
+                ttfb, tail = await _read_stream(response, start)
+            else:
+                ttfb, tail = 0.0, await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        tally.fail(f"{type(exc).__name__}: {exc}")
+        return
+    if status != 200:
+        tally.fail(f"HTTP {status}: {tail[:200]!r}")
+    elif job.stream and b"message_stop" not in tail:
+        tally.fail(f"stream ended without message_stop: {tail[-80:]!r}")
+    else:
+        tally.latencies.append(time.perf_counter() - start)
+        if job.stream:
+            tally.ttfbs.append(ttfb)
+
+
+async def _worker(
+    session: aiohttp.ClientSession, job: Job, body: bytes, deadline: float, tally: Tally
+) -> None:
+    # Closed loop: the next request leaves as soon as the previous answer is read.
+    while time.perf_counter() < deadline and tally.issued < job.max_requests:
+        tally.issued += 1
+        await _one(session, job, body, tally)
+
+
+def _percentile_ms(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000.0
+
+
+async def run_job(session: aiohttp.ClientSession, job: Job) -> dict[str, Any]:
+    tally = Tally()
+    body = request_body(job.stream)
+    start = time.perf_counter()
+    deadline = start + job.duration
+    workers = [_worker(session, job, body, deadline, tally) for _ in range(job.concurrency)]
+    await asyncio.wait_for(asyncio.gather(*workers), job.duration + REQUEST_TIMEOUT_S)
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": len(tally.latencies),
+        "errors": tally.errors,
+        "error_samples": tally.error_samples,
+        "elapsed_s": elapsed,
+        "rps": len(tally.latencies) / elapsed,
+        "p50_ms": _percentile_ms(tally.latencies, 0.50),
+        "p90_ms": _percentile_ms(tally.latencies, 0.90),
+        "p99_ms": _percentile_ms(tally.latencies, 0.99),
+        "ttfb_p50_ms": _percentile_ms(tally.ttfbs, 0.50),
+        "ttfb_p99_ms": _percentile_ms(tally.ttfbs, 0.99),
+    }
+
+
+async def serve_jobs() -> None:
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=120)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            result = await run_job(session, Job(**orjson.loads(line)))
+            sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    uvloop.run(serve_jobs())

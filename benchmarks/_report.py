@@ -1,0 +1,208 @@
+"""Summaries of benchmark samples: median-of-rounds tables and the issue's PASS/FAIL targets."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+TARGETS = ("direct", "floor", "gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement: one target, one mode, one concurrency, one round."""
+
+    round: int
+    mode: str
+    concurrency: int
+    target: str
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    ttfb_p50_ms: float | None
+    proxy_cpu_us: float | None  # CPU of the proxy under test per request; None for direct
+    proxy_busy: float | None  # share of core 0 the proxy used
+    core1_busy: float  # share of core 1 used by simulator + load generator
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    passed: bool | None  # None: not measured in this run
+    detail: str
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _pick(samples: list[Sample], mode: str, conc: int, target: str) -> list[Sample]:
+    return [s for s in samples if (s.mode, s.concurrency, s.target) == (mode, conc, target)]
+
+
+def _paired(
+    samples: list[Sample],
+    mode: str,
+    conc: int,
+    a: str,
+    b: str,
+    op: Callable[[Sample, Sample], float | None],
+) -> float | None:
+    """Median over rounds of op(a, b): rounds are interleaved, so each pair shares its noise."""
+    by_round = {s.round: s for s in _pick(samples, mode, conc, b)}
+    return _median(
+        op(s, by_round[s.round]) for s in _pick(samples, mode, conc, a) if s.round in by_round
+    )
+
+
+def _diff(field: str) -> Callable[[Sample, Sample], float | None]:
+    def op(a: Sample, b: Sample) -> float | None:
+        x, y = getattr(a, field), getattr(b, field)
+        return None if x is None or y is None else x - y
+
+    return op
+
+
+def _ratio(a: Sample, b: Sample) -> float | None:
+    return a.rps / b.rps if b.rps else None
+
+
+def _cpu_capacity(a: Sample, b: Sample) -> float | None:
+    # Requests one core could serve is 1 / CPU per request, so capacities compare inversely.
+    if a.proxy_cpu_us is None or b.proxy_cpu_us is None or not a.proxy_cpu_us:
+        return None
+    return b.proxy_cpu_us / a.proxy_cpu_us
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _median_of(field: str, spec: str = ".2f", scale: float = 1.0) -> Callable[[list[Sample]], str]:
+    def column(cell: list[Sample]) -> str:
+        value = _median(getattr(s, field) for s in cell)
+        return _fmt(None if value is None else value * scale, spec)
+
+    return column
+
+
+# (header, cell -> text), a cell being one (mode, concurrency, target) across rounds.
+_RESULT_COLUMNS: tuple[tuple[str, Callable[[list[Sample]], str]], ...] = (
+    ("req/s", _median_of("rps", ".0f")),
+    ("p50 ms", _median_of("p50_ms")),
+    ("p99 ms", _median_of("p99_ms")),
+    ("TTFB p50 ms", _median_of("ttfb_p50_ms")),
+    ("proxy CPU µs/req", _median_of("proxy_cpu_us", ".0f")),
+    ("proxy core0 %", _median_of("proxy_busy", ".0f", 100.0)),
+    ("core1 %", _median_of("core1_busy", ".0f", 100.0)),
+    ("errors", lambda cell: str(sum(s.errors for s in cell))),
+)
+
+# (header, target a, target b, op(a, b), format), paired round by round.
+_DERIVED_COLUMNS: tuple[
+    tuple[str, str, str, Callable[[Sample, Sample], float | None], str], ...
+] = (
+    ("gateway +p50 ms", "gateway", "direct", _diff("p50_ms"), "+.2f"),
+    ("floor +p50 ms", "floor", "direct", _diff("p50_ms"), "+.2f"),
+    ("gateway +TTFB p50 ms", "gateway", "direct", _diff("ttfb_p50_ms"), "+.2f"),
+    ("floor +TTFB p50 ms", "floor", "direct", _diff("ttfb_p50_ms"), "+.2f"),
+    ("gateway/floor req/s", "gateway", "floor", _ratio, ".2f"),
+    ("gateway - floor CPU µs/req", "gateway", "floor", _diff("proxy_cpu_us"), "+.0f"),
+    ("gateway/floor req/s per core (by CPU)", "gateway", "floor", _cpu_capacity, ".2f"),
+)
+
+
+def results_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+    header = ["mode", "conc", "target", *(name for name, _ in _RESULT_COLUMNS)]
+    rows = [
+        [
+            mode,
+            str(conc),
+            target,
+            *(col(_pick(samples, mode, conc, target)) for _, col in _RESULT_COLUMNS),
+        ]
+        for mode in modes
+        for conc in concs
+        for target in TARGETS
+    ]
+    return _table(header, rows)
+
+
+def derived_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+    header = ["mode", "conc", *(column[0] for column in _DERIVED_COLUMNS)]
+    rows = [
+        [
+            mode,
+            str(conc),
+            *(
+                _fmt(_paired(samples, mode, conc, a, b, op), spec)
+                for _, a, b, op, spec in _DERIVED_COLUMNS
+            ),
+        ]
+        for mode in modes
+        for conc in concs
+    ]
+    return _table(header, rows)
+
+
+def saturation_note(samples: list[Sample], threshold: float = 0.9) -> str:
+    """Warn when core 1 (simulator + load) was the bottleneck rather than the proxy."""
+    busy = sorted(
+        {
+            (s.mode, s.concurrency)
+            for s in samples
+            if s.target != "direct" and s.core1_busy >= threshold
+        }
+    )
+    if not busy:
+        return "Core 1 (simulator + load) stayed below 90 % busy behind the proxies."
+    cells = ", ".join(f"{mode} c={conc}" for mode, conc in busy)
+    return (
+        f"Core 1 (simulator + load) was ≥ 90 % busy behind the proxies in: {cells}. "
+        "There req/s is capped by core 1, not the proxy; compare CPU µs/req (last columns) "
+        "for the proxies' true cost."
+    )
+
+
+def checks(samples: list[Sample], idle_rss_mb: float) -> list[Check]:
+    """The targets from the issue, in the order it lists them."""
+    added_p50 = _paired(samples, "json", 1, "gateway", "direct", _diff("p50_ms"))
+    added_ttfb = _paired(samples, "stream", 1, "gateway", "direct", _diff("ttfb_p50_ms"))
+    result = [
+        _at_most("added p50 at concurrency 1 (json)", added_p50, 1.0, "ms"),
+        _at_most("added TTFB p50 at concurrency 1 (stream)", added_ttfb, 1.0, "ms"),
+    ]
+    for mode in ("json", "stream"):
+        ratio = _paired(samples, mode, 64, "gateway", "floor", _ratio)
+        name = f"gateway req/s ≥ 0.5 x floor at concurrency 64 ({mode})"
+        if ratio is None:
+            result.append(Check(name, None, "not measured"))
+        else:
+            result.append(Check(name, ratio >= 0.5, f"{ratio:.2f} x floor"))
+    result.append(_at_most("idle RSS < 80 MB", idle_rss_mb, 80.0, "MB", strict=True))
+    errors = sum(s.errors for s in samples)
+    result.append(Check("no errors", errors == 0, f"{errors} errors"))
+    return result
+
+
+def _at_most(
+    name: str, value: float | None, limit: float, unit: str, strict: bool = False
+) -> Check:
+    if value is None:
+        return Check(name, None, "not measured")
+    passed = value < limit if strict else value <= limit
+    return Check(name, passed, f"{value:.2f} {unit} (limit {limit:g} {unit})")
+
+
+def render_checks(results: list[Check]) -> str:
+    labels = {True: "PASS", False: "FAIL", None: "SKIP"}
+    return "\n".join(f"{labels[c.passed]}  {c.name}: {c.detail}" for c in results)
