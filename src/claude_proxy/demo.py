@@ -67,6 +67,7 @@ Try it (any API key works: the gateway swaps in its own upstream key):
     -d '{{"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": true,
          "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
+  # with the SDK installed (pip install anthropic):
   python -c 'import anthropic
 c = anthropic.Anthropic(base_url="{gateway}", api_key="anything")
 with c.messages.stream(model="claude-sonnet-4-6", max_tokens=128,
