@@ -1,0 +1,337 @@
+"""Lua scripts of the Redis admission backend: each runs atomically inside Redis.
+
+Data model (P = key prefix, t = tenant name, times in ms from Redis' own clock):
+
+* ``P cfg:t``   hash  maxc, winv (1/weight), l1 l2 l3 (requests/input/output per minute; -1 none)
+* ``P win``     hash  cur max min succ dec_at factor step cooldown (the AIMD window)
+* ``P slots``   zset  ticket -> lease expiry (gateway-wide window; expired members are dead)
+* ``P slots:t`` zset  ticket -> lease expiry (the tenant's window)
+* ``P q:t``     zset  waiting ticket -> arrival sequence (``P seq``), FIFO within a tenant
+* ``P ql:t``    zset  waiting ticket -> lease expiry (a dead replica's waiters drop out)
+* ``P need:t``  hash  waiting ticket -> "input output" tokens to reserve
+* ``P active``  set   tenants with waiting tickets
+* ``P vt``      hash  tenant -> virtual finish time; ``P vclock`` the system virtual time
+* ``P tb:t``    hash  ts l1 l2 l3: token-bucket levels at ts (expires once surely full)
+* channel ``P grants``: ids of tickets granted on behalf of a waiting replica
+
+Every script takes ARGV[1] = P and ARGV[2] = lease in ms. Keys are built inside the
+scripts (the tenant set is dynamic), which standalone Redis and a single-slot prefix allow.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADMIT", "CANCEL", "PUMP", "RELEASE", "RENEW", "SETUP", "SNAPSHOT", "STATUS"]
+
+_COMMON = r"""
+local P = ARGV[1]
+local LEASE = tonumber(ARGV[2])
+local t0 = redis.call('TIME')
+local NOW = tonumber(t0[1]) * 1000 + math.floor(tonumber(t0[2]) / 1000)
+local cfgs = {}
+
+local function cfg(t)
+  local c = cfgs[t]
+  if c then return c end
+  local v = redis.call('HMGET', P .. 'cfg:' .. t, 'maxc', 'winv', 'l1', 'l2', 'l3')
+  c = {maxc = tonumber(v[1]) or -1, winv = tonumber(v[2]) or 1,
+       lim = {tonumber(v[3]) or -1, tonumber(v[4]) or -1, tonumber(v[5]) or -1}}
+  cfgs[t] = c
+  return c
+end
+
+local function bucket(t)
+  local c = cfg(t)
+  local v = redis.call('HMGET', P .. 'tb:' .. t, 'ts', 'l1', 'l2', 'l3')
+  local ts = tonumber(v[1])
+  local lv = {0, 0, 0}
+  for d = 1, 3 do
+    local cap = c.lim[d]
+    if cap > 0 then
+      local l = tonumber(v[d + 1])
+      if ts == nil or l == nil then l = cap
+      else l = math.min(cap, l + (NOW - ts) * cap / 60000) end
+      lv[d] = l
+    end
+  end
+  return lv
+end
+
+local function save_bucket(t, lv)
+  local c = cfg(t)
+  local ttl = 1000
+  for d = 1, 3 do
+    local cap = c.lim[d]
+    if cap > 0 then ttl = math.max(ttl, math.ceil((cap - lv[d]) * 60000 / cap) + 1000) end
+  end
+  local key = P .. 'tb:' .. t
+  redis.call('HSET', key, 'ts', NOW, 'l1', tostring(lv[1]), 'l2', tostring(lv[2]),
+             'l3', tostring(lv[3]))
+  redis.call('PEXPIRE', key, ttl)
+end
+
+local function token_wait(t, lv, need)
+  local c = cfg(t)
+  local w = 0
+  for d = 1, 3 do
+    local cap = c.lim[d]
+    if cap > 0 and lv[d] < need[d] then
+      w = math.max(w, (need[d] - lv[d]) * 60000 / cap)
+    end
+  end
+  return w
+end
+
+local function levels(t)
+  local lv = bucket(t)
+  return {tostring(lv[1]), tostring(lv[2]), tostring(lv[3])}
+end
+
+local function live(key)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', NOW)
+  return redis.call('ZCARD', key)
+end
+
+local function parse_need(s)
+  local i, o = string.match(s or '0 0', '(%d+) (%d+)')
+  return {1, tonumber(i) or 0, tonumber(o) or 0}
+end
+
+local function head(t)
+  local q, ql = P .. 'q:' .. t, P .. 'ql:' .. t
+  local dead = redis.call('ZRANGEBYSCORE', ql, '-inf', NOW)
+  for _, id in ipairs(dead) do
+    redis.call('ZREM', q, id)
+    redis.call('ZREM', ql, id)
+    redis.call('HDEL', P .. 'need:' .. t, id)
+  end
+  return redis.call('ZRANGE', q, 0, 0)[1]
+end
+
+-- Grant free slots to eligible queue heads, smallest virtual finish time first.
+-- Returns the granted ids (published unless equal to `quiet`) and the ms until a
+-- token-blocked head becomes eligible (-1 when none is).
+local function dispatch(quiet)
+  local granted, wake = {}, -1
+  local gk = P .. 'slots'
+  local inflight = live(gk)
+  local win = tonumber(redis.call('HGET', P .. 'win', 'cur')) or 1
+  local V = tonumber(redis.call('GET', P .. 'vclock')) or 0
+  local blocked = {}
+  while inflight < win do
+    local best, best_tag, best_start, best_id, best_need, best_lv
+    for _, t in ipairs(redis.call('SMEMBERS', P .. 'active')) do
+      if not blocked[t] then
+        local id = head(t)
+        local c = cfg(t)
+        if not id then
+          redis.call('SREM', P .. 'active', t)
+          blocked[t] = true
+        elseif c.maxc >= 0 and live(P .. 'slots:' .. t) >= c.maxc then
+          blocked[t] = true
+        else
+          local need = parse_need(redis.call('HGET', P .. 'need:' .. t, id))
+          local lv = bucket(t)
+          local w = token_wait(t, lv, need)
+          if w > 0 then
+            blocked[t] = true
+            if wake < 0 or w < wake then wake = w end
+          else
+            local start = math.max(tonumber(redis.call('HGET', P .. 'vt', t)) or 0, V)
+            local tag = start + c.winv
+            if best == nil or tag < best_tag or (tag == best_tag and t < best) then
+              best, best_tag, best_start, best_id, best_need, best_lv = t, tag, start, id, need, lv
+            end
+          end
+        end
+      end
+    end
+    if best == nil then break end
+    redis.call('ZREM', P .. 'q:' .. best, best_id)
+    redis.call('ZREM', P .. 'ql:' .. best, best_id)
+    redis.call('HDEL', P .. 'need:' .. best, best_id)
+    redis.call('ZADD', gk, NOW + LEASE, best_id)
+    redis.call('ZADD', P .. 'slots:' .. best, NOW + LEASE, best_id)
+    local c = cfg(best)
+    if c.lim[1] > 0 or c.lim[2] > 0 or c.lim[3] > 0 then
+      for d = 1, 3 do best_lv[d] = best_lv[d] - best_need[d] end
+      save_bucket(best, best_lv)
+    end
+    redis.call('HSET', P .. 'vt', best, tostring(best_tag))
+    V = best_start
+    inflight = inflight + 1
+    granted[#granted + 1] = best_id
+    if best_id ~= quiet then redis.call('PUBLISH', P .. 'grants', best_id) end
+  end
+  redis.call('SET', P .. 'vclock', tostring(V))
+  return granted, wake
+end
+
+local function refund(t, d_in, d_out)
+  local c = cfg(t)
+  if (c.lim[2] > 0 and d_in ~= 0) or (c.lim[3] > 0 and d_out ~= 0) then
+    local lv = bucket(t)
+    if c.lim[2] > 0 then lv[2] = math.min(c.lim[2], lv[2] + d_in) end
+    if c.lim[3] > 0 then lv[3] = math.min(c.lim[3], lv[3] + d_out) end
+    save_bucket(t, lv)
+  end
+end
+"""
+
+# ARGV: P, lease, then per tenant: name maxc winv l1 l2 l3; then max min factor step cooldown.
+SETUP = r"""
+local P = ARGV[1]
+local n = (#ARGV - 7) / 6
+for i = 0, n - 1 do
+  local b = 3 + i * 6
+  redis.call('HSET', P .. 'cfg:' .. ARGV[b], 'maxc', ARGV[b + 1], 'winv', ARGV[b + 2],
+             'l1', ARGV[b + 3], 'l2', ARGV[b + 4], 'l3', ARGV[b + 5])
+end
+local w = 3 + n * 6
+local max = tonumber(ARGV[w])
+redis.call('HSET', P .. 'win', 'max', max, 'min', ARGV[w + 1], 'factor', ARGV[w + 2],
+           'step', ARGV[w + 3], 'cooldown', ARGV[w + 4])
+local cur = tonumber(redis.call('HGET', P .. 'win', 'cur'))
+if cur == nil or cur > max then redis.call('HSET', P .. 'win', 'cur', max) end
+return 1
+"""
+
+# ARGV: P, lease, tenant, id, input, output, timeout_ms.
+# -> {1, levels} granted now | {0, levels} queued | {-1, wait_ms, levels} rejected.
+ADMIT = (
+    _COMMON
+    + r"""
+local t, id = ARGV[3], ARGV[4]
+local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
+local w = token_wait(t, bucket(t), need)
+if w > tonumber(ARGV[7]) then return {-1, tostring(w), levels(t)} end
+local seq = redis.call('INCR', P .. 'seq')
+redis.call('ZADD', P .. 'q:' .. t, seq, id)
+redis.call('ZADD', P .. 'ql:' .. t, NOW + LEASE, id)
+redis.call('HSET', P .. 'need:' .. t, id, ARGV[5] .. ' ' .. ARGV[6])
+redis.call('SADD', P .. 'active', t)
+local granted = dispatch(id)
+for _, g in ipairs(granted) do
+  if g == id then return {1, '0', levels(t)} end
+end
+return {0, '0', levels(t)}
+"""
+)
+
+# ARGV: P, lease, tenant, id, input_refund, output_refund.  -> 1 if the slot was still held.
+RELEASE = (
+    _COMMON
+    + r"""
+local t, id = ARGV[3], ARGV[4]
+local held = redis.call('ZREM', P .. 'slots', id)
+redis.call('ZREM', P .. 'slots:' .. t, id)
+refund(t, tonumber(ARGV[5]), tonumber(ARGV[6]))
+dispatch(nil)
+return held
+"""
+)
+
+# ARGV: P, lease, tenant, id, input, output, give_back (1: release a grant that raced in).
+# -> {granted_meanwhile, wait_ms, levels}
+CANCEL = (
+    _COMMON
+    + r"""
+local t, id = ARGV[3], ARGV[4]
+local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
+local queued = redis.call('ZREM', P .. 'q:' .. t, id)
+redis.call('ZREM', P .. 'ql:' .. t, id)
+redis.call('HDEL', P .. 'need:' .. t, id)
+local granted = 0
+if queued == 0 and redis.call('ZSCORE', P .. 'slots', id) then
+  granted = 1
+  if ARGV[7] == '1' then
+    redis.call('ZREM', P .. 'slots', id)
+    redis.call('ZREM', P .. 'slots:' .. t, id)
+    refund(t, need[2], need[3])
+    granted = 0
+  end
+end
+dispatch(nil)
+return {granted, tostring(token_wait(t, bucket(t), need)), levels(t)}
+"""
+)
+
+# ARGV: P, lease, then waiting ids of this replica.  -> {wake_ms, granted ids of those...}
+PUMP = (
+    _COMMON
+    + r"""
+local _, wake = dispatch(nil)
+local out = {tostring(wake)}
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', P .. 'slots', ARGV[i]) then out[#out + 1] = ARGV[i] end
+end
+return out
+"""
+)
+
+# ARGV: P, lease, n_held, then (tenant, id) held pairs, then (tenant, id) waiting pairs.
+# -> ids whose slot lease was already gone (their capacity may have been reissued).
+RENEW = (
+    _COMMON
+    + r"""
+local n = tonumber(ARGV[3])
+local lost = {}
+local exp = NOW + LEASE
+for i = 4, #ARGV, 2 do
+  local t, id = ARGV[i], ARGV[i + 1]
+  if i < 4 + 2 * n then
+    if redis.call('ZADD', P .. 'slots', 'XX', 'CH', exp, id) == 0
+       and not redis.call('ZSCORE', P .. 'slots', id) then
+      lost[#lost + 1] = id
+    end
+    redis.call('ZADD', P .. 'slots:' .. t, 'XX', exp, id)
+  else
+    redis.call('ZADD', P .. 'ql:' .. t, 'XX', exp, id)
+  end
+end
+return lost
+"""
+)
+
+# ARGV: P, lease, status.  -> current window
+STATUS = (
+    _COMMON
+    + r"""
+local status = tonumber(ARGV[3])
+local k = P .. 'win'
+local v = redis.call('HMGET', k, 'cur', 'max', 'min', 'succ', 'dec_at', 'factor', 'step',
+                     'cooldown')
+local cur, max, min = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+local succ, dec_at = tonumber(v[4]) or 0, tonumber(v[5]) or -1e18
+if status == 429 or status == 529 then
+  if NOW - dec_at >= tonumber(v[8]) then
+    cur = math.max(min, math.floor(cur * tonumber(v[6])))
+    redis.call('HSET', k, 'cur', cur, 'dec_at', NOW)
+  end
+  redis.call('HSET', k, 'succ', 0)
+elseif status >= 200 and status < 400 and cur < max then
+  succ = succ + 1
+  if succ >= cur then
+    cur = math.min(max, cur + tonumber(v[7]))
+    redis.call('HSET', k, 'cur', cur, 'succ', 0)
+    dispatch(nil)
+  else
+    redis.call('HSET', k, 'succ', succ)
+  end
+end
+return cur
+"""
+)
+
+# ARGV: P, lease, tenants...  -> {window, max, in_flight, then per tenant: in_flight, queued}
+SNAPSHOT = (
+    _COMMON
+    + r"""
+local v = redis.call('HMGET', P .. 'win', 'cur', 'max')
+local out = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, live(P .. 'slots')}
+for i = 3, #ARGV do
+  out[#out + 1] = live(P .. 'slots:' .. ARGV[i])
+  out[#out + 1] = redis.call('ZCARD', P .. 'q:' .. ARGV[i])
+end
+return out
+"""
+)

@@ -1,0 +1,29 @@
+"""Choose the admission backend from the ``state`` URL; backends are imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import cast
+from urllib.parse import urlsplit
+
+from claude_proxy.admission.base import Admission
+from claude_proxy.tenancy import AdmissionSettings, Tenant
+
+__all__ = ["BACKENDS", "open_admission"]
+
+# URL scheme -> "module:class". redis-py is imported only when a redis URL is configured.
+BACKENDS = {
+    "memory": "claude_proxy.admission.memory:MemoryAdmission",
+    "redis": "claude_proxy.admission.redis:RedisAdmission",
+    "rediss": "claude_proxy.admission.redis:RedisAdmission",
+    "unix": "claude_proxy.admission.redis:RedisAdmission",
+}
+
+
+async def open_admission(settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Admission:
+    """The backend for ``settings.state``, started (connected, configured); close it later."""
+    scheme = urlsplit(settings.state).scheme
+    module_name, _, class_name = BACKENDS[scheme].partition(":")
+    backend = getattr(importlib.import_module(module_name), class_name)
+    return cast(Admission, await backend.open(settings, list(tenants)))

@@ -1,0 +1,21 @@
+"""Tenants: who may call the gateway, with which models, under which limits."""
+
+from claude_proxy.tenancy.directory import DEFAULT_TENANT, Tenant, TenantDirectory
+from claude_proxy.tenancy.estimate import estimate_input_tokens
+from claude_proxy.tenancy.settings import (
+    AdmissionSettings,
+    TenantList,
+    TenantSettings,
+    check_tenants,
+)
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "AdmissionSettings",
+    "Tenant",
+    "TenantDirectory",
+    "TenantList",
+    "TenantSettings",
+    "check_tenants",
+    "estimate_input_tokens",
+]

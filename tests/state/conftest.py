@@ -1,0 +1,3 @@
+from tests.state.redis_fixtures import key_prefix, redis_url
+
+__all__ = ["key_prefix", "redis_url"]
