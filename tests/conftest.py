@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from claude_proxy.app import create_app
-from claude_proxy.config import Settings, UpstreamSettings
+from claude_proxy.config import RetrySettings, Settings, UpstreamSettings
 from claude_proxy.server import RunningServer, start_server
 from claude_proxy.sim import SimSettings, create_sim_app
 
@@ -64,6 +64,12 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
 @pytest.fixture
 async def gateway(start_gateway: StartGateway, sim: RunningServer) -> RunningServer:
     return await start_gateway(sim.url)
+
+
+@pytest.fixture
+async def plain_gateway(start_gateway: StartGateway, sim: RunningServer) -> RunningServer:
+    """A gateway that never retries or heals: upstream behaviour reaches the client as is."""
+    return await start_gateway(sim.url, retry=RetrySettings(max_attempts=1, heal_streams=False))
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ through module globals.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,6 +15,8 @@ from aiohttp import web
 
 from claude_proxy.config import Settings
 from claude_proxy.upstream.client import UpstreamClient
+from claude_proxy.upstream.forwarder import Forwarder
+from claude_proxy.upstream.router import Router
 
 __all__ = ["SERVICES", "SETTINGS", "Services", "services_context"]
 
@@ -20,7 +24,8 @@ __all__ = ["SERVICES", "SETTINGS", "Services", "services_context"]
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    upstream: UpstreamClient
+    router: Router
+    forwarder: Forwarder
     # Precomputed so the hot path does not re-derive it per request.
     check_peers: bool
     ready: bool = False
@@ -33,10 +38,22 @@ SERVICES = web.AppKey("services", Services)
 async def services_context(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: build the services on start-up, close them on shutdown."""
     settings = app[SETTINGS]
-    upstream = UpstreamClient(settings.primary, settings.timeouts, settings.upstream_pool_size)
+    router = Router(
+        (
+            (
+                UpstreamClient(upstream, settings.timeouts, settings.upstream_pool_size),
+                upstream.weight,
+            )
+            for upstream in settings.upstreams
+        ),
+        settings.breaker,
+        clock=time.monotonic,
+        rng=random.Random(),
+    )
     services = Services(
         settings=settings,
-        upstream=upstream,
+        router=router,
+        forwarder=Forwarder(settings, router),
         check_peers=not (settings.allow_remote_without_auth or settings.listen.is_loopback),
     )
     app[SERVICES] = services
@@ -45,4 +62,4 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         services.ready = False
-        await upstream.close()
+        await router.close()

@@ -8,9 +8,16 @@ import aiohttp
 import anthropic
 import pytest
 
+from claude_proxy.config import RetrySettings
 from claude_proxy.server import RunningServer
 from tests.conftest import StartGateway
 from tests.helpers import API_HEADERS, message_body
+
+
+@pytest.fixture
+def gateway(plain_gateway: RunningServer) -> RunningServer:
+    """These tests look at what one upstream attempt does: no retries, no healing."""
+    return plain_gateway
 
 
 @pytest.mark.parametrize(
@@ -33,7 +40,9 @@ async def test_upstream_error_status_body_and_headers_pass_through(
 async def test_sdk_sees_the_right_exception_classes(gateway: RunningServer) -> None:
     client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.RateLimitError):
-        await client.messages.create(**message_body(), extra_headers={"x-sim-fault": "429"})
+        await client.messages.create(
+            **message_body(), extra_headers={"x-sim-fault": "429", "x-sim-retry-after": "0"}
+        )
     with pytest.raises(anthropic.InternalServerError) as info:
         await client.messages.create(**message_body(), extra_headers={"x-sim-fault": "529"})
     assert info.value.status_code == 529
@@ -48,7 +57,9 @@ def free_port() -> int:
 async def test_unreachable_upstream_is_a_502_in_the_api_shape(
     start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
-    gateway = await start_gateway(f"http://127.0.0.1:{free_port()}")
+    gateway = await start_gateway(
+        f"http://127.0.0.1:{free_port()}", retry=RetrySettings(max_attempts=1)
+    )
     async with http.post(
         f"{gateway.url}/v1/messages", json=message_body(), headers=API_HEADERS
     ) as r:

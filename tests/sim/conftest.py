@@ -91,15 +91,21 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def headers(version: str = OLD_VERSION, **extra: str) -> dict[str, str]:
     """Raw request headers: old-style key, given version, plus x-sim-* knobs."""
-    out = {"x-api-key": "test-key", "anthropic-version": version,
-           "content-type": "application/json"}
+    out = {
+        "x-api-key": "test-key",
+        "anthropic-version": version,
+        "content-type": "application/json",
+    }
     out.update({k.replace("_", "-"): v for k, v in extra.items()})
     return out
 
 
 def body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": MODEL, "max_tokens": 1024,
-                           "messages": [{"role": "user", "content": text}]}
+    out: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": text}],
+    }
     out.update(fields)
     return out
 
@@ -115,8 +121,8 @@ def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
         assert len(lines) == 2, chunk
         assert lines[0].startswith("event: ")
         assert lines[1].startswith("data: ")
-        name = lines[0][len("event: "):]
-        data = orjson.loads(lines[1][len("data: "):])
+        name = lines[0][len("event: ") :]
+        data = orjson.loads(lines[1][len("data: ") :])
         assert data["type"] == name
         events.append((name, data))
     return events

@@ -17,10 +17,16 @@ CACHE_MODEL = "claude-opus-5"  # minimum cacheable prefix: 512 tokens
 LONG = "Reference material about rivers and harbors. " * 100  # ~1150 tokens
 
 
-def _payload(system: Any, messages: list[dict[str, Any]] | None = None,
-             **fields: Any) -> dict[str, Any]:
-    return {"model": CACHE_MODEL, "max_tokens": 50, "system": system,
-            "messages": messages or [{"role": "user", "content": "Summarise."}], **fields}
+def _payload(
+    system: Any, messages: list[dict[str, Any]] | None = None, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "model": CACHE_MODEL,
+        "max_tokens": 50,
+        "system": system,
+        "messages": messages or [{"role": "user", "content": "Summarise."}],
+        **fields,
+    }
 
 
 def _marked(text: str, ttl: str | None = None) -> list[dict[str, Any]]:
@@ -30,10 +36,10 @@ def _marked(text: str, ttl: str | None = None) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text, "cache_control": marker}]
 
 
-async def _usage(sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any],
-                 version: str = "2023-06-01") -> dict[str, Any]:
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(version),
-                         json=payload) as resp:
+async def _usage(
+    sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any], version: str = "2023-06-01"
+) -> dict[str, Any]:
+    async with http.post(f"{sim.url}/v1/messages", headers=headers(version), json=payload) as resp:
         data = await resp.json()
         assert resp.status == 200, data
         usage: dict[str, Any] = data["usage"]
@@ -42,8 +48,9 @@ async def _usage(sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any],
 
 async def _count(sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any]) -> int:
     trimmed = {k: v for k, v in payload.items() if k != "max_tokens"}
-    async with http.post(f"{sim.url}/v1/messages/count_tokens", headers=headers(),
-                         json=trimmed) as resp:
+    async with http.post(
+        f"{sim.url}/v1/messages/count_tokens", headers=headers(), json=trimmed
+    ) as resp:
         count: int = (await resp.json())["input_tokens"]
         return count
 
@@ -59,8 +66,11 @@ async def csim(start_sim: StartSim, clock: FakeClock) -> Sim:
 
 
 def _total(usage: dict[str, Any]) -> int:
-    return int(usage["input_tokens"] + usage["cache_read_input_tokens"]
-               + usage["cache_creation_input_tokens"])
+    return int(
+        usage["input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["cache_creation_input_tokens"]
+    )
 
 
 async def test_write_then_read(csim: Sim, http: aiohttp.ClientSession) -> None:
@@ -68,9 +78,10 @@ async def test_write_then_read(csim: Sim, http: aiohttp.ClientSession) -> None:
     first = await _usage(csim, http, payload)
     assert first["cache_creation_input_tokens"] > 1000
     assert first["cache_read_input_tokens"] == 0
-    assert first["cache_creation"] == {"ephemeral_5m_input_tokens":
-                                       first["cache_creation_input_tokens"],
-                                       "ephemeral_1h_input_tokens": 0}
+    assert first["cache_creation"] == {
+        "ephemeral_5m_input_tokens": first["cache_creation_input_tokens"],
+        "ephemeral_1h_input_tokens": 0,
+    }
     second = await _usage(csim, http, payload)
     assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
     assert second["cache_creation_input_tokens"] == 0
@@ -78,8 +89,7 @@ async def test_write_then_read(csim: Sim, http: aiohttp.ClientSession) -> None:
     assert _total(first) == _total(second) == await _count(csim, http, payload)
 
 
-async def test_expiry_and_refresh(csim: Sim, http: aiohttp.ClientSession,
-                                  clock: FakeClock) -> None:
+async def test_expiry_and_refresh(csim: Sim, http: aiohttp.ClientSession, clock: FakeClock) -> None:
     payload = _payload(_marked(LONG))
     written = (await _usage(csim, http, payload))["cache_creation_input_tokens"]
     clock.advance(200)
@@ -113,13 +123,18 @@ async def test_short_prefix_does_not_cache(csim: Sim, http: aiohttp.ClientSessio
 
 async def test_automatic_caching_moves_forward(csim: Sim, http: aiohttp.ClientSession) -> None:
     turn1 = [{"role": "user", "content": LONG}]
-    first = await _usage(csim, http, _payload("Be brief.", turn1, cache_control={
-        "type": "ephemeral"}))
+    first = await _usage(
+        csim, http, _payload("Be brief.", turn1, cache_control={"type": "ephemeral"})
+    )
     assert first["cache_creation_input_tokens"] > 1000
-    turn2 = [*turn1, {"role": "assistant", "content": "Rivers flow."},
-             {"role": "user", "content": "More please."}]
-    second = await _usage(csim, http, _payload("Be brief.", turn2, cache_control={
-        "type": "ephemeral"}))
+    turn2 = [
+        *turn1,
+        {"role": "assistant", "content": "Rivers flow."},
+        {"role": "user", "content": "More please."},
+    ]
+    second = await _usage(
+        csim, http, _payload("Be brief.", turn2, cache_control={"type": "ephemeral"})
+    )
     assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
     assert second["cache_creation_input_tokens"] > 0  # the new turns are written too
     assert second["input_tokens"] == first["input_tokens"]  # just the request overhead
@@ -140,12 +155,12 @@ async def test_cache_warm_with_max_tokens_zero(csim: Sim, http: aiohttp.ClientSe
     assert hit["cache_read_input_tokens"] == warm["cache_creation_input_tokens"]
 
 
-async def test_stream_message_start_has_cache_usage(csim: Sim,
-                                                    http: aiohttp.ClientSession) -> None:
+async def test_stream_message_start_has_cache_usage(csim: Sim, http: aiohttp.ClientSession) -> None:
     payload = _payload(_marked(LONG))
     await _usage(csim, http, payload)
-    async with http.post(f"{csim.url}/v1/messages", headers=headers(),
-                         json={**payload, "stream": True}) as resp:
+    async with http.post(
+        f"{csim.url}/v1/messages", headers=headers(), json={**payload, "stream": True}
+    ) as resp:
         raw = await resp.text()
     start = raw.split("\n\n")[0]
     assert '"cache_read_input_tokens":' in start
@@ -169,7 +184,9 @@ def test_lookback_and_mixed_ttls() -> None:
 
 def test_one_hour_after_five_minutes_rejected() -> None:
     cache = PromptCache(FakeClock(), 300, 3600)
-    units = [PromptUnit(b"a", 10, {"type": "ephemeral"}),
-             PromptUnit(b"b", 10, {"type": "ephemeral", "ttl": "1h"})]
+    units = [
+        PromptUnit(b"a", 10, {"type": "ephemeral"}),
+        PromptUnit(b"b", 10, {"type": "ephemeral", "ttl": "1h"}),
+    ]
     with pytest.raises(InvalidRequest, match="1h"):
         cache.account("m", units, None, 1)

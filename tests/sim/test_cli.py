@@ -36,9 +36,25 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_fault_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    _, captured = _run(monkeypatch, ["--port", "9100", "--speed", "0", "--seed", "3",
-                                     "--p-429", "0.1", "--p-cut", "0.2", "--api-key", "k",
-                                     "--slow-first-byte", "0.5"])
+    _, captured = _run(
+        monkeypatch,
+        [
+            "--port",
+            "9100",
+            "--speed",
+            "0",
+            "--seed",
+            "3",
+            "--p-429",
+            "0.1",
+            "--p-cut",
+            "0.2",
+            "--api-key",
+            "k",
+            "--slow-first-byte",
+            "0.5",
+        ],
+    )
     settings: SimSettings = captured["settings"]
     assert settings.faults.p_429 == 0.1
     assert settings.faults.p_cut == 0.2

@@ -33,10 +33,14 @@ async def _event_types(client: anthropic.AsyncAnthropic, seen: list[str]) -> Non
             seen.append(event.type)
 
 
-async def _raw_stream(sim: Sim, http: aiohttp.ClientSession, fault: str,
-                      received: bytearray) -> None:
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(x_sim_fault=fault),
-                         json={**body(), "stream": True}) as resp:
+async def _raw_stream(
+    sim: Sim, http: aiohttp.ClientSession, fault: str, received: bytearray
+) -> None:
+    async with http.post(
+        f"{sim.url}/v1/messages",
+        headers=headers(x_sim_fault=fault),
+        json={**body(), "stream": True},
+    ) as resp:
         assert resp.status == 200
         async for chunk in resp.content.iter_any():
             received.extend(chunk)
@@ -122,13 +126,16 @@ async def test_cut_on_json_request_is_a_reset(sim: Sim) -> None:
 
 async def test_stream_error_event(sim: Sim, http: aiohttp.ClientSession) -> None:
     hdrs = headers(x_sim_fault="stream-error:5")
-    async with http.post(f"{sim.url}/v1/messages", headers=hdrs,
-                         json={**body(), "stream": True}) as resp:
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=hdrs, json={**body(), "stream": True}
+    ) as resp:
         assert resp.status == 200
         events = parse_sse(await resp.text())
     assert len(events) == 6
-    assert events[-1] == ("error", {"type": "error", "error": {
-        "type": "overloaded_error", "message": "Overloaded"}})
+    assert events[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
 
 
 async def test_stream_error_sdk_sees_status_200(sim: Sim) -> None:
@@ -141,15 +148,17 @@ async def test_stream_error_sdk_sees_status_200(sim: Sim) -> None:
 
 async def test_slow_first_byte(sim: Sim, http: aiohttp.ClientSession) -> None:
     began = time.monotonic()
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(x_sim_fault="slow:0.15"),
-                         json=body()) as resp:
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=headers(x_sim_fault="slow:0.15"), json=body()
+    ) as resp:
         assert resp.status == 200
     assert 0.14 <= time.monotonic() - began < 2.0
 
 
 async def test_bad_fault_header_is_400(sim: Sim, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(x_sim_fault="meteor"),
-                         json=body()) as resp:
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=headers(x_sim_fault="meteor"), json=body()
+    ) as resp:
         assert resp.status == 400
 
 

@@ -18,8 +18,13 @@ from .conftest import MODEL, NEW_MODEL, Sim, body
 QUESTION = [{"role": "user", "content": "Tell me about rivers."}]
 
 
-def _reply(messages: list[dict[str, Any]], *, answer_tokens: int | None = None,
-           settings: SimSettings | None = None, **fields: Any) -> Reply:
+def _reply(
+    messages: list[dict[str, Any]],
+    *,
+    answer_tokens: int | None = None,
+    settings: SimSettings | None = None,
+    **fields: Any,
+) -> Reply:
     payload = {"model": MODEL, "max_tokens": 4096, "messages": messages, **fields}
     req = parse_request(orjson.dumps(payload), "2023-06-01")
     return generate(req, settings or SimSettings(), answer_tokens)
@@ -36,8 +41,18 @@ def test_same_conversation_same_answer() -> None:
 
 
 def test_cache_markers_do_not_change_the_answer() -> None:
-    marked = [{"role": "user", "content": [{"type": "text", "text": "Tell me about rivers.",
-                                            "cache_control": {"type": "ephemeral"}}]}]
+    marked = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "text",
+                    "text": "Tell me about rivers.",
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
+        }
+    ]
     assert _text(_reply(marked)) == _text(_reply(QUESTION))
 
 
@@ -78,7 +93,7 @@ def test_stop_sequence_cuts_before_it() -> None:
     reply = _reply(QUESTION, answer_tokens=200, stop_sequences=["nomatch", word])
     assert reply.stop_reason == "stop_sequence"
     assert reply.stop_sequence == word
-    assert _text(reply) == full[:full.index(word)]
+    assert _text(reply) == full[: full.index(word)]
 
 
 def test_stop_sequence_after_max_tokens_loses() -> None:
@@ -134,35 +149,47 @@ def test_foreign_prefill_is_deterministic() -> None:
 def test_continue_turn_equals_prefill(instruction: str) -> None:
     answer = _text(_reply(QUESTION, answer_tokens=80))
     partial = answer[:137].rstrip()
-    messages = [*QUESTION, {"role": "assistant", "content": partial},
-                {"role": "user", "content": instruction}]
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": instruction},
+    ]
     assert partial + _text(_reply(messages, answer_tokens=80)) == answer
 
 
 def test_continue_turn_chain() -> None:
     answer = _text(_reply(QUESTION, answer_tokens=80))
     one = answer[:100].rstrip()
-    first = _reply([*QUESTION, {"role": "assistant", "content": one},
-                    {"role": "user", "content": "continue"}], answer_tokens=80, max_tokens=10)
+    first = _reply(
+        [*QUESTION, {"role": "assistant", "content": one}, {"role": "user", "content": "continue"}],
+        answer_tokens=80,
+        max_tokens=10,
+    )
     two = _text(first)
-    messages = [*QUESTION, {"role": "assistant", "content": one},
-                {"role": "user", "content": "continue"},
-                {"role": "assistant", "content": two},
-                {"role": "user", "content": "continue"}]
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": one},
+        {"role": "user", "content": "continue"},
+        {"role": "assistant", "content": two},
+        {"role": "user", "content": "continue"},
+    ]
     assert one + two + _text(_reply(messages, answer_tokens=80)) == answer
 
 
 def test_continue_overlap_repeats_words() -> None:
     answer = _text(_reply(QUESTION, answer_tokens=80))
     partial = answer[:120].rstrip()
-    messages = [*QUESTION, {"role": "assistant", "content": partial},
-                {"role": "user", "content": "continue"}]
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": "continue"},
+    ]
     settings = SimSettings(continue_overlap_words=3)
     reply = _text(_reply(messages, answer_tokens=80, settings=settings))
     overlap = "".join(tail_words(partial, 3))
     assert partial.endswith(overlap)
     assert reply.startswith(overlap)
-    assert partial + reply[len(overlap):] == answer
+    assert partial + reply[len(overlap) :] == answer
 
 
 def test_split_after_keeps_word_tails() -> None:
@@ -172,10 +199,17 @@ def test_split_after_keeps_word_tails() -> None:
 
 
 def test_tool_use_forced() -> None:
-    tools = [{"name": "get_weather", "description": "Weather",
-              "input_schema": {"type": "object", "required": ["city", "days"],
-                               "properties": {"city": {"type": "string"},
-                                              "days": {"type": "integer"}}}}]
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather",
+            "input_schema": {
+                "type": "object",
+                "required": ["city", "days"],
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            },
+        }
+    ]
     reply = _reply(QUESTION, tools=tools, tool_choice={"type": "any"})
     assert reply.stop_reason == "tool_use"
     assert [b.kind for b in reply.blocks] == ["text", "tool_use"]
@@ -223,23 +257,34 @@ async def test_prefill_over_http(client: anthropic.AsyncAnthropic) -> None:
     answer = full.content[0].text
     prefix = answer[:55].rstrip()
     rest = await client.messages.create(
-        model=MODEL, max_tokens=1024,
-        messages=[{"role": "user", "content": "Hello there"},
-                  {"role": "assistant", "content": prefix}])
+        model=MODEL,
+        max_tokens=1024,
+        messages=[
+            {"role": "user", "content": "Hello there"},
+            {"role": "assistant", "content": prefix},
+        ],
+    )
     assert prefix + rest.content[0].text == answer  # type: ignore[union-attr]
 
 
 async def test_continue_turn_over_http_on_no_prefill_model(
     client: anthropic.AsyncAnthropic,
 ) -> None:
-    first = await client.messages.create(model=NEW_MODEL, max_tokens=15,
-                                         messages=[{"role": "user", "content": "Hi"}])
+    first = await client.messages.create(
+        model=NEW_MODEL, max_tokens=15, messages=[{"role": "user", "content": "Hi"}]
+    )
     assert first.stop_reason == "max_tokens"
     partial = first.content[0].text  # type: ignore[union-attr]
     rest = await client.messages.create(
-        model=NEW_MODEL, max_tokens=1024,
-        messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": partial},
-                  {"role": "user", "content": "continue"}])
-    whole = await client.messages.create(model=NEW_MODEL, max_tokens=1024,
-                                         messages=[{"role": "user", "content": "Hi"}])
+        model=NEW_MODEL,
+        max_tokens=1024,
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": partial},
+            {"role": "user", "content": "continue"},
+        ],
+    )
+    whole = await client.messages.create(
+        model=NEW_MODEL, max_tokens=1024, messages=[{"role": "user", "content": "Hi"}]
+    )
     assert partial + rest.content[0].text == whole.content[0].text  # type: ignore[union-attr]

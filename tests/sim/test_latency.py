@@ -35,15 +35,20 @@ def test_speed_scales_and_zero_disables() -> None:
 
 
 async def test_stream_first_token_and_pacing(start_sim: StartSim) -> None:
-    fast = LatencyModel(base_ttft=0.05, per_input_token=0.0, per_cached_token=0.0,
-                        per_output_token=0.001)
+    fast = LatencyModel(
+        base_ttft=0.05, per_input_token=0.0, per_cached_token=0.0, per_output_token=0.001
+    )
     sim = await start_sim(speed=1.0, latency=fast)
     arrivals: list[float] = []
     began = time.monotonic()
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{sim.url}/v1/messages", headers=headers(x_sim_answer_tokens="100"),
-        json={**body(), "stream": True},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{sim.url}/v1/messages",
+            headers=headers(x_sim_answer_tokens="100"),
+            json={**body(), "stream": True},
+        ) as resp,
+    ):
         async for line in resp.content:
             if line.startswith(b"event: content_block_delta"):
                 arrivals.append(time.monotonic() - began)

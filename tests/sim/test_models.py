@@ -29,8 +29,14 @@ async def test_list_shape(sim: Sim, http: aiohttp.ClientSession) -> None:
     assert data["has_more"] is False
     assert data["first_id"] == data["data"][0]["id"]
     assert data["last_id"] == data["data"][-1]["id"]
-    assert set(data["data"][0]) == {"type", "id", "display_name", "created_at",
-                                    "max_input_tokens", "max_tokens"}
+    assert set(data["data"][0]) == {
+        "type",
+        "id",
+        "display_name",
+        "created_at",
+        "max_input_tokens",
+        "max_tokens",
+    }
 
 
 async def test_retrieve_by_alias_gives_dated_id(client: anthropic.AsyncAnthropic) -> None:

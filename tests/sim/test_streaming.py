@@ -10,9 +10,15 @@ import orjson
 
 from .conftest import Sim, body, headers, parse_sse
 
-WEATHER = {"name": "get_weather", "description": "Weather for a city",
-           "input_schema": {"type": "object", "required": ["city"],
-                            "properties": {"city": {"type": "string"}}}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "required": ["city"],
+        "properties": {"city": {"type": "string"}},
+    },
+}
 
 
 def _dump(blocks: list[Any]) -> list[dict[str, Any]]:
@@ -20,10 +26,12 @@ def _dump(blocks: list[Any]) -> list[dict[str, Any]]:
     return [b.model_dump(exclude={"parsed_output"}) for b in blocks]
 
 
-async def _stream(sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any],
-                  **hdrs: str) -> tuple[aiohttp.ClientResponse, list[tuple[str, dict[str, Any]]]]:
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(**hdrs),
-                         json={**payload, "stream": True}) as resp:
+async def _stream(
+    sim: Sim, http: aiohttp.ClientSession, payload: dict[str, Any], **hdrs: str
+) -> tuple[aiohttp.ClientResponse, list[tuple[str, dict[str, Any]]]]:
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=headers(**hdrs), json={**payload, "stream": True}
+    ) as resp:
         raw = await resp.text()
     return resp, parse_sse(raw)
 
@@ -56,8 +64,9 @@ async def test_event_order_and_framing(sim: Sim, http: aiohttp.ClientSession) ->
 async def test_stream_text_equals_json_text(sim: Sim, http: aiohttp.ClientSession) -> None:
     _, events = await _stream(sim, http, body(max_tokens=50))
     streamed = "".join(e["delta"]["text"] for n, e in events if n == "content_block_delta")
-    async with http.post(f"{sim.url}/v1/messages", headers=headers(), json=body(max_tokens=50)) \
-            as resp:
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=headers(), json=body(max_tokens=50)
+    ) as resp:
         message = await resp.json()
     assert message["content"] == [{"type": "text", "text": streamed}]
     assert events[-2][1]["delta"]["stop_reason"] == message["stop_reason"]
@@ -101,8 +110,11 @@ async def test_tool_use_stream(sim: Sim, http: aiohttp.ClientSession) -> None:
     assert starts[1]["type"] == "tool_use"
     assert starts[1]["id"].startswith("toolu_01")
     assert starts[1]["input"] == {}
-    fragments = [e["delta"]["partial_json"] for n, e in events
-                 if n == "content_block_delta" and e["index"] == 1]
+    fragments = [
+        e["delta"]["partial_json"]
+        for n, e in events
+        if n == "content_block_delta" and e["index"] == 1
+    ]
     assert fragments[0] == ""
     arguments = orjson.loads("".join(fragments))
     assert set(arguments) == {"city"}

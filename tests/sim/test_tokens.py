@@ -18,8 +18,11 @@ from claude_proxy.sim.tokens import (
 
 from .conftest import MODEL
 
-TOOL = {"name": "search", "description": "Search the web",
-        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+TOOL = {
+    "name": "search",
+    "description": "Search the web",
+    "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+}
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
 
 
@@ -28,8 +31,9 @@ def test_text_tokens() -> None:
 
 
 def test_simple_prompt_arithmetic() -> None:
-    units = prompt_units([], [{"type": "text", "text": "x" * 40}],
-                         [("user", [{"type": "text", "text": "y" * 8}])])
+    units = prompt_units(
+        [], [{"type": "text", "text": "x" * 40}], [("user", [{"type": "text", "text": "y" * 8}])]
+    )
     expected = REQUEST_OVERHEAD + (BLOCK_OVERHEAD + 10) + (MESSAGE_OVERHEAD + BLOCK_OVERHEAD + 2)
     assert total_input_tokens(units) == expected
 
@@ -37,16 +41,29 @@ def test_simple_prompt_arithmetic() -> None:
 REQUESTS: list[dict[str, Any]] = [
     {"messages": [{"role": "user", "content": "Hello"}]},
     {"system": "You are terse.", "messages": [{"role": "user", "content": "Hi " * 50}]},
-    {"tools": [TOOL], "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "look"}, IMAGE]}]},
-    {"system": [{"type": "text", "text": "a" * 300, "cache_control": {"type": "ephemeral"}}],
-     "messages": [
-         {"role": "user", "content": "q"},
-         {"role": "assistant", "content": [
-             {"type": "tool_use", "id": "toolu_01x", "name": "search", "input": {"q": "x"}}]},
-         {"role": "user", "content": [
-             {"type": "tool_result", "tool_use_id": "toolu_01x", "content": "found it"}]},
-     ], "tools": [TOOL]},
+    {
+        "tools": [TOOL],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, IMAGE]}],
+    },
+    {
+        "system": [{"type": "text", "text": "a" * 300, "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "q"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_01x", "name": "search", "input": {"q": "x"}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_01x", "content": "found it"}
+                ],
+            },
+        ],
+        "tools": [TOOL],
+    },
 ]
 
 
@@ -57,6 +74,9 @@ async def test_count_equals_usage_total(
     counted = await client.messages.count_tokens(model=MODEL, **request_fields)
     message = await client.messages.create(model=MODEL, max_tokens=20, **request_fields)
     usage = message.usage
-    total = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
-             + (usage.cache_creation_input_tokens or 0))
+    total = (
+        usage.input_tokens
+        + (usage.cache_read_input_tokens or 0)
+        + (usage.cache_creation_input_tokens or 0)
+    )
     assert counted.input_tokens == total

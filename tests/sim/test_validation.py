@@ -16,7 +16,10 @@ URL = "/v1/messages"
 
 
 async def _post(
-    sim: Sim, http: aiohttp.ClientSession, payload: Any, hdrs: dict[str, str] | None = None,
+    sim: Sim,
+    http: aiohttp.ClientSession,
+    payload: Any,
+    hdrs: dict[str, str] | None = None,
     path: str = URL,
 ) -> tuple[int, dict[str, Any]]:
     sent = hdrs if hdrs is not None else {"x-api-key": "k", "anthropic-version": OLD_VERSION}
@@ -67,24 +70,39 @@ async def test_missing_version_is_400(sim: Sim, http: aiohttp.ClientSession) -> 
 
 async def test_any_version_string_accepted(sim: Sim, http: aiohttp.ClientSession) -> None:
     for version in (OLD_VERSION, NEW_VERSION, "2025-01-01"):
-        status, _ = await _post(sim, http, body(),
-                                {"x-api-key": "k", "anthropic-version": version,
-                                 "anthropic-beta": "made-up-beta-2099-01-01"})
+        status, _ = await _post(
+            sim,
+            http,
+            body(),
+            {
+                "x-api-key": "k",
+                "anthropic-version": version,
+                "anthropic-beta": "made-up-beta-2099-01-01",
+            },
+        )
         assert status == 200
 
 
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
-         "max_tokens: Field required"),
+        (
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+            "max_tokens: Field required",
+        ),
         ({"model": MODEL, "max_tokens": 5}, "messages: Field required"),
-        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
-         "model: Field required"),
+        (
+            {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+            "model: Field required",
+        ),
         (body(foo=1), "foo: Extra inputs are not permitted"),
-        ({**body(), "messages": [{"role": "user", "content": "a"},
-                                 {"role": "system", "content": "b"}]},
-         "messages.1.role: Input should be 'user' or 'assistant'"),
+        (
+            {
+                **body(),
+                "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}],
+            },
+            "messages.1.role: Input should be 'user' or 'assistant'",
+        ),
         ({**body(), "messages": []}, "messages: List should have at least 1 item"),
         (body(max_tokens="many"), "max_tokens: Input should be a valid integer"),
         (body(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
@@ -92,17 +110,27 @@ async def test_any_version_string_accepted(sim: Sim, http: aiohttp.ClientSession
         (body(temperature=1.5), "temperature: Input should be less than or equal to 1"),
         (body(stop_sequences="x"), "stop_sequences: Input should be a valid list"),
         (body(stream="yes"), "stream: Input should be a valid boolean"),
-        (body(metadata={"user_id": "u", "other": 1}),
-         "metadata.other: Extra inputs are not permitted"),
+        (
+            body(metadata={"user_id": "u", "other": 1}),
+            "metadata.other: Extra inputs are not permitted",
+        ),
         (body(system=[{"type": "image", "source": {}}]), "system.0.type: Input should be 'text'"),
-        ({**body(), "messages": [{"role": "user", "content": [{"type": "bogus"}]}]},
-         "messages.0.content.0.type: Input tag 'bogus'"),
-        ({**body(), "messages": [{"role": "user", "content": [{"type": "text"}]}]},
-         "messages.0.content.0.text.text: Field required"),
-        (body(thinking={"type": "enabled", "budget_tokens": 100}),
-         "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"),
-        (body(max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 2000}),
-         "`max_tokens` must be greater than `thinking.budget_tokens`"),
+        (
+            {**body(), "messages": [{"role": "user", "content": [{"type": "bogus"}]}]},
+            "messages.0.content.0.type: Input tag 'bogus'",
+        ),
+        (
+            {**body(), "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages.0.content.0.text.text: Field required",
+        ),
+        (
+            body(thinking={"type": "enabled", "budget_tokens": 100}),
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        ),
+        (
+            body(max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 2000}),
+            "`max_tokens` must be greater than `thinking.budget_tokens`",
+        ),
         (body(tools=[{"name": "a"}]), "tools.0.input_schema: Field required"),
         (body(tool_choice={"type": "maybe"}), "tool_choice.type"),
     ],
@@ -126,10 +154,18 @@ async def test_invalid_json(sim: Sim, http: aiohttp.ClientSession) -> None:
 
 
 async def test_pass_through_fields_accepted(sim: Sim, http: aiohttp.ClientSession) -> None:
-    payload = body(service_tier="auto", output_config={"effort": "low"}, container=None,
-                   inference_geo="us", speed="standard", diagnostics={},
-                   cache_control={"type": "ephemeral"}, metadata={"user_id": "u1"},
-                   stop_sequences=["zzz"], top_k=5)
+    payload = body(
+        service_tier="auto",
+        output_config={"effort": "low"},
+        container=None,
+        inference_geo="us",
+        speed="standard",
+        diagnostics={},
+        cache_control={"type": "ephemeral"},
+        metadata={"user_id": "u1"},
+        stop_sequences=["zzz"],
+        top_k=5,
+    )
     status, _ = await _post(sim, http, payload)
     assert status == 200
 
@@ -144,9 +180,7 @@ async def test_sampling_rejected_on_new_version(sim: Sim, http: aiohttp.ClientSe
     assert status == 200
 
 
-async def test_sampling_deprecated_on_newest_models(
-    sim: Sim, http: aiohttp.ClientSession
-) -> None:
+async def test_sampling_deprecated_on_newest_models(sim: Sim, http: aiohttp.ClientSession) -> None:
     for model in ("claude-opus-4-7", "claude-sonnet-5"):
         status, data = await _post(sim, http, body(model=model, temperature=0.5))
         assert status == 400
@@ -156,18 +190,20 @@ async def test_sampling_deprecated_on_newest_models(
 async def test_prefill_refused_on_new_models(client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         await client.messages.create(
-            model=NEW_MODEL, max_tokens=50,
-            messages=[{"role": "user", "content": "hi"},
-                      {"role": "assistant", "content": "Well"}])
+            model=NEW_MODEL,
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well"}],
+        )
     assert info.value.body["error"]["message"] == PREFILL_REFUSED  # type: ignore[index]
 
 
 async def test_prefill_trailing_whitespace_refused(client: anthropic.AsyncAnthropic) -> None:
     with pytest.raises(anthropic.BadRequestError, match="trailing whitespace"):
         await client.messages.create(
-            model=MODEL, max_tokens=50,
-            messages=[{"role": "user", "content": "hi"},
-                      {"role": "assistant", "content": "Well "}])
+            model=MODEL,
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well "}],
+        )
 
 
 async def test_max_tokens_zero_only_on_new_version(sim: Sim, http: aiohttp.ClientSession) -> None:
@@ -185,8 +221,10 @@ async def test_count_tokens_rejects_max_tokens(sim: Sim, http: aiohttp.ClientSes
 
 
 async def test_too_many_breakpoints(sim: Sim, http: aiohttp.ClientSession) -> None:
-    marked = [{"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}}
-              for i in range(5)]
+    marked = [
+        {"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}}
+        for i in range(5)
+    ]
     payload = body()
     payload["messages"] = [{"role": "user", "content": marked}]
     status, data = await _post(sim, http, payload)

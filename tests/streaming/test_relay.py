@@ -14,6 +14,12 @@ from tests.helpers import API_HEADERS, message_body
 from tests.sse import parse_events
 
 
+@pytest.fixture
+def gateway(plain_gateway: RunningServer) -> RunningServer:
+    """These tests look at what one upstream attempt does: no retries, no healing."""
+    return plain_gateway
+
+
 async def stream_events(
     http: aiohttp.ClientSession, gateway: RunningServer, fault: str
 ) -> list[tuple[str, dict]]:

@@ -1,7 +1,8 @@
 """Handlers for the Messages API routes: /v1/messages, count_tokens and models.
 
 Each handler is the pipeline for its route, read top to bottom:
-peer check -> read and validate the body -> forward upstream -> relay the answer.
+peer check -> read and validate the body -> forward upstream (with retries,
+failover and, for streams, healing) -> relay the answer.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from claude_proxy.api.middleware import REQUEST_ID
+from claude_proxy.errors import Overloaded
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.ingress import check_peer, read_call
 from claude_proxy.services import SERVICES, Services
-from claude_proxy.streaming.relay import ClientDisconnected, relay_json, relay_sse
+from claude_proxy.streaming.relay import ATTEMPTS_HEADER, ClientDisconnected, relay_stream
 from claude_proxy.upstream.headers import downstream_headers, upstream_headers
 
 __all__ = ["count_tokens", "create_message", "get_model", "list_models"]
-
-_EVENT_STREAM = "text/event-stream"
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -47,27 +47,32 @@ async def _begin(request: web.Request, services: Services) -> Call:
 
 
 async def _forward(request: web.Request, services: Services, call: Call) -> web.StreamResponse:
-    upstream = services.upstream
-    headers = upstream_headers(call.headers, upstream.api_key)
-    async with upstream.request("POST", call.path, headers, call.raw_body) as response:
-        out_headers = downstream_headers(response.headers)
-        out_headers.setdefault("request-id", call.request_id)
-        if response.content_type == _EVENT_STREAM:
-            try:
-                return await relay_sse(request, response, out_headers, upstream.name)
-            except ClientDisconnected:
-                # Leaving the block closes the upstream connection: generation stops.
-                return web.Response(status=499)
-        return await relay_json(response, out_headers)
+    forwarder = services.forwarder
+    log = forwarder.start(call)
+    if call.stream:
+        try:
+            return await relay_stream(request, forwarder, log)
+        except ClientDisconnected:
+            # The upstream response was closed on the way out: generation stops.
+            return web.Response(status=499)
+    reply = await forwarder.send_json(log)
+    reply.headers.setdefault("request-id", call.request_id)
+    reply.headers[ATTEMPTS_HEADER] = str(log.count)
+    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
 
 async def _forward_get(request: web.Request) -> web.StreamResponse:
+    """Model listings: read-only and cheap, so one attempt on any available deployment."""
     services = request.app[SERVICES]
     if services.check_peers:
         check_peer(request)
-    upstream = services.upstream
-    headers = upstream_headers(request.headers, upstream.api_key)
-    async with upstream.request("GET", request.path_qs, headers) as response:
+    deployment = services.router.choose()
+    if deployment is None:
+        raise Overloaded("No upstream deployment is available (all cooling down or open).")
+    client = deployment.client
+    headers = upstream_headers(request.headers, client.api_key)
+    async with client.request("GET", request.path_qs, headers) as response:
         out_headers = downstream_headers(response.headers)
         out_headers.setdefault("request-id", request[REQUEST_ID])
-        return await relay_json(response, out_headers)
+        body = await response.read()
+        return web.Response(status=response.status, body=body, headers=out_headers)

@@ -2,18 +2,24 @@
 
 from claude_proxy.config.loading import ConfigError, load_settings
 from claude_proxy.config.settings import (
+    BreakerSettings,
     ListenSettings,
     LogSettings,
+    RetrySettings,
     Settings,
+    ShutdownSettings,
     TimeoutSettings,
     UpstreamSettings,
 )
 
 __all__ = [
+    "BreakerSettings",
     "ConfigError",
     "ListenSettings",
     "LogSettings",
+    "RetrySettings",
     "Settings",
+    "ShutdownSettings",
     "TimeoutSettings",
     "UpstreamSettings",
     "load_settings",

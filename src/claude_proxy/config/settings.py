@@ -12,7 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["ListenSettings", "LogSettings", "Settings", "TimeoutSettings", "UpstreamSettings"]
+__all__ = [
+    "BreakerSettings",
+    "ListenSettings",
+    "LogSettings",
+    "RetrySettings",
+    "Settings",
+    "ShutdownSettings",
+    "TimeoutSettings",
+    "UpstreamSettings",
+]
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 
@@ -61,6 +70,50 @@ class TimeoutSettings(_Section):
     read: float = Field(default=600.0, gt=0)
 
 
+class RetrySettings(_Section):
+    """How failed upstream attempts are retried (defaults from the design note)."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    base_delay: float = Field(default=0.5, ge=0)
+    max_delay: float = Field(default=60.0, ge=0)
+    # exponential: delay * (1 + jitter * random()); full_jitter: random() * delay.
+    strategy: Literal["exponential", "full_jitter"] = "exponential"
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    # Retries may be at most this fraction of recent requests (plus min_per_second),
+    # so that during an outage the gateway does not multiply the load on the API.
+    budget: float = Field(default=0.2, ge=0)
+    budget_window: float = Field(default=10.0, gt=0)
+    budget_min_per_second: float = Field(default=10.0, ge=0)
+    # Longest wait for one attempt's response (JSON: the whole body; streams: the headers).
+    attempt_timeout: float = Field(default=600.0, gt=0)
+    # No new attempt starts after this many seconds since the request arrived.
+    deadline: float = Field(default=900.0, gt=0)
+    # Continue a broken stream from the text already sent instead of failing it.
+    heal_streams: bool = True
+    max_heals: int = Field(default=3, ge=0)
+
+
+class BreakerSettings(_Section):
+    """Circuit breaker per deployment: open on a high failure rate, probe, close.
+
+    A failure *rate* over a window, not a count of consecutive failures: under a
+    steady 20 % error rate, runs of five failures happen by chance and would
+    take a working deployment out; a dead one still trips after min_requests.
+    """
+
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    window: float = Field(default=10.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    open_seconds: float = Field(default=30.0, gt=0)
+
+
+class ShutdownSettings(_Section):
+    # On SIGTERM: readyz turns unready for unready_delay seconds (so load balancers
+    # stop sending), then the listener closes and in-flight work has drain_seconds.
+    unready_delay: float = Field(default=0.0, ge=0)
+    drain_seconds: float = Field(default=30.0, ge=0)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -72,6 +125,9 @@ class Settings(_Section):
     listen: ListenSettings = ListenSettings()
     upstreams: list[UpstreamSettings] = Field(default_factory=lambda: [UpstreamSettings()])
     timeouts: TimeoutSettings = TimeoutSettings()
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
     # The API's own limit is 32 MB; larger bodies are refused before they are read.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     # Pooled connections towards the upstream (0 = unbounded).
@@ -86,6 +142,9 @@ class Settings(_Section):
     def _at_least_one(cls, value: list[UpstreamSettings]) -> list[UpstreamSettings]:
         if not value:
             raise ValueError("at least one upstream is required")
+        names = [upstream.name for upstream in value]
+        if len(set(names)) != len(names):
+            raise ValueError("upstream names must be unique")
         return value
 
     @property

@@ -32,8 +32,12 @@ def _http_error(exc: web.HTTPException, request_id: str) -> web.Response:
     if exc.status == 404:
         return error_response(404, "not_found_error", "Not Found", request_id)
     if exc.status == 413:
-        return error_response(413, "request_too_large", "Request exceeds the maximum allowed "
-                              "number of bytes.", request_id)
+        return error_response(
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+            request_id,
+        )
     if exc.status == 405:
         return error_response(405, "invalid_request_error", "Method Not Allowed", request_id)
     error_type = "invalid_request_error" if exc.status < 500 else "api_error"

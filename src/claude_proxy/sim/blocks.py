@@ -32,7 +32,9 @@ _ASSISTANT_ONLY = frozenset(
 )
 _TAGS = ", ".join(f"'{t}'" for t in _REQUIRED)
 _TYPE_NAMES: dict[type, str] = {
-    str: "a valid string", dict: "a valid dictionary", list: "a valid list",
+    str: "a valid string",
+    dict: "a valid dictionary",
+    list: "a valid list",
 }
 
 
@@ -81,11 +83,13 @@ def check_blocks(raw: list[Any], path: str, role: str, version: str) -> list[dic
             )
         if version == "2026-10-21":
             if role == "assistant" and kind == "document":
-                raise InvalidRequest(f"{path}.{j}: `document` blocks are not allowed in "
-                                     "assistant messages")
+                raise InvalidRequest(
+                    f"{path}.{j}: `document` blocks are not allowed in assistant messages"
+                )
             if role == "user" and kind == "text" and block.get("citations"):
-                raise InvalidRequest(f"{path}.{j}.text.citations: citations are not allowed "
-                                     "on user text blocks")
+                raise InvalidRequest(
+                    f"{path}.{j}.text.citations: citations are not allowed on user text blocks"
+                )
         if kind == "text" and not block["text"]:
             raise InvalidRequest(f"{path}.{j}.text.text: text content blocks must be non-empty")
         out.append(block)

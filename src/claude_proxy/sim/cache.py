@@ -90,7 +90,8 @@ class PromptCache:
         """Look up and write this prompt's prefixes; return the usage split."""
         marks: dict[int, str] = {
             i: str(u.cache_control.get("ttl", "5m"))
-            for i, u in enumerate(units) if u.cache_control is not None
+            for i, u in enumerate(units)
+            if u.cache_control is not None
         }
         if automatic is not None and units and (len(units) - 1) not in marks:
             marks[len(units) - 1] = str(automatic.get("ttl", "5m"))
@@ -100,7 +101,7 @@ class PromptCache:
                 f"Found {len(marks)}."
             )
         ttls_in_order = [marks[i] for i in sorted(marks)]
-        if "5m" in ttls_in_order and "1h" in ttls_in_order[ttls_in_order.index("5m"):]:
+        if "5m" in ttls_in_order and "1h" in ttls_in_order[ttls_in_order.index("5m") :]:
             raise InvalidRequest(
                 "a ttl='1h' cache_control block must not come after a ttl='5m' block"
             )

@@ -27,11 +27,20 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
 @click.option("--api-key", default=None, help="Required key; default accepts any non-empty key.")
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Latency factor; 0 disables every delay.")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Latency factor; 0 disables every delay.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault RNG.")
-@click.option("--fault-rate", default=0.0, type=click.FloatRange(0, 1),
-              help="Overall fault rate spread over all kinds (overrides --p-* flags).")
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Overall fault rate spread over all kinds (overrides --p-* flags).",
+)
 @click.option("--p-429", "p_429", default=0.0, type=click.FloatRange(0, 1))
 @click.option("--p-529", "p_529", default=0.0, type=click.FloatRange(0, 1))
 @click.option("--p-500", "p_500", default=0.0, type=click.FloatRange(0, 1))
@@ -39,10 +48,19 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 @click.option("--p-cut", default=0.0, type=click.FloatRange(0, 1))
 @click.option("--p-stream-error", default=0.0, type=click.FloatRange(0, 1))
 @click.option("--p-slow", default=0.0, type=click.FloatRange(0, 1))
-@click.option("--slow-first-byte", default=2.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds of stall before headers on a 'slow' fault.")
-@click.option("--continue-overlap-words", default=0, type=click.IntRange(min=0),
-              help="Words a continue turn repeats before the rest (real models overlap).")
+@click.option(
+    "--slow-first-byte",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds of stall before headers on a 'slow' fault.",
+)
+@click.option(
+    "--continue-overlap-words",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Words a continue turn repeats before the rest (real models overlap).",
+)
 def simulate(
     host: str,
     port: int,
@@ -62,15 +80,35 @@ def simulate(
 ) -> None:
     """Run a simulated Anthropic Messages API (latency, usage, caching, faults)."""
     try:
-        faults = FaultRates.mix(fault_rate) if fault_rate > 0 else FaultRates(
-            p_429=p_429, p_529=p_529, p_500=p_500, p_reset=p_reset, p_cut=p_cut,
-            p_stream_error=p_stream_error, p_slow=p_slow,
+        faults = (
+            FaultRates.mix(fault_rate)
+            if fault_rate > 0
+            else FaultRates(
+                p_429=p_429,
+                p_529=p_529,
+                p_500=p_500,
+                p_reset=p_reset,
+                p_cut=p_cut,
+                p_stream_error=p_stream_error,
+                p_slow=p_slow,
+            )
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    settings = SimSettings(api_key=api_key, speed=speed, seed=seed, faults=faults,
-                           slow_first_byte=slow_first_byte,
-                           continue_overlap_words=continue_overlap_words)
+    settings = SimSettings(
+        api_key=api_key,
+        speed=speed,
+        seed=seed,
+        faults=faults,
+        slow_first_byte=slow_first_byte,
+        continue_overlap_words=continue_overlap_words,
+    )
     click.echo(f"claude-proxy simulator listening on http://{host}:{port}")
-    web.run_app(create_sim_app(settings), host=host, port=port, print=None,
-                loop=_new_loop(), access_log=None)
+    web.run_app(
+        create_sim_app(settings),
+        host=host,
+        port=port,
+        print=None,
+        loop=_new_loop(),
+        access_log=None,
+    )

@@ -14,8 +14,11 @@ from claude_proxy.sim.settings import FAULT_KINDS, SimSettings
 __all__ = ["Fault", "draw_fault", "error_fault_response", "parse_forced", "ratelimit_headers"]
 
 _STATUS = {
-    "429": (429, "rate_limit_error", "Number of request tokens has exceeded your per-minute "
-            "rate limit (simulated)."),
+    "429": (
+        429,
+        "rate_limit_error",
+        "Number of request tokens has exceeded your per-minute rate limit (simulated).",
+    ),
     "529": (529, "overloaded_error", "Overloaded"),
     "500": (500, "api_error", "Internal server error"),
 }
@@ -70,8 +73,12 @@ def draw_fault(rng: random.Random, settings: SimSettings) -> Fault | None:
 def ratelimit_headers(retry_after: float) -> dict[str, str]:
     reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + retry_after))
     headers = {"retry-after": f"{retry_after:g}"}
-    for family, limit in (("requests", "50"), ("tokens", "80000"),
-                          ("input-tokens", "40000"), ("output-tokens", "16000")):
+    for family, limit in (
+        ("requests", "50"),
+        ("tokens", "80000"),
+        ("input-tokens", "40000"),
+        ("output-tokens", "16000"),
+    ):
         headers[f"anthropic-ratelimit-{family}-limit"] = limit
         headers[f"anthropic-ratelimit-{family}-remaining"] = "0"
         headers[f"anthropic-ratelimit-{family}-reset"] = reset

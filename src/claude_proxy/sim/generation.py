@@ -20,7 +20,11 @@ from claude_proxy.sim.validation import Message, MessagesRequest
 
 __all__ = ["Block", "Reply", "generate", "is_continue_instruction"]
 
-_CONTINUE = re.compile(r"^(please\s+)?continue[.!]*$", re.IGNORECASE)
+# "continue", "Please continue.", "Continue exactly where you left off." (the gateway's).
+_CONTINUE = re.compile(
+    r"^(please\s+)?continue(\s+exactly)?(\s+(from\s+)?where\s+you\s+left\s+off)?[.!]*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(slots=True)
@@ -54,8 +58,12 @@ class Block:
             return {"type": "thinking", "thinking": self.text, "signature": self.signature}
         if self.kind == "tool_use" and self.tool is not None:
             arguments = self.tool.input if self.complete else {}
-            return {"type": "tool_use", "id": self.tool.id, "name": self.tool.name,
-                    "input": arguments}
+            return {
+                "type": "tool_use",
+                "id": self.tool.id,
+                "name": self.tool.name,
+                "input": arguments,
+            }
         return {"type": "text", "text": self.text}
 
 
@@ -103,7 +111,7 @@ def _chunk(pieces: list[str], rng: random.Random) -> list[tuple[str, int]]:
     i = 0
     while i < len(pieces):
         n = min(rng.randint(1, 4), len(pieces) - i)
-        deltas.append(("".join(pieces[i:i + n]), n))
+        deltas.append(("".join(pieces[i : i + n]), n))
         i += n
     return deltas
 
@@ -128,8 +136,8 @@ def _cut(pieces: list[str], budget: int, stops: list[str]) -> tuple[list[str], s
                 break  # max_tokens comes first
             trimmed: list[str] = []
             left = at
-            for kept in pieces[:i + 1]:
-                trimmed.append(kept[:max(0, left)])
+            for kept in pieces[: i + 1]:
+                trimmed.append(kept[: max(0, left)])
                 left -= len(kept)
             return trimmed, "stop_sequence", stop
     if len(pieces) > budget:
@@ -161,14 +169,17 @@ def _pieces_for(
 ) -> tuple[int, list[str], ToolCall | None]:
     """Seed, the reply's text pieces (prefill removed) and a tool call, if any."""
     base, prefill, via_continue = _split_conversation(req.messages)
-    material = canonical([
-        req.model.id, req.system, req.tools,
-        [[m.role, m.blocks] for m in base],
-    ])
+    material = canonical(
+        [
+            req.model.id,
+            req.system,
+            req.tools,
+            [[m.role, m.blocks] for m in base],
+        ]
+    )
     seed = seed_from(material)
     if answer_tokens is None:
-        answer_tokens = natural_length(seed, settings.min_answer_tokens,
-                                       settings.max_answer_tokens)
+        answer_tokens = natural_length(seed, settings.min_answer_tokens, settings.max_answer_tokens)
     if not prefill:
         call = choose_tool(req, base, seed)
         if call is not None:
@@ -181,8 +192,11 @@ def _pieces_for(
     else:
         # Not our own answer: continue it deterministically from the whole conversation.
         other = seed_from(material, prefill.encode())
-        rest = answer_pieces(other, natural_length(other, settings.min_answer_tokens,
-                                                   settings.max_answer_tokens), lead=" ")
+        rest = answer_pieces(
+            other,
+            natural_length(other, settings.min_answer_tokens, settings.max_answer_tokens),
+            lead=" ",
+        )
     if via_continue and settings.continue_overlap_words:
         # Real models repeat a few words when continuing; the gateway must remove them.
         overlap = tail_words(prefill, settings.continue_overlap_words)

@@ -33,8 +33,9 @@ _MAX_HEADER_INT = 1_000_000  # bounds the memory one x-sim-answer-tokens request
 
 
 def _json(payload: Any, request: web.Request, status: int = 200) -> web.Response:
-    response = web.Response(body=orjson.dumps(payload), status=status,
-                            content_type="application/json")
+    response = web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json"
+    )
     response.headers["request-id"] = request[REQUEST_ID]
     return response
 
@@ -84,6 +85,14 @@ def _units(req: MessagesRequest) -> list[Any]:
 def _choose_fault(request: web.Request, state: SimState) -> Fault | None:
     forced = request.headers.get("x-sim-fault")
     if forced:
+        # x-sim-fault-times: N limits the forced fault to the first N requests that
+        # carry it (and the same x-sim-fault-key): a retry or continuation then succeeds.
+        times = _header_int(request, "x-sim-fault-times")
+        if times is not None:
+            key = request.headers.get("x-sim-fault-key", "") + "|" + forced
+            state.forced_counts[key] += 1
+            if state.forced_counts[key] > times:
+                return None
         return parse_forced(forced)
     return draw_fault(state.rng, state.settings)
 
@@ -114,32 +123,43 @@ async def messages(request: web.Request) -> web.StreamResponse:
             retry_after = _header_float(request, "x-sim-retry-after")
             if retry_after is None and fault.kind == "429":
                 retry_after = settings.retry_after
-            return error_fault_response(fault, request[REQUEST_ID], retry_after,
-                                        request.headers.get("x-sim-should-retry"))
+            return error_fault_response(
+                fault, request[REQUEST_ID], retry_after, request.headers.get("x-sim-should-retry")
+            )
         elif fault.kind == "reset" or not req.stream:
             return _drop_connection(request)
-    usage_split = state.cache.account(req.model.id, _units(req), req.cache_control,
-                                      req.model.min_cacheable_tokens)
+    usage_split = state.cache.account(
+        req.model.id, _units(req), req.cache_control, req.model.min_cacheable_tokens
+    )
     reply = generate(req, settings, answer_tokens)
     state.stats.output_tokens += reply.output_tokens
     usage: dict[str, Any] = {**usage_split.to_api(), "service_tier": "standard"}
     message: dict[str, Any] = {
-        "id": new_id("msg_01"), "type": "message", "role": "assistant",
-        "model": req.model_name, "content": [], "stop_reason": None, "stop_sequence": None,
+        "id": new_id("msg_01"),
+        "type": "message",
+        "role": "assistant",
+        "model": req.model_name,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
     }
     latency, speed = settings.latency, settings.speed
-    ttft = time_to_first_token(latency, speed, usage_split.input_tokens,
-                               usage_split.cache_read)
+    ttft = time_to_first_token(latency, speed, usage_split.input_tokens, usage_split.cache_read)
     if req.stream:
-        return await _stream(request, message, reply, usage, ttft,
-                             per_output_token(latency, speed), fault)
-    delay = total_time(latency, speed, usage_split.input_tokens, usage_split.cache_read,
-                       reply.output_tokens)
+        return await _stream(
+            request, message, reply, usage, ttft, per_output_token(latency, speed), fault
+        )
+    delay = total_time(
+        latency, speed, usage_split.input_tokens, usage_split.cache_read, reply.output_tokens
+    )
     if delay > 0:
         await asyncio.sleep(delay)
-    message.update(content=[b.to_api() for b in reply.blocks], stop_reason=reply.stop_reason,
-                   stop_sequence=reply.stop_sequence,
-                   usage={**usage, "output_tokens": reply.output_tokens})
+    message.update(
+        content=[b.to_api() for b in reply.blocks],
+        stop_reason=reply.stop_reason,
+        stop_sequence=reply.stop_sequence,
+        usage={**usage, "output_tokens": reply.output_tokens},
+    )
     return _json(message, request)
 
 
@@ -152,11 +172,13 @@ async def _stream(
     per_token: float,
     fault: Fault | None,
 ) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        "request-id": request[REQUEST_ID],
-    })
+    response = web.StreamResponse(
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "request-id": request[REQUEST_ID],
+        }
+    )
     await response.prepare(request)
     pacer = Pacer(ttft, per_token)
     stop_at = int(fault.after) if fault is not None else -1
@@ -173,19 +195,22 @@ async def _stream(
     return response
 
 
-async def _break_stream(
-    request: web.Request, response: web.StreamResponse, fault: Fault
-) -> None:
+async def _break_stream(request: web.Request, response: web.StreamResponse, fault: Fault) -> None:
     """Inject a cut (close without message_stop) or an in-stream `error` event."""
     if fault.kind == "cut":
         # Flush what was sent, then close without message_stop or the final chunk.
         if request.transport is not None:
             request.transport.close()
         return
-    await response.write(encode("error", {
-        "type": "error",
-        "error": {"type": "overloaded_error", "message": "Overloaded"},
-    }))
+    await response.write(
+        encode(
+            "error",
+            {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+            },
+        )
+    )
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -198,9 +223,12 @@ async def count_tokens(request: web.Request) -> web.Response:
         fault = parse_forced(forced)
         state.stats.faults[fault.kind] += 1
         if fault.is_status:
-            return error_fault_response(fault, request[REQUEST_ID],
-                                        _header_float(request, "x-sim-retry-after"),
-                                        request.headers.get("x-sim-should-retry"))
+            return error_fault_response(
+                fault,
+                request[REQUEST_ID],
+                _header_float(request, "x-sim-retry-after"),
+                request.headers.get("x-sim-should-retry"),
+            )
         if fault.kind != "slow":
             return _drop_connection(request)
     # Same units and overhead as usage: the total equals input + cache read + cache write.
@@ -210,9 +238,15 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def list_models(request: web.Request) -> web.Response:
     _check_headers(request)
     data = [spec.to_api() for spec in active_models()]
-    return _json({"data": data, "has_more": False,
-                  "first_id": data[0]["id"] if data else None,
-                  "last_id": data[-1]["id"] if data else None}, request)
+    return _json(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        },
+        request,
+    )
 
 
 async def get_model(request: web.Request) -> web.Response:

@@ -28,33 +28,51 @@ def _delta(block: Block, text: str) -> dict[str, Any]:
     return {"type": "text_delta", "text": text}
 
 
-def reply_events(
-    message: dict[str, Any], reply: Reply, usage: dict[str, Any]
-) -> Iterator[Event]:
+def reply_events(message: dict[str, Any], reply: Reply, usage: dict[str, Any]) -> Iterator[Event]:
     """All events of a stream in order; token counts drive the pacing."""
     start_usage = {**usage, "output_tokens": min(1, reply.output_tokens)}
-    yield "message_start", {"type": "message_start",
-                            "message": {**message, "usage": start_usage}}, 0
+    yield (
+        "message_start",
+        {"type": "message_start", "message": {**message, "usage": start_usage}},
+        0,
+    )
     produced = 0
     for index, block in enumerate(reply.blocks):
-        yield "content_block_start", {"type": "content_block_start", "index": index,
-                                      "content_block": block.shell()}, produced
+        yield (
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block.shell()},
+            produced,
+        )
         if index == 0:
             yield "ping", {"type": "ping"}, produced
         for text, tokens in block.deltas:
             produced += tokens
             if block.kind == "text" and not text:
                 continue  # empty pieces still cost tokens but are not sent
-            yield "content_block_delta", {"type": "content_block_delta", "index": index,
-                                          "delta": _delta(block, text)}, produced
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": _delta(block, text)},
+                produced,
+            )
         if block.kind == "thinking":
-            yield "content_block_delta", {"type": "content_block_delta", "index": index,
-                                          "delta": {"type": "signature_delta",
-                                                    "signature": block.signature}}, produced
+            yield (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "signature_delta", "signature": block.signature},
+                },
+                produced,
+            )
         yield "content_block_stop", {"type": "content_block_stop", "index": index}, produced
     final_usage = {**usage, "output_tokens": reply.output_tokens}
-    yield "message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": reply.stop_reason,
-                                      "stop_sequence": reply.stop_sequence},
-                            "usage": final_usage}, reply.output_tokens
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
+            "usage": final_usage,
+        },
+        reply.output_tokens,
+    )
     yield "message_stop", {"type": "message_stop"}, reply.output_tokens

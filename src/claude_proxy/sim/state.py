@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -20,6 +21,8 @@ class SimState:
     rng: random.Random  # fault draws only; answers are seeded by the conversation
     cache: PromptCache
     stats: Stats
+    # Requests seen per forced-fault key (x-sim-fault-times).
+    forced_counts: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def build(cls, settings: SimSettings) -> SimState:

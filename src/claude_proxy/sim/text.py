@@ -90,7 +90,7 @@ def split_after(pieces: list[str], consumed: int) -> list[str]:
     for i, piece in enumerate(pieces):
         end = position + len(piece)
         if end > consumed:
-            return [piece[consumed - position:], *pieces[i + 1:]]
+            return [piece[consumed - position :], *pieces[i + 1 :]]
         position = end
     return []
 

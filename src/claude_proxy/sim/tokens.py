@@ -117,8 +117,11 @@ def prompt_units(
             tag = (role[0] + ("0" if i == 0 else "")).encode()
             overhead = MESSAGE_OVERHEAD if i == 0 else 0
             units.append(
-                PromptUnit(tag + canonical(block), block_tokens(block) + overhead,
-                           block.get("cache_control"))
+                PromptUnit(
+                    tag + canonical(block),
+                    block_tokens(block) + overhead,
+                    block.get("cache_control"),
+                )
             )
         if not blocks:
             units.append(PromptUnit(role[0].encode() + b"0", MESSAGE_OVERHEAD, None))

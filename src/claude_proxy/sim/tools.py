@@ -35,7 +35,7 @@ class ToolCall:
         i = 0
         while i < len(payload):
             n = rng.randint(6, 16)
-            piece = payload[i:i + n]
+            piece = payload[i : i + n]
             out.append((piece, max(1, text_tokens(piece))))
             i += n
         return out
@@ -77,8 +77,9 @@ def _object_value(schema: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 def _last_user_text(base: list[Message]) -> str:
     for message in reversed(base):
         if message.role == "user":
-            return " ".join(str(b.get("text", "")) for b in message.blocks
-                            if b.get("type") == "text")
+            return " ".join(
+                str(b.get("text", "")) for b in message.blocks if b.get("type") == "text"
+            )
     return ""
 
 

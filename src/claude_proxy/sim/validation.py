@@ -26,16 +26,39 @@ PREFILL_REFUSED = (
 )
 _SAMPLING = ("temperature", "top_p", "top_k")
 _PASS_THROUGH = frozenset(
-    {"cache_control", "service_tier", "output_config", "container", "inference_geo", "speed",
-     "diagnostics", "context_management", "mcp_servers"}
+    {
+        "cache_control",
+        "service_tier",
+        "output_config",
+        "container",
+        "inference_geo",
+        "speed",
+        "diagnostics",
+        "context_management",
+        "mcp_servers",
+    }
 )
-_MESSAGES_FIELDS = frozenset(
-    {"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "metadata",
-     "tools", "tool_choice", "thinking", *_SAMPLING}
-) | _PASS_THROUGH
-_COUNT_FIELDS = frozenset(
-    {"model", "messages", "system", "tools", "tool_choice", "thinking"}
-) | _PASS_THROUGH
+_MESSAGES_FIELDS = (
+    frozenset(
+        {
+            "model",
+            "messages",
+            "max_tokens",
+            "system",
+            "stop_sequences",
+            "stream",
+            "metadata",
+            "tools",
+            "tool_choice",
+            "thinking",
+            *_SAMPLING,
+        }
+    )
+    | _PASS_THROUGH
+)
+_COUNT_FIELDS = (
+    frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"}) | _PASS_THROUGH
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +255,9 @@ def _thinking(raw: Any, max_tokens: int, count_only: bool) -> dict[str, Any] | N
         if isinstance(budget, bool) or not isinstance(budget, int):
             raise _bad("thinking.enabled.budget_tokens", "Input should be a valid integer")
         if budget < 1024:
-            raise _bad("thinking.enabled.budget_tokens",
-                       "Input should be greater than or equal to 1024")
+            raise _bad(
+                "thinking.enabled.budget_tokens", "Input should be greater than or equal to 1024"
+            )
         if not count_only and budget >= max_tokens:
             raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`.")
     return raw
@@ -242,17 +266,18 @@ def _thinking(raw: Any, max_tokens: int, count_only: bool) -> dict[str, Any] | N
 def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -> None:
     spec = req.model
     if not count_only and req.max_tokens > spec.max_output:
-        raise _bad("max_tokens", f"{req.max_tokens} > {spec.max_output}, which is the maximum "
-                   f"allowed number of output tokens for {spec.id}")
+        raise _bad(
+            "max_tokens",
+            f"{req.max_tokens} > {spec.max_output}, which is the maximum "
+            f"allowed number of output tokens for {spec.id}",
+        )
     for key in _SAMPLING:
         if key not in data:
             continue
         if not spec.accepts_sampling:
             raise InvalidRequest(f"`{key}` is deprecated for this model.")
         if req.version == NEW_VERSION:
-            raise InvalidRequest(
-                f"`{key}` is not supported with anthropic-version {NEW_VERSION}."
-            )
+            raise InvalidRequest(f"`{key}` is not supported with anthropic-version {NEW_VERSION}.")
     if spec.adaptive_thinking_only and req.thinking and req.thinking.get("type") == "enabled":
         raise _bad("thinking.type", "'enabled' is not supported for this model; use 'adaptive'")
     last = req.messages[-1]
@@ -265,8 +290,9 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             )
         tail = last.blocks[-1] if last.blocks else None
         if tail and tail.get("type") == "text" and tail["text"] != tail["text"].rstrip():
-            raise InvalidRequest("messages: final assistant content cannot end with trailing "
-                                 "whitespace")
+            raise InvalidRequest(
+                "messages: final assistant content cannot end with trailing whitespace"
+            )
 
 
 def parse_request(body: bytes, version: str, *, count_only: bool = False) -> MessagesRequest:
@@ -306,9 +332,17 @@ def parse_request(body: bytes, version: str, *, count_only: bool = False) -> Mes
     if spec is None or spec.retired:
         raise NotFound(f"model: {model_name}")
     req = MessagesRequest(
-        model_name=model_name, model=spec, messages=messages, system=system,
-        max_tokens=max_tokens, stop_sequences=stop, stream=stream, tools=tools,
-        tool_choice=tool_choice, thinking=thinking, cache_control=data.get("cache_control"),
+        model_name=model_name,
+        model=spec,
+        messages=messages,
+        system=system,
+        max_tokens=max_tokens,
+        stop_sequences=stop,
+        stream=stream,
+        tools=tools,
+        tool_choice=tool_choice,
+        thinking=thinking,
+        cache_control=data.get("cache_control"),
         version=version,
     )
     _model_rules(data, req, count_only)

@@ -51,6 +51,17 @@ class UpstreamClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self.name) from None
 
+    async def send(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> aiohttp.ClientResponse:
+        """Send a request; the caller must ``release()`` or ``close()`` the response."""
+        try:
+            return await self._session.request(
+                method, self.base_url + path, headers=headers, data=body, allow_redirects=False
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate_client_error(exc, self.name) from None
+
     async def close(self) -> None:
         await self._session.close()
 

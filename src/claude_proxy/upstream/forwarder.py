@@ -1,0 +1,299 @@
+"""Send a request upstream until it succeeds, or fail it honestly.
+
+One client request may take several upstream attempts: the router picks a
+deployment, the retry policy says whether and when to try again, the retry
+budget says whether the gateway can afford it, and the deadline bounds it all.
+Streams use ``open_stream`` for the attempt that opens them; the stream relay
+asks ``may_retry`` before continuing a broken one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from claude_proxy.config import Settings
+from claude_proxy.errors import GatewayError, Overloaded, RateLimited, UpstreamTimeout
+from claude_proxy.pipeline.call import Call
+from claude_proxy.upstream.budget import RetryBudget
+from claude_proxy.upstream.client import translate_client_error
+from claude_proxy.upstream.headers import downstream_headers, upstream_headers
+from claude_proxy.upstream.retry import RetryPolicy, retry_after_seconds
+from claude_proxy.upstream.router import Deployment, Router
+from claude_proxy.upstream.stats import UpstreamStats
+
+__all__ = ["AttemptLog", "Forwarder", "OpenStream", "UpstreamReply"]
+
+_log = logging.getLogger("claude_proxy.upstream")
+_EVENT_STREAM = "text/event-stream"
+CLIENT_RETRY_HEADER = "x-stainless-retry-count"
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """A complete (non-stream) upstream answer, success or error."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A 200 event-stream response whose body has not been read yet."""
+
+    deployment: Deployment
+    response: aiohttp.ClientResponse
+    headers: CIMultiDict[str]
+
+
+@dataclass(slots=True)
+class AttemptLog:
+    """The attempts made for one client request."""
+
+    call: Call
+    allowed: int
+    deadline_at: float
+    count: int = 0
+    retries: int = 0
+    heals: int = 0
+    last_failed: str | None = None
+
+
+@dataclass(slots=True)
+class _Failure:
+    deployment: Deployment
+    error: GatewayError | UpstreamReply
+    advised_delay: float | None = None  # retry-after of a 529 and the like
+    cooled: bool = False  # a 429 already paused this deployment
+
+
+class Forwarder:
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings.retry
+        self._policy = RetryPolicy(settings.retry)
+        self.router = router
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self.budget = RetryBudget(
+            settings.retry.budget,
+            settings.retry.budget_window,
+            settings.retry.budget_min_per_second,
+            clock,
+        )
+        self.stats = UpstreamStats()
+
+    def start(self, call: Call) -> AttemptLog:
+        """Begin the attempts of one client request."""
+        self.budget.record_request()
+        # A client that is itself retrying gets fewer attempts from us, so that its
+        # retries and ours multiply to a bounded number of upstream calls.
+        client_retries = _int_header(call.headers.get(CLIENT_RETRY_HEADER))
+        allowed = max(1, self.settings.max_attempts - client_retries)
+        return AttemptLog(call, allowed, self._clock() + self.settings.deadline)
+
+    async def send_json(self, log: AttemptLog) -> UpstreamReply:
+        """A complete answer: the first success, or the last failure once retrying stops."""
+        while True:
+            outcome = await self._attempt(log, log.call.raw_body, stream=False)
+            if not isinstance(outcome, _Failure):
+                assert isinstance(outcome, UpstreamReply)
+                return outcome
+            if not await self._may_retry_after(log, outcome):
+                return _give_up(outcome)
+
+    async def open_stream(self, log: AttemptLog, body: bytes) -> OpenStream | UpstreamReply:
+        """An open event stream, or the final error reply if none could be opened."""
+        while True:
+            outcome = await self._attempt(log, body, stream=True)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            if not await self._may_retry_after(log, outcome):
+                return _give_up(outcome)
+
+    def stream_broke(self, deployment: Deployment, reason: str) -> None:
+        """An open stream failed: that counts against its deployment."""
+        deployment.breaker.on_failure()
+        self.stats.attempts[(deployment.name, f"broken_{reason}")] += 1
+
+    async def may_retry(self, log: AttemptLog, failed: Deployment) -> bool:
+        """Whether another attempt may start after ``failed`` broke; waits the backoff."""
+        return await self._may_retry_after(log, _Failure(failed, GatewayError("stream broke")))
+
+    async def _may_retry_after(self, log: AttemptLog, failure: _Failure) -> bool:
+        log.last_failed = failure.deployment.name
+        if log.count >= log.allowed:
+            return self._stop(log, "attempts exhausted")
+        if failure.cooled:
+            delay = 0.0  # choosing the next deployment waits for the cooldown if need be
+        elif failure.advised_delay is not None:
+            delay = failure.advised_delay
+        elif self._router_has_alternative(failure.deployment):
+            delay = 0.0  # fail over at once; the breaker guards the failing deployment
+        else:
+            delay = self._policy.backoff(log.retries, self._rng)
+        if self._clock() + delay > log.deadline_at:
+            return self._stop(log, "deadline")
+        if not self.budget.try_spend():
+            self.stats.budget_denied += 1
+            return self._stop(log, "retry budget spent")
+        log.retries += 1
+        self.stats.retries += 1
+        if delay > 0:
+            await self._sleep(delay)
+        return True
+
+    def _router_has_alternative(self, failed: Deployment) -> bool:
+        now = self._clock()
+        return any(d is not failed and d.available(now) for d in self.router.deployments)
+
+    def _stop(self, log: AttemptLog, reason: str) -> bool:
+        self.stats.gave_up[reason] += 1
+        _log.info(
+            "upstream gave up request_id=%s attempts=%d reason=%s",
+            log.call.request_id,
+            log.count,
+            reason,
+        )
+        return False
+
+    async def _attempt(
+        self, log: AttemptLog, body: bytes, *, stream: bool
+    ) -> UpstreamReply | OpenStream | _Failure:
+        deployment = await self._choose(log)
+        log.count += 1
+        deployment.attempts += 1
+        deployment.breaker.on_attempt()
+        started = self._clock()
+        try:
+            result = await self._send(deployment, log.call, body, stream=stream)
+        except asyncio.CancelledError:
+            deployment.breaker.on_abandoned()
+            raise
+        outcome = self._classify(deployment, result)
+        self._record(log, deployment, result, self._clock() - started)
+        return outcome
+
+    async def _send(
+        self, deployment: Deployment, call: Call, body: bytes, *, stream: bool
+    ) -> UpstreamReply | OpenStream | GatewayError:
+        headers = upstream_headers(call.headers, deployment.client.api_key)
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout):
+                response = await deployment.client.send("POST", call.path, headers, body)
+                if stream and response.status == 200 and response.content_type == _EVENT_STREAM:
+                    return OpenStream(deployment, response, downstream_headers(response.headers))
+                try:
+                    payload = await response.read()
+                finally:
+                    response.release()
+                return UpstreamReply(response.status, downstream_headers(response.headers), payload)
+        except TimeoutError:
+            return UpstreamTimeout(
+                f"upstream {deployment.name!r} did not answer within "
+                f"{self.settings.attempt_timeout:g} s"
+            )
+        except aiohttp.ClientError as exc:
+            return translate_client_error(exc, deployment.name)
+        except GatewayError as exc:
+            return exc
+
+    def _classify(
+        self, deployment: Deployment, result: UpstreamReply | OpenStream | GatewayError
+    ) -> UpstreamReply | OpenStream | _Failure:
+        breaker = deployment.breaker
+        if isinstance(result, OpenStream):
+            breaker.on_success()
+            return result
+        if isinstance(result, GatewayError):
+            breaker.on_failure()
+            return _Failure(deployment, result)
+        if result.status < 400 or not self._policy.should_retry_status(
+            result.status, result.headers
+        ):
+            breaker.on_success()  # the deployment works; a 4xx is the request's own fault
+            return result
+        advised = retry_after_seconds(result.headers)
+        if result.status == 429:
+            pause = advised if advised is not None else self._policy.backoff(0, self._rng)
+            self.router.cool_down(deployment, pause)
+            return _Failure(deployment, result, cooled=True)
+        breaker.on_failure()
+        return _Failure(deployment, result, advised_delay=advised)
+
+    async def _choose(self, log: AttemptLog) -> Deployment:
+        while True:
+            deployment = self.router.choose(avoid=log.last_failed)
+            if deployment is not None:
+                return deployment
+            wait, cooling_only = self.router.next_available()
+            retry_after = {"retry-after": str(max(1, math.ceil(wait)))} if wait < math.inf else {}
+            if not cooling_only:
+                # Open breakers mean the deployments are failing: fail fast, don't pile up.
+                raise Overloaded(
+                    "All upstream deployments are failing (circuit open).", headers=retry_after
+                )
+            if wait > self.settings.max_delay or self._clock() + wait > log.deadline_at:
+                raise RateLimited(
+                    "All upstream deployments are rate limited; retry later.", headers=retry_after
+                )
+            await self._sleep(max(wait, 0.001))
+
+    def _record(
+        self,
+        log: AttemptLog,
+        deployment: Deployment,
+        result: UpstreamReply | OpenStream | GatewayError,
+        seconds: float,
+    ) -> None:
+        if isinstance(result, OpenStream):
+            outcome, status = "ok", 200
+        elif isinstance(result, UpstreamReply):
+            status = result.status
+            outcome = "ok" if status < 400 else f"http_{status}"
+        else:
+            outcome, status = result.error_type, 0
+        self.stats.attempts[(deployment.name, outcome)] += 1
+        # Failed attempts are what an operator looks for; successful ones would only
+        # repeat the request log line, so they are logged at debug level.
+        _log.log(
+            logging.DEBUG if outcome == "ok" else logging.INFO,
+            "upstream attempt request_id=%s attempt=%d deployment=%s outcome=%s status=%d "
+            "duration_ms=%.1f",
+            log.call.request_id,
+            log.count,
+            deployment.name,
+            outcome,
+            status,
+            seconds * 1000,
+        )
+
+
+def _give_up(failure: _Failure) -> UpstreamReply:
+    if isinstance(failure.error, UpstreamReply):
+        return failure.error
+    raise failure.error
+
+
+def _int_header(value: str | None) -> int:
+    try:
+        return max(int(value), 0) if value is not None else 0
+    except ValueError:
+        return 0
