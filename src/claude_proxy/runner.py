@@ -1,12 +1,20 @@
-"""Run the gateway process: start serving, wait for a signal, shut down."""
+"""Run the gateway process: start serving, wait for a signal, drain, shut down.
+
+On SIGTERM (or SIGINT) the gateway first reports unready for
+``shutdown.unready_delay`` seconds so load balancers stop sending it work, then
+closes its listener and gives in-flight requests and streams up to
+``shutdown.drain_seconds`` to finish before the remaining ones are cancelled.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from claude_proxy.app import create_app
 from claude_proxy.config import Settings
 from claude_proxy.server import run_event_loop, start_server, wait_for_signal
+from claude_proxy.services import SERVICES
 
 __all__ = ["serve_gateway"]
 
@@ -18,15 +26,27 @@ def serve_gateway(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    server = await start_server(create_app(settings), settings.listen.host, settings.listen.port)
-    upstream = settings.primary
+    app = create_app(settings)
+    server = await start_server(
+        app,
+        settings.listen.host,
+        settings.listen.port,
+        shutdown_timeout=settings.shutdown.drain_seconds,
+    )
     _log.info(
-        "claude-proxy listening on %s, upstream %s (%s key)",
+        "claude-proxy listening on %s, upstreams: %s",
         server.url,
-        upstream.base_url,
-        "gateway" if upstream.api_key else "client's own",
+        ", ".join(f"{u.name} {u.base_url}" for u in settings.upstreams),
     )
     try:
         await wait_for_signal()
+        app[SERVICES].ready = False
+        _log.info(
+            "shutting down: unready for %gs, then draining for up to %gs",
+            settings.shutdown.unready_delay,
+            settings.shutdown.drain_seconds,
+        )
+        await asyncio.sleep(settings.shutdown.unready_delay)
     finally:
         await server.stop()
+    _log.info("stopped")
