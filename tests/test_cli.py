@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -14,19 +13,9 @@ import aiohttp
 from claude_proxy.server import RunningServer
 from tests.conftest import SIM_KEY
 from tests.helpers import API_HEADERS, message_body
+from tests.processes import read_url
 
 CLI = [sys.executable, "-m", "claude_proxy"]
-URL = re.compile(rb"(http://127\.0\.0\.1:\d+)")
-
-
-async def read_url(stream: asyncio.StreamReader, marker: bytes) -> str:
-    """Read lines until one containing ``marker`` and a URL (bounded by a timeout)."""
-    async with asyncio.timeout(20):
-        while True:
-            line = await stream.readline()
-            assert line, "process ended before printing its address"
-            if marker in line and (match := URL.search(line)):
-                return match.group(1).decode()
 
 
 async def stop(process: asyncio.subprocess.Process) -> int:

@@ -12,8 +12,8 @@ import aiohttp
 
 from tests.conftest import SIM_KEY, StartSim
 from tests.helpers import API_HEADERS, message_body
+from tests.processes import read_url
 from tests.sse import parse_events
-from tests.test_cli import read_url
 
 
 async def test_sigterm_drains_in_flight_streams(start_sim: StartSim, tmp_path: Path) -> None:

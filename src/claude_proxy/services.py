@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
+from claude_proxy.tenancy import TenantDirectory
 from claude_proxy.upstream.client import UpstreamClient
 from claude_proxy.upstream.forwarder import Forwarder
 from claude_proxy.upstream.router import Router
@@ -26,6 +28,8 @@ class Services:
     settings: Settings
     router: Router
     forwarder: Forwarder
+    tenants: TenantDirectory
+    admission: Admission
     # Precomputed so the hot path does not re-derive it per request.
     check_peers: bool
     ready: bool = False
@@ -50,11 +54,17 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         clock=time.monotonic,
         rng=random.Random(),
     )
+    tenants = TenantDirectory.from_settings(settings.tenants)
+    admission = await open_admission(settings.admission_settings, tenants.tenants)
     services = Services(
         settings=settings,
         router=router,
         forwarder=Forwarder(settings, router),
-        check_peers=not (settings.allow_remote_without_auth or settings.listen.is_loopback),
+        tenants=tenants,
+        admission=admission,
+        # Without tenants nobody is authenticated: only this host's clients are served.
+        check_peers=tenants.is_open
+        and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
     )
     app[SERVICES] = services
     services.ready = True
@@ -62,4 +72,5 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         services.ready = False
+        await admission.close()
         await router.close()

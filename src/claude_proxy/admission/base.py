@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -63,13 +64,13 @@ class Ticket(Protocol):
     ) -> None: ...
 
 
-class TicketContext:
+class TicketContext(ABC):
     """``async with ticket:`` releases it on exit (with no usage if not released before)."""
 
     __slots__ = ()
 
-    async def release(self, usage: Usage | None = None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def release(self, usage: Usage | None = None) -> None: ...
 
     async def __aenter__(self) -> Self:
         return self

@@ -1,16 +1,18 @@
 """Handlers for the Messages API routes: /v1/messages, count_tokens and models.
 
 Each handler is the pipeline for its route, read top to bottom:
-peer check -> read and validate the body -> forward upstream (with retries,
-failover and, for streams, healing) -> relay the answer.
+read and check the body -> authenticate the tenant -> wait for admission ->
+forward upstream (retries, failover, healing) -> relay -> release with usage.
 """
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from claude_proxy.api.middleware import REQUEST_ID
 from claude_proxy.errors import Overloaded
+from claude_proxy.pipeline.admit import admit, authenticate, finish
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.ingress import check_peer, read_call
 from claude_proxy.services import SERVICES, Services
@@ -23,13 +25,23 @@ __all__ = ["count_tokens", "create_message", "get_model", "list_models"]
 async def create_message(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call = await _begin(request, services)
-    return await _forward(request, services, call)
+    tenant = authenticate(services.tenants, call)
+    ticket = await admit(services.admission, tenant, call)
+    overloaded = False
+    try:
+        response, overloaded = await _forward(request, services, call)
+        return response
+    finally:
+        await finish(services.admission, ticket, call, overloaded)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """Token counting is free upstream: authenticated, but not admitted against limits."""
     services = request.app[SERVICES]
     call = await _begin(request, services)
-    return await _forward(request, services, call)
+    authenticate(services.tenants, call)
+    response, _ = await _forward(request, services, call)
+    return response
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
@@ -46,19 +58,33 @@ async def _begin(request: web.Request, services: Services) -> Call:
     return await read_call(request, request[REQUEST_ID], services.settings.max_body_bytes)
 
 
-async def _forward(request: web.Request, services: Services, call: Call) -> web.StreamResponse:
+async def _forward(
+    request: web.Request, services: Services, call: Call
+) -> tuple[web.StreamResponse, bool]:
+    """The response, and whether the API said it was overloaded on the way."""
     forwarder = services.forwarder
     log = forwarder.start(call)
     if call.stream:
         try:
-            return await relay_stream(request, forwarder, log)
+            return await relay_stream(request, forwarder, log), log.overloaded
         except ClientDisconnected:
             # The upstream response was closed on the way out: generation stops.
-            return web.Response(status=499)
+            return web.Response(status=499), log.overloaded
     reply = await forwarder.send_json(log)
+    if reply.status == 200:
+        call.usage = _usage_of(reply.body)
     reply.headers.setdefault("request-id", call.request_id)
     reply.headers[ATTEMPTS_HEADER] = str(log.count)
-    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+    response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+    return response, log.overloaded
+
+
+def _usage_of(body: bytes) -> dict[str, object] | None:
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
 
 
 async def _forward_get(request: web.Request) -> web.StreamResponse:
@@ -66,6 +92,7 @@ async def _forward_get(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     if services.check_peers:
         check_peer(request)
+    services.tenants.authenticate(request.headers)
     deployment = services.router.choose()
     if deployment is None:
         raise Overloaded("No upstream deployment is available (all cooling down or open).")

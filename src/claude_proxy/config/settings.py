@@ -10,7 +10,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from claude_proxy.tenancy.settings import (
+    ADMISSION_SCHEMES,
+    AdmissionSettings,
+    AdmissionTuning,
+    TenantList,
+)
 
 __all__ = [
     "BreakerSettings",
@@ -27,7 +34,8 @@ DEFAULT_UPSTREAM = "https://api.anthropic.com"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a bad value may be a secret (a key); errors name fields only.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ListenSettings(_Section):
@@ -135,6 +143,13 @@ class Settings(_Section):
     # Without tenants the gateway has no way to authenticate callers, so by default
     # it only serves clients on this machine. Set true only behind your own auth.
     allow_remote_without_auth: bool = False
+    # Who may call the gateway and under which limits; none = open to loopback clients.
+    tenants: TenantList = Field(default_factory=list)
+    # The gateway's total window of concurrent calls towards the API (adapts below it).
+    upstream_max_concurrent: int = Field(default=64, ge=1)
+    # Where shared state lives: memory:// (one process) or redis://host:port/db (replicas).
+    state: str = "memory://"
+    admission: AdmissionTuning = AdmissionTuning()
     log: LogSettings = LogSettings()
 
     @field_validator("upstreams")
@@ -147,6 +162,32 @@ class Settings(_Section):
             raise ValueError("upstream names must be unique")
         return value
 
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme not in ADMISSION_SCHEMES:
+            known = ", ".join(f"{name}://" for name in sorted(ADMISSION_SCHEMES))
+            raise ValueError(f"unknown state scheme {scheme!r}; use one of {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.admission.window_min > self.upstream_max_concurrent:
+            raise ValueError("admission.window_min must not exceed upstream_max_concurrent")
+        if self.tenants and any(u.api_key is None for u in self.upstreams):
+            # Clients then send tenant keys, which must never be forwarded upstream.
+            raise ValueError("with tenants configured, every upstream needs an api_key")
+        return self
+
     @property
     def primary(self) -> UpstreamSettings:
         return self.upstreams[0]
+
+    @property
+    def admission_settings(self) -> AdmissionSettings:
+        return AdmissionSettings(
+            **self.admission.model_dump(),
+            upstream_max_concurrent=self.upstream_max_concurrent,
+            state=self.state,
+        )

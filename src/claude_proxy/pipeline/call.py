@@ -25,3 +25,6 @@ class Call:
     body: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     started_at: float = 0.0
+    tenant: str = ""
+    # The answer's usage as the API reports it, once known (JSON body or stream events).
+    usage: dict[str, Any] | None = None

@@ -49,11 +49,16 @@ class _Break:
     event: Event | None = None
 
     @property
+    def error_type(self) -> str | None:
+        return None if self.event is None else self.event.json().get("error", {}).get("type")
+
+    @property
     def retryable(self) -> bool:
-        if self.event is None:
-            return True
-        error = self.event.json().get("error", {})
-        return error.get("type") in _RETRYABLE_ERRORS
+        return self.event is None or self.error_type in _RETRYABLE_ERRORS
+
+    @property
+    def overloaded(self) -> bool:
+        return self.error_type in ("overloaded_error", "rate_limit_error")
 
 
 async def relay_stream(
@@ -83,6 +88,9 @@ async def relay_stream(
         if client is None:
             client = await _open_client(request, opened, log)
         broke = await _pump(opened, splicer, client)
+        call.usage = splicer.usage
+        if broke is not None and broke.overloaded:
+            log.overloaded = True
         if broke is None:
             await _write(client.write_eof())
             return client

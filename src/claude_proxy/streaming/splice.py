@@ -64,6 +64,7 @@ class Splicer:
         self.stop_reason_sent = False
         self._blocks: list[_Block] = []
         self._start_usage: dict[str, Any] = {}
+        self._final_usage: dict[str, Any] = {}
         self._attempt: _Attempt | None = None
 
     # -- what the client has ------------------------------------------------
@@ -78,6 +79,13 @@ class Splicer:
             if block.kind != "text":
                 return f"a {block.kind} block was in progress"
         return None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The message's usage as the client saw it, once its message_delta arrived."""
+        if not self.stop_reason_sent:
+            return None
+        return {**self._start_usage, **self._final_usage}
 
     def text_so_far(self) -> str:
         return "".join(block.text() for block in self._blocks)
@@ -125,6 +133,7 @@ class Splicer:
             self._start_usage = dict(message.get("usage") or {})
         elif name == "message_delta":
             self.stop_reason_sent = True
+            self._final_usage = dict(event.json().get("usage") or {})
         elif name == "message_stop":
             self.finished = True
         return event.raw
@@ -243,6 +252,7 @@ class Splicer:
         for key, value in self._start_usage.items():
             if key in usage and key != "output_tokens":
                 usage[key] = value
+        self._final_usage = usage
         return flushed + encode_event("message_delta", {**payload, "usage": usage})
 
 

@@ -4,6 +4,7 @@ from claude_proxy.tenancy.directory import DEFAULT_TENANT, Tenant, TenantDirecto
 from claude_proxy.tenancy.estimate import estimate_input_tokens
 from claude_proxy.tenancy.settings import (
     AdmissionSettings,
+    AdmissionTuning,
     TenantList,
     TenantSettings,
     check_tenants,
@@ -12,6 +13,7 @@ from claude_proxy.tenancy.settings import (
 __all__ = [
     "DEFAULT_TENANT",
     "AdmissionSettings",
+    "AdmissionTuning",
     "Tenant",
     "TenantDirectory",
     "TenantList",

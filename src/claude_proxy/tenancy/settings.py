@@ -18,6 +18,7 @@ from pydantic import (
 __all__ = [
     "ADMISSION_SCHEMES",
     "AdmissionSettings",
+    "AdmissionTuning",
     "TenantList",
     "TenantSettings",
     "check_tenants",
@@ -81,13 +82,13 @@ def check_tenants(tenants: list[TenantSettings]) -> list[TenantSettings]:
 TenantList = Annotated[list[TenantSettings], AfterValidator(check_tenants)]
 
 
-class AdmissionSettings(_Section):
-    """The gateway-wide upstream window, its adaptation (AIMD) and where state lives."""
+class AdmissionTuning(_Section):
+    """How admission behaves: leases, the AIMD window and the Redis key prefix.
 
-    # Ceiling of the adaptive window of concurrent calls towards the API.
-    upstream_max_concurrent: int = Field(default=64, ge=1)
-    # memory:// (one process) or redis://host:port/db (limits shared by all replicas).
-    state: str = "memory://"
+    The ``admission:`` section of the configuration; the window's ceiling and the
+    state URL are top-level settings (``upstream_max_concurrent``, ``state``).
+    """
+
     # Prefix of every Redis key; wrap it in {braces} to keep all keys in one Cluster slot.
     key_prefix: str = "claude-proxy:admission:"
     # Slot lease (Redis): renewed while held, so a killed replica frees its slots this fast.
@@ -100,6 +101,20 @@ class AdmissionSettings(_Section):
     decrease_factor: float = Field(default=0.5, gt=0, lt=1)
     increase_step: int = Field(default=1, ge=1)
     decrease_cooldown: float = Field(default=1.0, ge=0)
+    # A tenant that asked for admission within this many seconds is "active": while it is
+    # below its weighted share of the window and has no request waiting, one slot is kept
+    # free for its next request (so a flood by others cannot take every slot it frees).
+    # 0 turns the spare slot off (purely work-conserving fair queueing).
+    active_seconds: float = Field(default=2.0, ge=0)
+
+
+class AdmissionSettings(AdmissionTuning):
+    """Everything an admission backend needs: the tuning plus the window and state URL."""
+
+    # Ceiling of the adaptive window of concurrent calls towards the API.
+    upstream_max_concurrent: int = Field(default=64, ge=1)
+    # memory:// (one process) or redis://host:port/db (limits shared by all replicas).
+    state: str = "memory://"
 
     @field_validator("state")
     @classmethod

@@ -66,6 +66,8 @@ class AttemptLog:
     retries: int = 0
     heals: int = 0
     last_failed: str | None = None
+    # The API said it is overloaded or rate limited (feeds the adaptive window).
+    overloaded: bool = False
 
 
 @dataclass(slots=True)
@@ -188,6 +190,8 @@ class Forwarder:
             deployment.breaker.on_abandoned()
             raise
         outcome = self._classify(deployment, result)
+        if isinstance(result, UpstreamReply) and result.status in (429, 529):
+            log.overloaded = True
         self._record(log, deployment, result, self._clock() - started)
         return outcome
 
