@@ -21,11 +21,17 @@ class Event:
     raw: bytes  # the whole event, terminating blank line included
 
     def json(self) -> dict[str, Any]:
-        data = b"".join(
-            line[5:].lstrip(b" ")
-            for line in self.raw.replace(b"\r\n", b"\n").split(b"\n")
-            if line.startswith(b"data:")
-        )
+        raw = self.raw
+        start = raw.find(b"\ndata: ")
+        # The API's events have exactly one "data: " line: slice it out without splitting.
+        if start >= 0 and b"\r" not in raw and raw.find(b"\ndata:", start + 7) < 0:
+            data = raw[start + 7 : raw.find(b"\n", start + 7)]
+        else:
+            data = b"".join(
+                line[5:].lstrip(b" ")
+                for line in raw.replace(b"\r\n", b"\n").split(b"\n")
+                if line.startswith(b"data:")
+            )
         value = orjson.loads(data) if data else {}
         return value if isinstance(value, dict) else {}
 
@@ -49,26 +55,12 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[Event]:
         buffer = self._pending + chunk if self._pending else chunk
-        events: list[Event] = []
-        start = 0
-        while True:
-            end, width = _next_boundary(buffer, start)
-            if end < 0:
-                break
-            raw = buffer[start : end + width]
-            if raw.strip():
-                events.append(Event(_name(raw), raw))
-            start = end + width
-        self._pending = buffer[start:]
-        return events
-
-
-def _next_boundary(buffer: bytes, start: int) -> tuple[int, int]:
-    lf = buffer.find(b"\n\n", start)
-    crlf = buffer.find(b"\r\n\r\n", start)
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf, 4
-    return lf, 2
+        if b"\r" in buffer:
+            # CRLF line ends are valid SSE; normalising them keeps one separator to look for.
+            buffer = buffer.replace(b"\r\n", b"\n")
+        parts = buffer.split(b"\n\n")
+        self._pending = parts.pop()
+        return [Event(_name(part), part + b"\n\n") for part in parts if part.strip()]
 
 
 def _name(raw: bytes) -> str:
