@@ -20,5 +20,5 @@ async def wait_queued(admission: Admission, tenant: str, count: int) -> None:
     wait on, so this polls the snapshot.
     """
     async with asyncio.timeout(1.0):
-        while (await admission.snapshot()).tenants[tenant].queued < count:  # noqa: ASYNC110
+        while (await admission.snapshot()).tenants[tenant].queued < count:
             await asyncio.sleep(0.002)

@@ -4,6 +4,14 @@ Fairness is start-time fair queueing: each tenant has a virtual finish time that
 by ``1 / weight`` per grant, never from behind the system's virtual clock (so an idle
 tenant cannot bank credit). A free slot goes to the eligible queue head with the smallest
 next finish time; within a tenant, requests are served FIFO.
+
+Fair queueing alone cannot protect a light closed-loop tenant from a flood: when its
+request ends it has no waiter yet, so the slot it frees goes to the flood and its next
+request waits for one. So a tenant that asked within ``active_seconds`` and is below its
+weighted share of the window (``window * weight / total weight of active tenants``) with
+nothing queued has one slot kept free for it: others may take a free slot only if at least
+one stays free per such tenant. This only holds idle slots back (it never preempts), and
+a wake-up is scheduled for when the reservation lapses.
 """
 
 from __future__ import annotations
@@ -24,25 +32,30 @@ from claude_proxy.tenancy import AdmissionSettings, Tenant
 __all__ = ["MemoryAdmission"]
 
 _INF = float("inf")
+_LAPSE_MARGIN = 0.001  # seconds
 
 
 class _TenantState:
     __slots__ = (
         "finish",
         "in_flight",
+        "last_ask",
         "limits",
         "max_concurrent",
         "queue",
         "queued",
         "step",
         "tenant",
+        "weight",
     )
 
     def __init__(self, tenant: Tenant, now: float) -> None:
         settings = tenant.settings
         self.tenant = tenant
         self.max_concurrent = settings.max_concurrent
+        self.weight = settings.weight
         self.step = 1.0 / settings.weight
+        self.last_ask = -_INF
         self.finish = 0.0
         self.in_flight = 0
         self.queued = 0
@@ -138,6 +151,10 @@ class MemoryAdmission:
         self._waiting = 0
         self._vclock = 0.0
         self._refill_timer: asyncio.TimerHandle | None = None
+        # Spare slots: tenants that asked within active_seconds (or are queued), a superset
+        # pruned lazily; its length bounds the number of reservations for the fast path.
+        self._active_seconds = settings.active_seconds
+        self._recent: dict[_TenantState, None] = {}
 
     @classmethod
     async def open(cls, settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Self:
@@ -148,12 +165,20 @@ class MemoryAdmission:
     ) -> _MemoryTicket:
         state = self._tenants[tenant.name]
         now = time.monotonic()
+        recent = self._recent
+        if self._active_seconds:
+            state.last_ask = now
+            if state not in recent:
+                recent[state] = None
         token_wait = state.token_wait(input_tokens, max_output_tokens, now)
+        free = self._window.size - self._in_flight
         if (
             not self._waiting
             and token_wait == 0.0
-            and self._in_flight < self._window.size
+            and free > 0
             and state.has_room()
+            # At most len(recent) - 1 other tenants can hold a slot in reserve.
+            and (free >= len(recent) or free > self._reserved(state, now)[0])
         ):
             return self._grant(state, input_tokens, max_output_tokens)
         queue_timeout = tenant.settings.queue_timeout
@@ -225,10 +250,39 @@ class MemoryAdmission:
         if waiter.timer is not None:
             waiter.timer.cancel()
 
+    def _reserved(self, asking: _TenantState | None, now: float) -> tuple[int, float]:
+        """Slots to keep free for active tenants other than ``asking`` that are below their
+        share with nothing queued, and the seconds until the first of them lapses."""
+        recent = self._recent
+        horizon = now - self._active_seconds
+        total = 0.0
+        stale: list[_TenantState] = []
+        for state in recent:
+            if state.queued or state.last_ask > horizon:
+                total += state.weight
+            else:
+                stale.append(state)
+        for state in stale:
+            del recent[state]
+        if len(recent) < 2:
+            return 0, _INF
+        window = self._window.size
+        count, lapse = 0, _INF
+        for state in recent:
+            if (
+                state is not asking
+                and not state.queued
+                and state.in_flight * total < window * state.weight
+                and state.has_room()
+            ):
+                count += 1
+                lapse = min(lapse, state.last_ask - horizon)
+        return count, lapse
+
     def _dispatch(self) -> None:
         """Grant free slots to eligible queue heads, smallest virtual finish time first."""
         now = time.monotonic()
-        next_refill = _INF
+        next_wake = _INF
         while self._waiting and self._in_flight < self._window.size:
             best: _TenantState | None = None
             best_tag = _INF
@@ -240,18 +294,27 @@ class MemoryAdmission:
                     continue
                 wait = state.token_wait(head.input_tokens, head.output_tokens, now)
                 if wait > 0.0:
-                    next_refill = min(next_refill, wait)
+                    next_wake = min(next_wake, wait)
                     continue
                 tag = max(state.finish, self._vclock) + state.step
                 if tag < best_tag:
                     best, best_tag = state, tag
             if best is None:
                 break
+            # Queued tenants reserve nothing, so every candidate sees the same reservations.
+            free = self._window.size - self._in_flight
+            if free < len(self._recent):
+                held, lapse = self._reserved(None, now)
+                if free <= held:
+                    # Recheck when the first reservation lapses (a little after, so that
+                    # tenant is surely inactive by then); arrivals and releases dispatch too.
+                    next_wake = min(next_wake, lapse + _LAPSE_MARGIN)
+                    break
             waiter = best.queue.popleft()
             self._unqueue(waiter)
             waiter.future.set_result(self._grant(best, waiter.input_tokens, waiter.output_tokens))
-        if next_refill < _INF:
-            self._wake_after(next_refill)
+        if next_wake < _INF:
+            self._wake_after(next_wake)
 
     def _wake_after(self, delay: float) -> None:
         loop = asyncio.get_running_loop()

@@ -4,7 +4,9 @@ Every decision runs in one Lua script (see ``redis_scripts``), so limits hold ac
 replicas exactly. Slots are leases renewed by a background task; a replica that dies
 stops renewing and its slots expire after ``lease_seconds``. A waiting replica learns of
 its grant from the ``grants`` channel, and polls (20 ms backing off to 0.5 s) in case a
-message was lost or a dead replica's lease has to run out.
+message was lost or a dead replica's lease has to run out. A poll also grants what only
+time makes eligible: a token-blocked head, or a waiter held back by a spare slot kept for
+another tenant (see ``memory``) whose reservation lapsed; PUMP says when that will be.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ class RedisAdmission:
         args: list[Any] = list(self._base)
         for tenant in self._tenants.values():
             maxc = tenant.settings.max_concurrent
-            args += [tenant.name, -1 if maxc is None else maxc, repr(1.0 / tenant.settings.weight)]
+            weight = tenant.settings.weight
+            args += [tenant.name, -1 if maxc is None else maxc, repr(1.0 / weight), repr(weight)]
             args += [-1 if limit is None else limit for limit in _limits(tenant)]
         s = self._settings
         args += [
@@ -123,6 +126,7 @@ class RedisAdmission:
             repr(s.decrease_factor),
             s.increase_step,
             int(s.decrease_cooldown * 1000),
+            int(s.active_seconds * 1000),
         ]
         with translate_redis_errors("configuring admission"):
             await self._scripts["SETUP"](args=args)

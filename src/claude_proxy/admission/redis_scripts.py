@@ -2,14 +2,17 @@
 
 Data model (P = key prefix, t = tenant name, times in ms from Redis' own clock):
 
-* ``P cfg:t``   hash  maxc, winv (1/weight), l1 l2 l3 (requests/input/output per minute; -1 none)
-* ``P win``     hash  cur max min succ dec_at factor step cooldown (the AIMD window)
+* ``P cfg:t``   hash  maxc, winv (1/weight), w (weight), l1 l2 l3 (requests/input/output
+  per minute; -1 none)
+* ``P win``     hash  cur max min succ dec_at factor step cooldown (the AIMD window), act
+  (active_seconds in ms: the spare-slot horizon; 0 off)
 * ``P slots``   zset  ticket -> lease expiry (gateway-wide window; expired members are dead)
 * ``P slots:t`` zset  ticket -> lease expiry (the tenant's window)
 * ``P q:t``     zset  waiting ticket -> arrival sequence (``P seq``), FIFO within a tenant
 * ``P ql:t``    zset  waiting ticket -> lease expiry (a dead replica's waiters drop out)
 * ``P need:t``  hash  waiting ticket -> "input output" tokens to reserve
 * ``P active``  set   tenants with waiting tickets
+* ``P seen``    zset  tenant -> time of its last admission request (spare slots)
 * ``P vt``      hash  tenant -> virtual finish time; ``P vclock`` the system virtual time
 * ``P tb:t``    hash  ts l1 l2 l3: token-bucket levels at ts (expires once surely full)
 * channel ``P grants``: ids of tickets granted on behalf of a waiting replica
@@ -32,9 +35,10 @@ local cfgs = {}
 local function cfg(t)
   local c = cfgs[t]
   if c then return c end
-  local v = redis.call('HMGET', P .. 'cfg:' .. t, 'maxc', 'winv', 'l1', 'l2', 'l3')
+  local v = redis.call('HMGET', P .. 'cfg:' .. t, 'maxc', 'winv', 'l1', 'l2', 'l3', 'w')
   c = {maxc = tonumber(v[1]) or -1, winv = tonumber(v[2]) or 1,
        lim = {tonumber(v[3]) or -1, tonumber(v[4]) or -1, tonumber(v[5]) or -1}}
+  c.w = tonumber(v[6]) or 1 / c.winv
   cfgs[t] = c
   return c
 end
@@ -107,21 +111,64 @@ local function head(t)
   return redis.call('ZRANGE', q, 0, 0)[1]
 end
 
--- Grant free slots to eligible queue heads, smallest virtual finish time first.
+-- Spare slots: the number of active tenants (asked within ACT ms, or queued) other than
+-- the ones in `waiting` (queued: fair queueing serves them) that are below their share of
+-- the window, have room in their own window and so get one slot kept free; and the ms
+-- until the first of those reservations lapses (-1: none). `waiting` maps tenant -> true.
+local function reserved(act, win, waiting)
+  if act <= 0 then return 0, -1 end
+  local seen = P .. 'seen'
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', NOW - act)
+  local recent = redis.call('ZRANGE', seen, 0, -1, 'WITHSCORES')
+  local total, n = 0, 0
+  local counted = {}
+  for i = 1, #recent, 2 do
+    counted[recent[i]] = true
+    total = total + cfg(recent[i]).w
+    n = n + 1
+  end
+  for t in pairs(waiting) do
+    if not counted[t] then
+      total = total + cfg(t).w
+      n = n + 1
+    end
+  end
+  if n < 2 then return 0, -1 end
+  local count, lapse = 0, -1
+  for i = 1, #recent, 2 do
+    local t = recent[i]
+    if not waiting[t] then
+      local c = cfg(t)
+      local held = live(P .. 'slots:' .. t)
+      if held * total < win * c.w and (c.maxc < 0 or held < c.maxc) then
+        count = count + 1
+        local left = tonumber(recent[i + 1]) + act - NOW
+        if lapse < 0 or left < lapse then lapse = left end
+      end
+    end
+  end
+  return count, lapse
+end
+
+-- Grant free slots to eligible queue heads, smallest virtual finish time first, keeping
+-- spare slots free (see `reserved`).
 -- Returns the granted ids (published unless equal to `quiet`) and the ms until a
--- token-blocked head becomes eligible (-1 when none is).
+-- token-blocked head becomes eligible or a spare slot lapses (-1 when none).
 local function dispatch(quiet)
   local granted, wake = {}, -1
   local gk = P .. 'slots'
   local inflight = live(gk)
-  local win = tonumber(redis.call('HGET', P .. 'win', 'cur')) or 1
+  local wv = redis.call('HMGET', P .. 'win', 'cur', 'act')
+  local win = tonumber(wv[1]) or 1
+  local act = tonumber(wv[2]) or 0
   local V = tonumber(redis.call('GET', P .. 'vclock')) or 0
-  local blocked = {}
+  local blocked, waiting = {}, {}
   while inflight < win do
     local best, best_tag, best_start, best_id, best_need, best_lv
     for _, t in ipairs(redis.call('SMEMBERS', P .. 'active')) do
       if not blocked[t] then
         local id = head(t)
+        waiting[t] = id ~= nil or nil  -- a blocked tenant keeps its (queued) entry
         local c = cfg(t)
         if not id then
           redis.call('SREM', P .. 'active', t)
@@ -146,6 +193,14 @@ local function dispatch(quiet)
       end
     end
     if best == nil then break end
+    local held, lapse = reserved(act, win, waiting)
+    if win - inflight <= held then
+      -- Queued tenants reserve nothing, so every candidate sees the same reservations.
+      -- Pollers come back 1 ms after the first reservation lapses (arrivals and releases
+      -- dispatch anyway).
+      if wake < 0 or lapse + 1 < wake then wake = lapse + 1 end
+      break
+    end
     redis.call('ZREM', P .. 'q:' .. best, best_id)
     redis.call('ZREM', P .. 'ql:' .. best, best_id)
     redis.call('HDEL', P .. 'need:' .. best, best_id)
@@ -177,19 +232,20 @@ local function refund(t, d_in, d_out)
 end
 """
 
-# ARGV: P, lease, then per tenant: name maxc winv l1 l2 l3; then max min factor step cooldown.
+# ARGV: P, lease, then per tenant: name maxc winv w l1 l2 l3;
+# then max min factor step cooldown act.
 SETUP = r"""
 local P = ARGV[1]
-local n = (#ARGV - 7) / 6
+local n = (#ARGV - 8) / 7
 for i = 0, n - 1 do
-  local b = 3 + i * 6
+  local b = 3 + i * 7
   redis.call('HSET', P .. 'cfg:' .. ARGV[b], 'maxc', ARGV[b + 1], 'winv', ARGV[b + 2],
-             'l1', ARGV[b + 3], 'l2', ARGV[b + 4], 'l3', ARGV[b + 5])
+             'w', ARGV[b + 3], 'l1', ARGV[b + 4], 'l2', ARGV[b + 5], 'l3', ARGV[b + 6])
 end
-local w = 3 + n * 6
+local w = 3 + n * 7
 local max = tonumber(ARGV[w])
 redis.call('HSET', P .. 'win', 'max', max, 'min', ARGV[w + 1], 'factor', ARGV[w + 2],
-           'step', ARGV[w + 3], 'cooldown', ARGV[w + 4])
+           'step', ARGV[w + 3], 'cooldown', ARGV[w + 4], 'act', ARGV[w + 5])
 local cur = tonumber(redis.call('HGET', P .. 'win', 'cur'))
 if cur == nil or cur > max then redis.call('HSET', P .. 'win', 'cur', max) end
 return 1
@@ -204,6 +260,9 @@ local t, id = ARGV[3], ARGV[4]
 local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
 local w = token_wait(t, bucket(t), need)
 if w > tonumber(ARGV[7]) then return {-1, tostring(w), levels(t)} end
+if (tonumber(redis.call('HGET', P .. 'win', 'act')) or 0) > 0 then
+  redis.call('ZADD', P .. 'seen', NOW, t)
+end
 local seq = redis.call('INCR', P .. 'seq')
 redis.call('ZADD', P .. 'q:' .. t, seq, id)
 redis.call('ZADD', P .. 'ql:' .. t, NOW + LEASE, id)

@@ -1,0 +1,89 @@
+"""The spare slot kept for an active light tenant while another floods, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from claude_proxy.admission import Admission
+from claude_proxy.tenancy import Tenant
+from tests.admission.conftest import MakeAdmission
+from tests.admission.helpers import tenant, wait_queued
+
+HOLD = 0.03  # seconds every request holds its slot
+
+
+async def in_flight(admission: Admission, name: str) -> int:
+    return (await admission.snapshot()).tenants[name].in_flight
+
+
+async def wait_in_flight(admission: Admission, name: str, count: int, within: float) -> None:
+    async with asyncio.timeout(within):
+        while await in_flight(admission, name) < count:
+            await asyncio.sleep(0.002)
+
+
+class Holders:
+    """Requests of one tenant that take a slot each and hold it until ``free()``."""
+
+    def __init__(self, admission: Admission, team: Tenant, count: int) -> None:
+        self._admission = admission
+        self._team = team
+        self._go = asyncio.Event()
+        self.tasks = [asyncio.create_task(self._hold()) for _ in range(count)]
+
+    async def _hold(self) -> None:
+        async with await self._admission.admit(self._team, 1, 1):
+            await self._go.wait()
+
+    async def free(self) -> None:
+        self._go.set()
+        await asyncio.gather(*self.tasks)
+
+
+async def light_waits_under_flood(
+    make_admission: MakeAdmission, active_seconds: float
+) -> list[float]:
+    """Window 4; A floods with 20 closed-loop clients, B runs one: B's admission waits."""
+    flood = tenant("a", queue_timeout=10)
+    light = tenant("b", queue_timeout=10)
+    admission = await make_admission(
+        [flood, light], upstream_max_concurrent=4, active_seconds=active_seconds
+    )
+    stop = asyncio.Event()
+
+    async def flooder() -> None:
+        while not stop.is_set():
+            async with await admission.admit(flood, 1, 1):
+                await asyncio.sleep(HOLD)
+
+    tasks = [asyncio.create_task(flooder()) for _ in range(20)]
+    await wait_queued(admission, "a", 16)
+    waits: list[float] = []
+    try:
+        for _ in range(12):
+            started = time.monotonic()
+            ticket = await admission.admit(light, 1, 1)
+            waits.append(time.monotonic() - started)
+            # Out of phase with the flood's releases, like a real client's: slots freed
+            # together would let B in through their own dispatch.
+            await asyncio.sleep(HOLD / 2)
+            await ticket.release()  # and ask again at once, as a closed loop does
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    # The first request arrives with no slot kept for B yet: it waits its fair turn.
+    return waits[1:]
+
+
+async def test_light_tenant_finds_a_spare_slot(make_admission: MakeAdmission) -> None:
+    waits = await light_waits_under_flood(make_admission, 2.0)
+    print(sorted(waits))
+    assert max(waits) < HOLD / 4
+
+
+async def test_without_spare_slots_the_light_tenant_waits(make_admission: MakeAdmission) -> None:
+    waits = await light_waits_under_flood(make_admission, 0)
+    print(sorted(waits))
+    # Each slot B frees goes to a flood waiter: B waits for the next release.
+    assert sorted(waits)[len(waits) // 2] > HOLD / 4
