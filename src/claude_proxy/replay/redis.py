@@ -1,0 +1,345 @@
+"""Replay logs in Redis Streams, so that a stream written by one replica can be read by any.
+
+Keys, for stream ``s`` under ``key_prefix`` ``P`` (the ``{s}`` hash tag keeps one stream's
+keys in one cluster slot)::
+
+    P{s}:meta     hash    tenant, created (epoch seconds)
+    P{s}:events   stream  entry ``0-<seq>`` {d: <event bytes>}; the finish marker is the
+                          entry after the last event, ``0-<n+1>`` {e: 1}
+    P{s}:writer   string  present while the writing replica is alive and the stream is
+                          unfinished: refreshed (PX lease) by its writes and a heartbeat
+    P{s}:readers  zset    attached reader token -> lease expiry (epoch ms)
+
+``meta``, ``events`` and ``readers`` expire ``ttl_seconds`` after the last write.
+
+Appends are buffered in the writing replica and sent in order by one background flush per
+stream (a pipeline of XADDs with explicit ids), so ``append`` never waits for Redis. A
+reader needs no ordering with the writer: it asks for ids after the last one it saw, and
+the explicit ids make the backlog (XRANGE) and the live tail (XREAD BLOCK) join without a
+gap or a duplicate. A live reader that hears nothing for ``block_seconds`` checks the
+writer key: once it is gone without a finish marker, the stream is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Self, TypeVar
+
+from redis import asyncio as aioredis
+
+from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
+from claude_proxy.state import StateUnavailable, open_redis, translate_redis_errors
+
+__all__ = ["RedisReplayLog"]
+
+_log = logging.getLogger("claude_proxy.replay")
+_T = TypeVar("_T")
+
+BATCH = 512  # entries per XRANGE/XREAD reply
+MAX_PENDING = 4096  # buffered appends per stream before append waits for Redis
+
+
+class _Keys:
+    __slots__ = ("events", "meta", "readers", "writer")
+
+    def __init__(self, prefix: str, stream_id: str) -> None:
+        base = f"{prefix}{{{stream_id}}}:"
+        self.meta = base + "meta"
+        self.events = base + "events"
+        self.writer = base + "writer"
+        self.readers = base + "readers"
+
+
+class _Writer:
+    __slots__ = ("error", "finishing", "flushed", "keys", "pending", "refresh_at", "seq")
+
+    def __init__(self, keys: _Keys) -> None:
+        self.keys = keys
+        self.seq = 0  # the last sequence number handed out
+        self.flushed = 0  # the last one known to be in Redis
+        self.pending: list[tuple[str, bytes]] = []
+        self.finishing = False
+        self.refresh_at = 0.0  # when the TTLs and the lease are next renewed by a flush
+        self.error: StateUnavailable | None = None
+
+
+class RedisReplayLog:
+    """Replay logs shared by every replica through one Redis."""
+
+    def __init__(
+        self, settings: ReplaySettings, client: aioredis.Redis, blocking: aioredis.Redis
+    ) -> None:
+        self.settings = settings
+        self._redis = client
+        self._blocking = blocking  # XREAD BLOCK holds a connection: keep them off the main pool
+        self._writers: dict[str, _Writer] = {}
+        self._ttl_ms = int(settings.ttl_seconds * 1000)
+        self._lease_ms = int(settings.lease_seconds * 1000)
+        self._heartbeat: asyncio.Task[None] | None = None
+        # One flusher for all streams: each round sends every stream's pending appends
+        # in one pipeline, so many streams cost one round trip, not one each.
+        self._dirty: dict[str, _Writer] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._round = asyncio.Event()
+
+    @classmethod
+    async def open(cls, url: str, settings: ReplaySettings) -> Self:
+        client = open_redis(url)
+        blocking = open_redis(
+            url,
+            socket_timeout=settings.block_seconds + 5.0,
+            max_connections=settings.max_live_readers,
+        )
+        log = cls(settings, client, blocking)
+        try:
+            with translate_redis_errors("connecting to the replay log"):
+                await client.ping()
+        except StateUnavailable:
+            await log.close()
+            raise
+        log._heartbeat = asyncio.create_task(log._beat(), name="replay-writer-heartbeat")
+        return log
+
+    def _keys(self, stream_id: str) -> _Keys:
+        return _Keys(self.settings.key_prefix, stream_id)
+
+    async def create(self, stream_id: str, tenant: str) -> None:
+        keys = self._keys(stream_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(keys.meta, mapping={"tenant": tenant, "created": f"{time.time():.3f}"})
+        pipe.pexpire(keys.meta, self._ttl_ms)
+        pipe.set(keys.writer, "1", px=self._lease_ms)
+        with translate_redis_errors("creating a replay stream"):
+            await pipe.execute()
+        self._writers[stream_id] = _Writer(keys)
+
+    async def append(self, stream_id: str, data: bytes) -> int:
+        writer = self._writers.get(stream_id)
+        if writer is None or writer.finishing:
+            raise StreamNotFound(stream_id)
+        if writer.error is not None:
+            raise writer.error
+        writer.seq += 1
+        writer.pending.append((f"0-{writer.seq}", data))
+        self._dirty[stream_id] = writer
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        elif len(writer.pending) >= MAX_PENDING:
+            await self._flushed(writer)  # Redis is slow: push back on the writer
+        return writer.seq
+
+    async def finish(self, stream_id: str) -> None:
+        writer = self._writers.get(stream_id)
+        if writer is None or writer.finishing:
+            return
+        writer.finishing = True
+        writer.seq += 1
+        writer.pending.append((f"0-{writer.seq}", b""))  # the finish marker
+        self._dirty[stream_id] = writer
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        try:
+            await self._flushed(writer)
+        finally:
+            self._writers.pop(stream_id, None)
+
+    async def owner(self, stream_id: str) -> str | None:
+        with translate_redis_errors("reading a replay stream's owner"):
+            tenant = await self._redis.hget(self._keys(stream_id).meta, "tenant")
+        return None if tenant is None else str(tenant)
+
+    async def read(self, stream_id: str, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        keys = self._keys(stream_id)
+        token = secrets.token_hex(8)
+        last = max(after, 0)
+        renew_at = time.monotonic() + self.settings.lease_seconds / 3
+        live = final = False
+        try:
+            if not await self._attach(keys, token):
+                raise StreamNotFound(stream_id)
+            while True:
+                if live:
+                    entries = await self._read_live(keys.events, last)
+                    if not entries:
+                        final = not await self._writer_alive(keys)
+                        live = not final
+                        continue
+                else:
+                    entries = await self._read_backlog(keys.events, last)
+                    live = not final and len(entries) < BATCH
+                for entry_id, fields in entries:
+                    data = fields.get("d")
+                    if data is None:
+                        return  # the finish marker
+                    last = int(entry_id[2:])
+                    yield last, data.encode()
+                if final and len(entries) < BATCH:
+                    raise StreamLost(stream_id, "its writer stopped before the end")
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + self.settings.lease_seconds / 3
+                    await self._attach(keys, token)
+        finally:
+            with contextlib.suppress(StateUnavailable), translate_redis_errors("detaching"):
+                await self._redis.zrem(keys.readers, token)
+
+    async def readers(self, stream_id: str) -> int:
+        readers = self._keys(stream_id).readers
+        with translate_redis_errors("counting replay readers"):
+            return int(await self._redis.zcount(readers, _now_ms(), "+inf"))
+
+    async def wait_for_reader(self, stream_id: str, grace: float) -> bool:
+        deadline = time.monotonic() + grace
+        while True:
+            if await self.readers(stream_id):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(self.settings.poll_seconds, left))
+
+    async def wait_abandoned(self, stream_id: str, grace: float) -> bool:
+        keys = self._keys(stream_id)
+        alone_since = time.monotonic()
+        while stream_id in self._writers:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zcount(keys.readers, _now_ms(), "+inf")
+            pipe.exists(keys.meta)
+            with translate_redis_errors("watching replay readers"):
+                readers, exists = await pipe.execute()
+            now = time.monotonic()
+            if not exists:
+                return True
+            if readers:
+                alone_since = now
+            elif now - alone_since >= grace:
+                return True
+            await asyncio.sleep(self.settings.poll_seconds)
+        return False
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._redis.aclose()
+        await self._blocking.aclose()
+
+    async def _flush(self) -> None:
+        """Send buffered appends, round after round, until none remain; in order per stream."""
+        try:
+            while self._dirty:
+                dirty, self._dirty = self._dirty, {}
+                pipe = self._redis.pipeline(transaction=False)
+                now = time.monotonic()
+                for writer in dirty.values():
+                    self._queue_writes(pipe, writer, now)
+                try:
+                    with translate_redis_errors("appending to replay streams"):
+                        await pipe.execute()
+                except StateUnavailable as exc:
+                    _log.warning("replay stream writes failed: %s", exc.__cause__)
+                    for writer in dirty.values():
+                        writer.error = exc
+                for writer in dirty.values():
+                    writer.flushed = max(writer.flushed, writer.seq - len(writer.pending))
+                self._round.set()
+                self._round = asyncio.Event()
+        finally:
+            self._flusher = None
+            # Wake the waiters of this round, and leave an unset event for the next flusher:
+            # a set one would let `_flushed` spin without ever yielding to the flusher.
+            self._round.set()
+            self._round = asyncio.Event()
+
+    def _queue_writes(self, pipe: Any, writer: _Writer, now: float) -> None:
+        keys = writer.keys
+        batch, writer.pending = writer.pending, []
+        for entry_id, data in batch:
+            if data or not writer.finishing or entry_id != f"0-{writer.seq}":
+                pipe.xadd(keys.events, {"d": data}, id=entry_id)
+            else:  # the finish marker; the writer key goes after it, on the same connection
+                pipe.xadd(keys.events, {"e": "1"}, id=entry_id)
+                pipe.delete(keys.writer)
+                writer.refresh_at = 0.0
+        if now >= writer.refresh_at:  # not on every flush: three commands per stream
+            writer.refresh_at = now + min(self.settings.lease_seconds / 3, self._ttl_ms / 10_000)
+            for key in (keys.events, keys.meta, keys.readers):
+                pipe.pexpire(key, self._ttl_ms)
+            if not writer.finishing:
+                pipe.pexpire(keys.writer, self._lease_ms)
+
+    async def _flushed(self, writer: _Writer) -> None:
+        """Wait until every append so far is in Redis; raise if writing failed."""
+        target = writer.seq
+        while writer.flushed < target and writer.error is None:
+            round_done = self._round
+            if self._flusher is None and writer.pending:
+                self._flusher = asyncio.create_task(self._flush())
+            await round_done.wait()
+        if writer.error is not None:
+            raise writer.error
+
+    async def _beat(self) -> None:
+        """Keep the writer keys of this replica's idle unfinished streams alive."""
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            if not self._writers:
+                continue
+            pipe = self._redis.pipeline(transaction=False)
+            for writer in self._writers.values():
+                pipe.pexpire(writer.keys.writer, self._lease_ms)
+                pipe.pexpire(writer.keys.events, self._ttl_ms)
+                pipe.pexpire(writer.keys.meta, self._ttl_ms)
+            try:
+                with translate_redis_errors("renewing replay writer leases"):
+                    await pipe.execute()
+            except StateUnavailable as exc:
+                _log.warning("replay writer heartbeat failed: %s", exc.__cause__)
+
+    async def _attach(self, keys: _Keys, token: str) -> bool:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(keys.meta)
+        pipe.zadd(keys.readers, {token: _now_ms() + self._lease_ms})
+        pipe.pexpire(keys.readers, self._ttl_ms)
+        with translate_redis_errors("attaching a replay reader"):
+            exists, _, _ = await pipe.execute()
+        return bool(exists)
+
+    async def _read_backlog(self, events: str, last: int) -> list[tuple[str, dict[str, str]]]:
+        reply: Any = await _call(
+            "reading a replay backlog",
+            lambda: self._redis.xrange(events, f"(0-{last}", "+", count=BATCH),
+        )
+        return list(reply or [])
+
+    async def _read_live(self, events: str, last: int) -> list[tuple[str, dict[str, str]]]:
+        block_ms = int(self.settings.block_seconds * 1000)
+        reply: Any = await _call(
+            "waiting for replay events",
+            lambda: self._blocking.xread({events: f"0-{last}"}, count=BATCH, block=block_ms),
+        )
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3
+            return list(next(iter(reply.values()))[0])
+        return list(reply[0][1])
+
+    async def _writer_alive(self, keys: _Keys) -> bool:
+        alive = await _call("checking a replay writer", lambda: self._redis.exists(keys.writer))
+        return bool(alive)
+
+
+async def _call(action: str, command: Callable[[], Awaitable[_T]]) -> _T:
+    with translate_redis_errors(action):
+        return await command()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,170 @@
+"""What every replay log promises, run over both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+import pytest
+
+from claude_proxy.errors import PermissionDenied
+from claude_proxy.replay import ReplayLog, StreamNotFound, new_stream_id, require_owner
+from tests.replay.conftest import MakeLog
+from tests.replay.helpers import event, eventually, read_all
+
+
+async def _stream(log: ReplayLog, events: int = 0, tenant: str = "acme") -> str:
+    stream_id = new_stream_id()
+    await log.create(stream_id, tenant)
+    for seq in range(1, events + 1):
+        assert await log.append(stream_id, event(seq)) == seq
+    return stream_id
+
+
+async def test_readers_attaching_anywhere_get_every_later_event_once(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log)
+    total = 2000
+    rng = random.Random(4)
+    readers: list[tuple[int, asyncio.Task[list[tuple[int, bytes]]]]] = []
+
+    def attach(after: int) -> None:
+        readers.append((after, asyncio.create_task(read_all(log, stream_id, after))))
+
+    attach(0)
+    for seq in range(1, total + 1):
+        assert await log.append(stream_id, event(seq)) == seq
+        if rng.random() < 0.02:
+            attach(rng.randint(0, seq))  # behind the writer, or exactly at it
+        if rng.random() < 0.3:
+            await asyncio.sleep(0)
+        if rng.random() < 0.01:
+            await asyncio.sleep(0.001)  # let Redis round trips and live readers run
+    attach(total)
+    await log.finish(stream_id)
+    attach(rng.randint(0, total))  # after the end: backlog only
+    assert len(readers) > 20
+    for after, task in readers:
+        got = await asyncio.wait_for(task, 10)
+        assert [seq for seq, _ in got] == list(range(after + 1, total + 1)), after
+        assert all(data == event(seq) for seq, data in got)
+
+
+async def test_a_slow_reader_misses_nothing_while_the_writer_runs_ahead(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log, events=3)
+    got: list[int] = []
+
+    async def slow_reader() -> None:
+        async with contextlib.aclosing(log.read(stream_id, 1)) as events:
+            async for seq, _ in events:
+                got.append(seq)
+                for _ in range(3):
+                    await asyncio.sleep(0)
+
+    reader = asyncio.create_task(slow_reader())
+    for seq in range(4, 301):
+        await log.append(stream_id, event(seq))
+        if seq % 7 == 0:
+            await asyncio.sleep(0)
+    await log.finish(stream_id)
+    await asyncio.wait_for(reader, 10)
+    assert got == list(range(2, 301))
+
+
+async def test_resume_after_finish_returns_the_rest_and_ends(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log, events=10)
+    await log.finish(stream_id)
+    await log.finish(stream_id)  # idempotent
+    assert await read_all(log, stream_id, 7) == [(8, event(8)), (9, event(9)), (10, event(10))]
+    assert await read_all(log, stream_id, 10) == []
+    assert len(await read_all(log, stream_id)) == 10
+    with pytest.raises(StreamNotFound):
+        await log.append(stream_id, event(11))
+
+
+async def test_an_empty_finished_stream_reads_as_empty(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log)
+    await log.finish(stream_id)
+    assert await read_all(log, stream_id) == []
+
+
+async def test_only_the_owner_may_resume(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log, events=1, tenant="acme")
+    assert await log.owner(stream_id) == "acme"
+    await require_owner(log, stream_id, "acme")
+    with pytest.raises(PermissionDenied):
+        await require_owner(log, stream_id, "globex")
+    assert await log.owner("strm_unknown") is None
+    with pytest.raises(StreamNotFound) as caught:
+        await require_owner(log, "strm_unknown", "acme")
+    assert caught.value.status == 404 and caught.value.error_type == "not_found_error"
+
+
+async def test_reading_an_unknown_stream_is_not_found(make_log: MakeLog) -> None:
+    log = await make_log()
+    with pytest.raises(StreamNotFound):
+        await read_all(log, "strm_unknown")
+    with pytest.raises(StreamNotFound):
+        await log.append("strm_unknown", b"x")
+
+
+async def test_streams_expire_after_their_ttl(make_log: MakeLog) -> None:
+    log = await make_log(ttl_seconds=0.2)
+    stream_id = await _stream(log, events=2)
+    await log.finish(stream_id)
+    assert await log.owner(stream_id) == "acme"
+
+    async def expired() -> bool:
+        return await log.owner(stream_id) is None
+
+    await eventually(expired, within=2.0)
+    with pytest.raises(StreamNotFound):
+        await read_all(log, stream_id)
+
+
+async def test_a_reader_is_visible_while_it_reads(make_log: MakeLog) -> None:
+    log = await make_log(poll_seconds=0.01)
+    stream_id = await _stream(log, events=1)
+    assert not await log.wait_for_reader(stream_id, 0.05)
+    reader = asyncio.create_task(read_all(log, stream_id))
+    assert await log.wait_for_reader(stream_id, 2.0)
+    assert await log.readers(stream_id) == 1
+    await log.finish(stream_id)
+    assert await asyncio.wait_for(reader, 5) == [(1, event(1))]
+
+    async def detached() -> bool:
+        return await log.readers(stream_id) == 0
+
+    await eventually(detached)
+
+
+async def test_an_unread_stream_is_abandoned_after_the_grace(make_log: MakeLog) -> None:
+    log = await make_log(poll_seconds=0.01)
+    stream_id = await _stream(log, events=1)
+    assert await asyncio.wait_for(log.wait_abandoned(stream_id, 0.05), 2)
+
+
+async def test_a_stream_with_a_reader_is_not_abandoned_until_it_leaves(make_log: MakeLog) -> None:
+    log = await make_log(poll_seconds=0.01)
+    stream_id = await _stream(log, events=1)
+    events = log.read(stream_id)
+    assert await anext(events) == (1, event(1))  # attached, now waiting live
+    watch = asyncio.create_task(log.wait_abandoned(stream_id, 0.05))
+    await asyncio.sleep(0.15)
+    assert not watch.done()
+    await events.aclose()  # the resumed client went away too
+    assert await asyncio.wait_for(watch, 2)
+
+
+async def test_a_finished_stream_is_not_abandoned(make_log: MakeLog) -> None:
+    log = await make_log(poll_seconds=0.01)
+    stream_id = await _stream(log, events=1)
+    watch = asyncio.create_task(log.wait_abandoned(stream_id, 5))
+    await asyncio.sleep(0.02)
+    await log.finish(stream_id)
+    assert not await asyncio.wait_for(watch, 2)

@@ -1,0 +1,83 @@
+"""What only the Redis backend promises: replicas share streams, and dead writers are noticed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from claude_proxy.replay import ReplayLog, ReplaySettings, StreamLost, open_replay_log
+from claude_proxy.replay.redis import RedisReplayLog
+from claude_proxy.state import StateUnavailable
+from tests.replay.helpers import event, read_all
+
+
+async def _replica(url: str, prefix: str, **fields: float) -> ReplayLog:
+    return await open_replay_log(
+        url, ReplaySettings.model_validate({"key_prefix": prefix, **fields})
+    )
+
+
+async def test_one_replica_writes_and_another_reads_live(redis_url: str, key_prefix: str) -> None:
+    writer = await _replica(redis_url, key_prefix)
+    reader = await _replica(redis_url, key_prefix, poll_seconds=0.01)
+    try:
+        await writer.create("strm_x", "acme")
+        for seq in range(1, 51):
+            await writer.append("strm_x", event(seq))
+        assert await reader.owner("strm_x") == "acme"
+        reading = asyncio.create_task(read_all(reader, "strm_x", 20))
+        assert await writer.wait_for_reader("strm_x", 2.0)  # seen across replicas
+        for seq in range(51, 501):
+            await writer.append("strm_x", event(seq))
+            if seq % 50 == 0:
+                await asyncio.sleep(0.002)
+        await writer.finish("strm_x")
+        got = await asyncio.wait_for(reading, 5)
+        assert [seq for seq, _ in got] == list(range(21, 501))
+        assert all(data == event(seq) for seq, data in got)
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_reader_learns_when_the_writing_replica_dies(
+    redis_url: str, key_prefix: str
+) -> None:
+    writer = await _replica(redis_url, key_prefix, lease_seconds=0.3)
+    reader = await _replica(redis_url, key_prefix, block_seconds=0.1)
+    try:
+        await writer.create("strm_x", "acme")
+        await writer.append("strm_x", event(1))
+        await writer.close()  # no finish: as after SIGKILL, its lease runs out
+        reading = asyncio.create_task(read_all(reader, "strm_x"))
+        with pytest.raises(StreamLost):
+            await asyncio.wait_for(reading, 3)
+    finally:
+        await reader.close()
+
+
+async def test_keys_carry_the_ttl_and_the_writer_lease_is_dropped_on_finish(
+    redis_url: str, key_prefix: str
+) -> None:
+    log = await _replica(redis_url, key_prefix, ttl_seconds=60)
+    try:
+        await log.create("strm_x", "acme")
+        await log.append("strm_x", event(1))
+        await log.finish("strm_x")
+    finally:
+        await log.close()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = sorted(client.scan_iter(match=key_prefix + "*"))
+        assert keys == [key_prefix + "{strm_x}:events", key_prefix + "{strm_x}:meta"]
+        assert all(0 < client.pttl(key) <= 60_000 for key in keys)
+        assert client.xrange(keys[0]) == [("0-1", {"d": event(1).decode()}), ("0-2", {"e": "1"})]
+    finally:
+        client.close()
+
+
+async def test_an_unreachable_redis_is_state_unavailable() -> None:
+    with pytest.raises(StateUnavailable):
+        await RedisReplayLog.open("redis://127.0.0.1:1/0", ReplaySettings())
