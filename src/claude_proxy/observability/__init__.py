@@ -1,0 +1,17 @@
+"""Observability: Prometheus metrics, the request log and the live dashboard."""
+
+from __future__ import annotations
+
+from claude_proxy.observability.dashboard import add_dashboard_routes
+from claude_proxy.observability.logging import configure_logging, log_request, request_log_fields
+from claude_proxy.observability.metrics import Metrics, UsageLike, mark_worker_dead
+
+__all__ = [
+    "Metrics",
+    "UsageLike",
+    "add_dashboard_routes",
+    "configure_logging",
+    "log_request",
+    "mark_worker_dead",
+    "request_log_fields",
+]
