@@ -10,11 +10,15 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import structlog
 from aiohttp import web
 
 from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
+from claude_proxy.observability import Metrics
+from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
 from claude_proxy.upstream.client import UpstreamClient
 from claude_proxy.upstream.forwarder import Forwarder
@@ -30,6 +34,10 @@ class Services:
     forwarder: Forwarder
     tenants: TenantDirectory
     admission: Admission
+    streams: Streams
+    metrics: Metrics
+    # The per-request log line goes here (structlog, configured by the CLI).
+    request_log: Any
     # Precomputed so the hot path does not re-derive it per request.
     check_peers: bool
     ready: bool = False
@@ -42,6 +50,11 @@ SERVICES = web.AppKey("services", Services)
 async def services_context(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: build the services on start-up, close them on shutdown."""
     settings = app[SETTINGS]
+    tenants = TenantDirectory.from_settings(settings.tenants)
+    metrics = Metrics(
+        [] if tenants.is_open else [tenant.name for tenant in tenants.tenants],
+        multiprocess_dir=settings.metrics.multiprocess_dir,
+    )
     router = Router(
         (
             (
@@ -54,14 +67,17 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         clock=time.monotonic,
         rng=random.Random(),
     )
-    tenants = TenantDirectory.from_settings(settings.tenants)
     admission = await open_admission(settings.admission_settings, tenants.tenants)
+    streams = await Streams.open(settings.streams, settings.state)
     services = Services(
         settings=settings,
         router=router,
-        forwarder=Forwarder(settings, router),
+        forwarder=Forwarder(settings, router, metrics=metrics),
         tenants=tenants,
         admission=admission,
+        streams=streams,
+        metrics=metrics,
+        request_log=structlog.get_logger("claude_proxy.requests"),
         # Without tenants nobody is authenticated: only this host's clients are served.
         check_peers=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
@@ -72,5 +88,9 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         services.ready = False
+        # Handlers have drained (the runner waits for them); detached generations,
+        # waiting for a resume, get the same drain period before they are cancelled.
+        await streams.drain(settings.shutdown.drain_seconds)
+        await streams.close()
         await admission.close()
         await router.close()

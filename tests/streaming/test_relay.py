@@ -8,6 +8,7 @@ import aiohttp
 import anthropic
 import pytest
 
+from claude_proxy.config import StreamSettings
 from claude_proxy.server import RunningServer
 from tests.conftest import StartGateway
 from tests.helpers import API_HEADERS, message_body
@@ -77,8 +78,31 @@ async def wait_until_idle(
 async def test_client_disconnect_cancels_the_upstream_call(
     start_sim, start_gateway: StartGateway, http: aiohttp.ClientSession, stream: bool
 ) -> None:
+    """With no resume grace, a client that leaves stops the generation at once."""
     sim = await start_sim(speed=1.0)  # ~1 ms per token: 20,000 tokens take ~20 s
-    gateway = await start_gateway(sim.url)
+    gateway = await start_gateway(sim.url, streams=StreamSettings(resume_grace=0))
+    await disconnect_during_generation(gateway, stream)
+    stats = await wait_until_idle(http, sim)
+    assert stats["in_flight"] == 0
+    assert stats["requests"] == 1
+
+
+async def test_a_left_stream_generates_through_the_grace_then_stops(
+    start_sim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """The upstream call outlives the client for resume_grace seconds, then is cancelled."""
+    sim = await start_sim(speed=1.0)
+    gateway = await start_gateway(sim.url, streams=StreamSettings(resume_grace=0.5))
+    left_at = asyncio.get_running_loop().time()
+    await disconnect_during_generation(gateway, stream=True)
+    stats = await wait_until_idle(http, sim, limit=0.2)
+    assert stats["in_flight"] == 1  # still generating, waiting for a resume
+    stats = await wait_until_idle(http, sim)
+    assert stats["in_flight"] == 0
+    assert asyncio.get_running_loop().time() - left_at >= 0.5
+
+
+async def disconnect_during_generation(gateway: RunningServer, stream: bool) -> None:
     headers = {**API_HEADERS, "x-sim-answer-tokens": "20000"}
     body = message_body(stream=stream, max_tokens=32000, model="claude-sonnet-4-6")
     async with aiohttp.ClientSession() as client:
@@ -91,6 +115,3 @@ async def test_client_disconnect_cancels_the_upstream_call(
                 await client.post(
                     f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=timeout
                 )
-    stats = await wait_until_idle(http, sim)
-    assert stats["in_flight"] == 0
-    assert stats["requests"] == 1

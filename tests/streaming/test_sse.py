@@ -6,7 +6,7 @@ STREAM = (
     encode_event("message_start", {"type": "message_start", "message": {"id": "m"}})
     + b": keep-alive comment\n\n"
     + encode_event("content_block_delta", {"type": "content_block_delta", "delta": {"text": "é\n"}})
-    + b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+    + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 )
 
 
@@ -33,7 +33,7 @@ def test_a_torn_event_waits_for_its_end() -> None:
 
 
 def test_crlf_line_ends_and_multiline_data() -> None:
-    raw = b"event: x\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
+    raw = b'event: x\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
     (event,) = EventSplitter().feed(raw)
     assert event.name == "x"
     assert event.json() == {"a": 1}

@@ -3,20 +3,30 @@
 Each handler is the pipeline for its route, read top to bottom:
 read and check the body -> authenticate the tenant -> wait for admission ->
 forward upstream (retries, failover, healing) -> relay -> release with usage.
+The middleware records the result (metrics, request log) whatever happens.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from aiohttp import web
 
-from claude_proxy.api.middleware import REQUEST_ID
+from claude_proxy.admission import Ticket
+from claude_proxy.api.middleware import RECORD, REQUEST_ID
 from claude_proxy.errors import Overloaded
 from claude_proxy.pipeline.admit import admit, authenticate, finish
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.ingress import check_peer, read_call
+from claude_proxy.pipeline.record import OVERHEAD_HEADER, Record
+from claude_proxy.pipeline.stream import make_generation, open_upstream_stream
+from claude_proxy.replay import STREAM_ID_HEADER
 from claude_proxy.services import SERVICES, Services
-from claude_proxy.streaming.relay import ATTEMPTS_HEADER, ClientDisconnected, relay_stream
+from claude_proxy.streaming.relay import ATTEMPTS_HEADER
+from claude_proxy.streaming.streams import SseSink
+from claude_proxy.tenancy import Tenant
+from claude_proxy.upstream.forwarder import UpstreamReply
 from claude_proxy.upstream.headers import downstream_headers, upstream_headers
 
 __all__ = ["count_tokens", "create_message", "get_model", "list_models"]
@@ -24,12 +34,16 @@ __all__ = ["count_tokens", "create_message", "get_model", "list_models"]
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    call = await _begin(request, services)
+    record = request[RECORD]
+    call = await _begin(request, services, record)
     tenant = authenticate(services.tenants, call)
-    ticket = await admit(services.admission, tenant, call)
+    record.tenant = tenant.name
+    ticket = await admit(services.admission, tenant, call, record)
+    if call.stream:
+        return await _stream(request, services, call, tenant, ticket, record)
     overloaded = False
     try:
-        response, overloaded = await _forward(request, services, call)
+        response, overloaded = await _forward_json(services, call, record)
         return response
     finally:
         await finish(services.admission, ticket, call, overloaded)
@@ -38,9 +52,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Token counting is free upstream: authenticated, but not admitted against limits."""
     services = request.app[SERVICES]
-    call = await _begin(request, services)
-    authenticate(services.tenants, call)
-    response, _ = await _forward(request, services, call)
+    record = request[RECORD]
+    call = await _begin(request, services, record)
+    record.tenant = authenticate(services.tenants, call).name
+    response, _ = await _forward_json(services, call, record)
     return response
 
 
@@ -52,31 +67,73 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     return await _forward_get(request)
 
 
-async def _begin(request: web.Request, services: Services) -> Call:
+async def _begin(request: web.Request, services: Services, record: Record) -> Call:
     if services.check_peers:
         check_peer(request)
-    return await read_call(request, request[REQUEST_ID], services.settings.max_body_bytes)
+    call = await read_call(request, request[REQUEST_ID], services.settings.max_body_bytes)
+    record.begin(services.metrics, call)
+    return call
 
 
-async def _forward(
-    request: web.Request, services: Services, call: Call
-) -> tuple[web.StreamResponse, bool]:
+async def _forward_json(
+    services: Services, call: Call, record: Record
+) -> tuple[web.Response, bool]:
     """The response, and whether the API said it was overloaded on the way."""
-    forwarder = services.forwarder
-    log = forwarder.start(call)
-    if call.stream:
-        try:
-            return await relay_stream(request, forwarder, log), log.overloaded
-        except ClientDisconnected:
-            # The upstream response was closed on the way out: generation stops.
-            return web.Response(status=499), log.overloaded
-    reply = await forwarder.send_json(log)
+    log = record.attempts = services.forwarder.start(call)
+    reply = await services.forwarder.send_json(log)
     if reply.status == 200:
         call.usage = _usage_of(reply.body)
+    return _reply_response(reply, call, record), log.overloaded
+
+
+async def _stream(
+    request: web.Request,
+    services: Services,
+    call: Call,
+    tenant: Tenant,
+    ticket: Ticket,
+    record: Record,
+) -> web.StreamResponse:
+    """Open the upstream stream, then let a generation relay it; the ticket goes with it."""
+    opened = await open_upstream_stream(
+        services, call, tenant, ticket, record, resumable=services.streams.replay is not None
+    )
+    if isinstance(opened, UpstreamReply):
+        return _reply_response(opened, call, record)
+    headers = opened.stream.headers
+    headers.setdefault("request-id", call.request_id)
+    headers["cache-control"] = "no-cache"
+    # Ask reverse proxies in front of us (nginx) not to buffer the stream either.
+    headers["x-accel-buffering"] = "no"
+    headers[ATTEMPTS_HEADER] = str(record.attempts.count if record.attempts else 0)
+    if opened.stream_id is not None:
+        headers[STREAM_ID_HEADER] = opened.stream_id
+    headers[OVERHEAD_HEADER] = record.overhead_header()
+    response = web.StreamResponse(status=200, headers=headers)
+    generation = make_generation(
+        services, call, ticket, record, opened, SseSink(response, opened.stream_id)
+    )
+    try:
+        await response.prepare(request)
+    except BaseException:
+        await generation.abandon()
+        raise
+    services.streams.start(generation)
+    try:
+        # Shielded: this handler being cancelled (the client left) must not cancel it.
+        await asyncio.shield(generation.client_done)
+    except asyncio.CancelledError:
+        generation.detach()
+        raise
+    return response
+
+
+def _reply_response(reply: UpstreamReply, call: Call, record: Record) -> web.Response:
     reply.headers.setdefault("request-id", call.request_id)
-    reply.headers[ATTEMPTS_HEADER] = str(log.count)
-    response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-    return response, log.overloaded
+    log = record.attempts
+    reply.headers[ATTEMPTS_HEADER] = str(log.count if log is not None else 0)
+    reply.headers[OVERHEAD_HEADER] = record.overhead_header()
+    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
 
 def _usage_of(body: bytes) -> dict[str, object] | None:
@@ -92,7 +149,7 @@ async def _forward_get(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     if services.check_peers:
         check_peer(request)
-    services.tenants.authenticate(request.headers)
+    request[RECORD].tenant = services.tenants.authenticate(request.headers).name
     deployment = services.router.choose()
     if deployment is None:
         raise Overloaded("No upstream deployment is available (all cooling down or open).")

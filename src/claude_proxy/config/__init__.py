@@ -8,6 +8,7 @@ from claude_proxy.config.settings import (
     RetrySettings,
     Settings,
     ShutdownSettings,
+    StreamSettings,
     TimeoutSettings,
     UpstreamSettings,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "ShutdownSettings",
+    "StreamSettings",
     "TimeoutSettings",
     "UpstreamSettings",
     "load_settings",

@@ -26,6 +26,8 @@ __all__ = ["ConfigError", "load_settings"]
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 CONFIG_ENV = "CLAUDE_PROXY_CONFIG"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
+# prometheus_client reads it when first imported; the settings must name the same directory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ConfigError(Exception):
@@ -133,6 +135,10 @@ def _apply_overrides(
             if isinstance(entry, dict) and not entry.get("api_key"):
                 entry["api_key"] = api_key
     data["upstreams"] = upstreams
+
+    multiprocess_dir = env.get(MULTIPROC_ENV)
+    if multiprocess_dir:
+        data["metrics"] = {**dict(data.get("metrics") or {}), "multiprocess_dir": multiprocess_dir}
 
 
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
     AdmissionSettings,
@@ -23,9 +24,11 @@ __all__ = [
     "BreakerSettings",
     "ListenSettings",
     "LogSettings",
+    "MetricsSettings",
     "RetrySettings",
     "Settings",
     "ShutdownSettings",
+    "StreamSettings",
     "TimeoutSettings",
     "UpstreamSettings",
 ]
@@ -122,6 +125,28 @@ class ShutdownSettings(_Section):
     drain_seconds: float = Field(default=30.0, ge=0)
 
 
+class StreamSettings(_Section):
+    """Resumable streams and the WebSocket endpoint."""
+
+    # Every SSE event carries an id and is kept in a replay log (in memory, or Redis
+    # with a redis:// state URL) so a client that lost its connection can resume.
+    resumable: bool = True
+    # After the client disconnects, the upstream call goes on this long waiting for a
+    # resume; then it is cancelled. 0 cancels at once (nothing generates for nobody).
+    resume_grace: float = Field(default=30.0, ge=0)
+    replay: ReplaySettings = ReplaySettings(max_bytes=64 * 1024 * 1024)
+    # WebSocket keep-alive: a ping this often; a peer that misses the pong is closed.
+    ws_heartbeat: float = Field(default=20.0, gt=0)
+    # Requests one WebSocket may run at once; more are answered with an error event.
+    ws_max_concurrent: int = Field(default=64, ge=1)
+
+
+class MetricsSettings(_Section):
+    # Several worker processes share one exposition through this directory (it is
+    # prometheus_client's PROMETHEUS_MULTIPROC_DIR, which the environment sets).
+    multiprocess_dir: str | None = None
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -150,6 +175,8 @@ class Settings(_Section):
     # Where shared state lives: memory:// (one process) or redis://host:port/db (replicas).
     state: str = "memory://"
     admission: AdmissionTuning = AdmissionTuning()
+    streams: StreamSettings = StreamSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("upstreams")

@@ -9,9 +9,11 @@ may use. The ticket is released, with the real usage, when the response ends.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from claude_proxy.admission import Admission, Ticket, Usage
 from claude_proxy.pipeline.call import Call
+from claude_proxy.pipeline.record import Record
 from claude_proxy.tenancy import Tenant, TenantDirectory, estimate_input_tokens
 
 __all__ = ["admit", "authenticate", "finish"]
@@ -26,10 +28,18 @@ def authenticate(tenants: TenantDirectory, call: Call) -> Tenant:
     return tenant
 
 
-async def admit(admission: Admission, tenant: Tenant, call: Call) -> Ticket:
+async def admit(
+    admission: Admission, tenant: Tenant, call: Call, record: Record | None = None
+) -> Ticket:
+    """Wait for the tenant's turn; the time waited goes into ``record``."""
     max_tokens = call.body.get("max_tokens")
     reserved_output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
-    return await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
+    started = time.perf_counter()
+    try:
+        return await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
+    finally:
+        if record is not None:
+            record.queue_wait = time.perf_counter() - started
 
 
 async def finish(admission: Admission, ticket: Ticket, call: Call, overloaded: bool) -> None:

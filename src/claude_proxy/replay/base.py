@@ -19,7 +19,7 @@ Exceptions::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,21 +40,21 @@ class ReplaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ttl_seconds: float = Field(600.0, gt=0)
+    ttl_seconds: float = Field(default=600.0, gt=0)
     """A stream is forgotten this long after its last write (append, finish)."""
-    max_streams: int = Field(10_000, ge=1)
+    max_streams: int = Field(default=10_000, ge=1)
     """Memory backend: at most this many streams (finished ones are evicted first)."""
-    max_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     """Memory backend: at most this many bytes of event data over all streams."""
     key_prefix: str = "claude-proxy:replay:"
     """Redis backend: every key starts with this."""
-    lease_seconds: float = Field(10.0, gt=0)
+    lease_seconds: float = Field(default=10.0, gt=0)
     """Redis backend: a writer or reader not heard from for this long counts as gone."""
-    block_seconds: float = Field(1.0, gt=0)
+    block_seconds: float = Field(default=1.0, gt=0)
     """Redis backend: how long a live reader blocks before it checks the writer is alive."""
-    poll_seconds: float = Field(0.1, gt=0)
+    poll_seconds: float = Field(default=0.1, gt=0)
     """Redis backend: how often ``wait_for_reader``/``wait_abandoned`` look for readers."""
-    max_live_readers: int = Field(256, ge=1)
+    max_live_readers: int = Field(default=256, ge=1)
     """Redis backend: connections for blocked live readers (one each) on this replica."""
 
 
@@ -99,7 +99,7 @@ class ReplayLog(Protocol):
     async def owner(self, stream_id: str) -> str | None:
         """The tenant that created the stream, or None if it is unknown or expired."""
 
-    def read(self, stream_id: str, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         """``(seq, data)`` for every event after ``after``, then live ones until finish.
 
         Raises ``StreamNotFound`` (on the first iteration) for an unknown stream and

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Self
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
@@ -103,7 +103,7 @@ class MemoryReplayLog:
         stream = self._live(stream_id)
         return None if stream is None else stream.tenant
 
-    async def read(self, stream_id: str, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         stream = self._live(stream_id)
         if stream is None:
             raise StreamNotFound(stream_id)

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 from redis import asyncio as aioredis
@@ -153,7 +153,7 @@ class RedisReplayLog:
             tenant = await self._redis.hget(self._keys(stream_id).meta, "tenant")
         return None if tenant is None else str(tenant)
 
-    async def read(self, stream_id: str, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         keys = self._keys(stream_id)
         token = secrets.token_hex(8)
         last = max(after, 0)

@@ -1,8 +1,9 @@
-"""Relay an upstream event stream to the client, healing it when it breaks.
+"""Relay an upstream event stream as the client's events, healing it when it breaks.
 
-Events are written to the client as soon as each complete event arrives. When
-the upstream stream breaks (connection cut, an ``error`` event, an end without
-``message_stop``):
+``relay_events`` starts from a stream that is already open (the client has its
+200) and hands each batch of client events to ``emit`` as soon as the upstream
+chunk that completed them arrives. When the upstream stream breaks (connection
+cut, an ``error`` event, an end without ``message_stop``):
 - before any content reached the client, the request is simply retried;
 - after content, a continuation request carries on from the text the client
   already has, and its events are spliced into the same client stream;
@@ -13,12 +14,11 @@ the upstream stream breaks (connection cut, an ``error`` event, an end without
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 from claude_proxy.errors import error_body
 from claude_proxy.streaming.continuation import build_continuation, refuses_prefill
@@ -26,17 +26,17 @@ from claude_proxy.streaming.splice import Splicer
 from claude_proxy.streaming.sse import Event, EventSplitter, encode_event
 from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream, UpstreamReply
 
-__all__ = ["ATTEMPTS_HEADER", "ClientDisconnected", "relay_stream", "sse_error_event"]
+__all__ = ["ATTEMPTS_HEADER", "Emit", "relay_events", "sse_error_event"]
 
 ATTEMPTS_HEADER = "x-proxy-attempts"
 # Error events that mean "try again", as the same statuses would.
 _RETRYABLE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 )
+_EVENT_END = b"\n\n"
 
-
-class ClientDisconnected(Exception):
-    """The client went away while we were writing to it."""
+Emit = Callable[[list[bytes]], Awaitable[None]]
+"""Receives the client's next events, each a complete SSE event (``event:``/``data:``)."""
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:
@@ -61,20 +61,54 @@ class _Break:
         return self.error_type in ("overloaded_error", "rate_limit_error")
 
 
-async def relay_stream(
-    request: web.Request, forwarder: Forwarder, log: AttemptLog
-) -> web.StreamResponse:
+async def relay_events(
+    forwarder: Forwarder, log: AttemptLog, opened: OpenStream, splicer: Splicer, emit: Emit
+) -> str | None:
+    """Relay until the answer ends; None when it ended whole, else the ``error.type`` sent.
+
+    ``splicer`` holds what the client has seen (its ``usage`` once the answer ends).
+    """
     call = log.call
-    splicer = Splicer()
-    client: web.StreamResponse | None = None
-    body = call.raw_body
     continue_turn = refuses_prefill(str(call.body.get("model", "")))
     while True:
-        opened = await forwarder.open_stream(log, body)
-        if isinstance(opened, UpstreamReply):
-            if client is None:
-                return _json_reply(opened, log)
-            if _prefill_refused(opened) and not continue_turn and splicer.content_sent:
+        broke = await _pump(opened, splicer, emit)
+        call.usage = splicer.usage
+        if broke is None:
+            return None
+        if broke.overloaded:
+            log.overloaded = True
+        forwarder.stream_broke(opened.deployment, broke.reason)
+        if splicer.stop_reason_sent:
+            # Everything but message_stop arrived: the answer is whole.
+            await emit([encode_event("message_stop", {"type": "message_stop"})])
+            return None
+        reason = _why_not_continue(broke, splicer, forwarder, log, call.body)
+        if reason is None and not await forwarder.may_retry(log, opened.deployment):
+            reason = "the retry limits were reached"
+        if reason is not None:
+            forwarder.metrics.unhealable()
+            return await _fail(emit, _break_error_event(broke, reason))
+        body = call.raw_body
+        if splicer.content_sent:
+            continuation = build_continuation(
+                call.body, splicer.text_so_far(), continue_turn=continue_turn
+            )
+            if continuation is None:
+                return await _fail(
+                    emit, _break_error_event(broke, "the conversation cannot be continued")
+                )
+            log.heals += 1
+            forwarder.metrics.heal()
+            splicer.begin_continuation(continuation.stripped_tail, continuation.via_continue_turn)
+            body = continuation.body
+        elif splicer.message_started:
+            splicer.begin_continuation("", via_continue_turn=False)
+        while True:
+            reopened = await forwarder.open_stream(log, body)
+            if isinstance(reopened, OpenStream):
+                opened = reopened
+                break
+            if _prefill_refused(reopened) and not continue_turn and splicer.content_sent:
                 continue_turn = True  # a model our table did not know: use the continue turn
                 continuation = build_continuation(
                     call.body, splicer.text_so_far(), continue_turn=True
@@ -83,46 +117,7 @@ async def relay_stream(
                     splicer.begin_continuation(continuation.stripped_tail, True)
                     body = continuation.body
                     continue
-            await _finish(client, _reply_error_event(opened))
-            return client
-        if client is None:
-            client = await _open_client(request, opened, log)
-        broke = await _pump(opened, splicer, client)
-        call.usage = splicer.usage
-        if broke is not None and broke.overloaded:
-            log.overloaded = True
-        if broke is None:
-            await _write(client.write_eof())
-            return client
-        forwarder.stream_broke(opened.deployment, broke.reason)
-        if splicer.stop_reason_sent:
-            # Everything but message_stop arrived: the answer is whole.
-            await _finish(client, encode_event("message_stop", {"type": "message_stop"}))
-            return client
-        reason = _why_not_continue(broke, splicer, forwarder, log, call.body)
-        if reason is None and not await forwarder.may_retry(log, opened.deployment):
-            reason = "the retry limits were reached"
-        if reason is not None:
-            forwarder.stats.unhealable += 1
-            await _finish(client, _break_error_event(broke, reason))
-            return client
-        if splicer.content_sent:
-            continuation = build_continuation(
-                call.body, splicer.text_so_far(), continue_turn=continue_turn
-            )
-            if continuation is None:
-                await _finish(
-                    client, _break_error_event(broke, "the conversation cannot be continued")
-                )
-                return client
-            log.heals += 1
-            forwarder.stats.heals += 1
-            splicer.begin_continuation(continuation.stripped_tail, continuation.via_continue_turn)
-            body = continuation.body
-        else:
-            if splicer.message_started:
-                splicer.begin_continuation("", via_continue_turn=False)
-            body = call.raw_body
+            return await _fail(emit, _reply_error_event(reopened))
 
 
 def _why_not_continue(
@@ -142,7 +137,7 @@ def _why_not_continue(
     return splicer.blocker()
 
 
-async def _pump(opened: OpenStream, splicer: Splicer, client: web.StreamResponse) -> _Break | None:
+async def _pump(opened: OpenStream, splicer: Splicer, emit: Emit) -> _Break | None:
     """Forward events until the message ends (None) or the upstream breaks."""
     splitter = EventSplitter()
     finished = False
@@ -152,13 +147,15 @@ async def _pump(opened: OpenStream, splicer: Splicer, client: web.StreamResponse
             for event in splitter.feed(chunk):
                 if event.name == "error":
                     if out:
-                        await _write(client.write(b"".join(out)))
+                        await emit(out)
                     return _Break("error_event", event)
                 data = splicer.on_event(event)
-                if data:
-                    out.append(data)
+                if data is event.raw:
+                    out.append(data)  # the common case: passed through untouched
+                elif data:
+                    out.extend(_split_events(data))
             if out:
-                await _write(client.write(b"".join(out)))
+                await emit(out)
             if splicer.finished:
                 finished = True
                 return None
@@ -172,24 +169,11 @@ async def _pump(opened: OpenStream, splicer: Splicer, client: web.StreamResponse
             opened.response.close()
 
 
-async def _open_client(
-    request: web.Request, opened: OpenStream, log: AttemptLog
-) -> web.StreamResponse:
-    headers = opened.headers
-    headers.setdefault("request-id", log.call.request_id)
-    headers["cache-control"] = "no-cache"
-    # Ask reverse proxies in front of us (nginx) not to buffer the stream either.
-    headers["x-accel-buffering"] = "no"
-    headers[ATTEMPTS_HEADER] = str(log.count)
-    client = web.StreamResponse(status=200, headers=headers)
-    await _write(client.prepare(request))
-    return client
-
-
-def _json_reply(reply: UpstreamReply, log: AttemptLog) -> web.Response:
-    reply.headers.setdefault("request-id", log.call.request_id)
-    reply.headers[ATTEMPTS_HEADER] = str(log.count)
-    return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+def _split_events(data: bytes) -> list[bytes]:
+    """Rewritten output may hold several events; each gets its own id downstream."""
+    if data.count(_EVENT_END) == 1:
+        return [data]
+    return [part + _EVENT_END for part in data.split(_EVENT_END) if part]
 
 
 def _prefill_refused(reply: UpstreamReply) -> bool:
@@ -212,13 +196,7 @@ def _break_error_event(broke: _Break, reason: str) -> bytes:
     return sse_error_event("api_error", f"The upstream stream {what} and {reason}.")
 
 
-async def _finish(client: web.StreamResponse, data: bytes) -> None:
-    await _write(client.write(data))
-    await _write(client.write_eof())
-
-
-async def _write(operation: Awaitable[object]) -> None:
-    try:
-        await operation
-    except ConnectionResetError as exc:
-        raise ClientDisconnected() from exc
+async def _fail(emit: Emit, event: bytes) -> str:
+    await emit([event])
+    error_type = Event("error", event).json().get("error", {}).get("type")
+    return str(error_type or "api_error")

@@ -22,13 +22,13 @@ from multidict import CIMultiDict
 
 from claude_proxy.config import Settings
 from claude_proxy.errors import GatewayError, Overloaded, RateLimited, UpstreamTimeout
+from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.upstream.budget import RetryBudget
 from claude_proxy.upstream.client import translate_client_error
 from claude_proxy.upstream.headers import downstream_headers, upstream_headers
 from claude_proxy.upstream.retry import RetryPolicy, retry_after_seconds
 from claude_proxy.upstream.router import Deployment, Router
-from claude_proxy.upstream.stats import UpstreamStats
 
 __all__ = ["AttemptLog", "Forwarder", "OpenStream", "UpstreamReply"]
 
@@ -68,6 +68,10 @@ class AttemptLog:
     last_failed: str | None = None
     # The API said it is overloaded or rate limited (feeds the adaptive window).
     overloaded: bool = False
+    # Seconds spent waiting on the upstream (attempts) and between attempts (backoff):
+    # what the gateway's own overhead excludes.
+    upstream_seconds: float = 0.0
+    backoff_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -87,6 +91,7 @@ class Forwarder:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings.retry
         self._policy = RetryPolicy(settings.retry)
@@ -100,7 +105,7 @@ class Forwarder:
             settings.retry.budget_min_per_second,
             clock,
         )
-        self.stats = UpstreamStats()
+        self.metrics = metrics if metrics is not None else Metrics()
 
     def start(self, call: Call) -> AttemptLog:
         """Begin the attempts of one client request."""
@@ -133,7 +138,7 @@ class Forwarder:
     def stream_broke(self, deployment: Deployment, reason: str) -> None:
         """An open stream failed: that counts against its deployment."""
         deployment.breaker.on_failure()
-        self.stats.attempts[(deployment.name, f"broken_{reason}")] += 1
+        self.metrics.stream_broke(deployment.name, reason)
 
     async def may_retry(self, log: AttemptLog, failed: Deployment) -> bool:
         """Whether another attempt may start after ``failed`` broke; waits the backoff."""
@@ -154,11 +159,11 @@ class Forwarder:
         if self._clock() + delay > log.deadline_at:
             return self._stop(log, "deadline")
         if not self.budget.try_spend():
-            self.stats.budget_denied += 1
             return self._stop(log, "retry budget spent")
         log.retries += 1
-        self.stats.retries += 1
+        self.metrics.retry()
         if delay > 0:
+            log.backoff_seconds += delay
             await self._sleep(delay)
         return True
 
@@ -167,7 +172,7 @@ class Forwarder:
         return any(d is not failed and d.available(now) for d in self.router.deployments)
 
     def _stop(self, log: AttemptLog, reason: str) -> bool:
-        self.stats.gave_up[reason] += 1
+        self.metrics.gave_up(reason)
         _log.info(
             "upstream gave up request_id=%s attempts=%d reason=%s",
             log.call.request_id,
@@ -192,7 +197,9 @@ class Forwarder:
         outcome = self._classify(deployment, result)
         if isinstance(result, UpstreamReply) and result.status in (429, 529):
             log.overloaded = True
-        self._record(log, deployment, result, self._clock() - started)
+        seconds = self._clock() - started
+        log.upstream_seconds += seconds
+        self._record(log, deployment, result, seconds)
         return outcome
 
     async def _send(
@@ -258,7 +265,9 @@ class Forwarder:
                 raise RateLimited(
                     "All upstream deployments are rate limited; retry later.", headers=retry_after
                 )
-            await self._sleep(max(wait, 0.001))
+            wait = max(wait, 0.001)
+            log.backoff_seconds += wait
+            await self._sleep(wait)
 
     def _record(
         self,
@@ -274,7 +283,7 @@ class Forwarder:
             outcome = "ok" if status < 400 else f"http_{status}"
         else:
             outcome, status = result.error_type, 0
-        self.stats.attempts[(deployment.name, outcome)] += 1
+        self.metrics.upstream_attempt(deployment.name, outcome, seconds)
         # Failed attempts are what an operator looks for; successful ones would only
         # repeat the request log line, so they are logged at debug level.
         _log.log(

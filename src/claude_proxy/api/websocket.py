@@ -1,0 +1,272 @@
+"""``GET /v1/ws``: Messages requests over one WebSocket, several at once.
+
+Client frames (JSON text):
+- ``{"type": "auth", "api_key": "…"}``: first frame, when the key is not in the
+  ``x-api-key``/``Authorization`` headers or the ``api_key`` query parameter
+  (browsers cannot set headers on a WebSocket);
+- ``{"id": <string or number>, "type": "request", "body": <Messages request>}``,
+  with optional ``"headers": {"anthropic-version": …, "anthropic-beta": …}``;
+  the request is always streamed;
+- ``{"id": …, "type": "cancel"}``: stop that request (its upstream call too).
+
+Server frames: ``{"id": …, "event": <the event an SSE client would get>}`` for every
+event of the request, errors included as ``error`` events; ``{"id": …, "type":
+"cancelled"}`` after a cancel. Close codes: 4401 authentication failed, 4403 model
+or access refused for the socket, 1003 binary frame, 1007 a frame that is not a
+JSON object with an ``id``, 1009 a frame over ``max_body_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from claude_proxy.api.middleware import RECORD
+from claude_proxy.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    RateLimited,
+    error_body,
+    new_request_id,
+)
+from claude_proxy.pipeline.admit import admit
+from claude_proxy.pipeline.call import Call
+from claude_proxy.pipeline.ingress import check_peer
+from claude_proxy.pipeline.record import Record, close_record
+from claude_proxy.pipeline.stream import make_generation, open_upstream_stream
+from claude_proxy.services import SERVICES, Services
+from claude_proxy.streaming.websocket import WsSink, control_frame
+from claude_proxy.tenancy import Tenant
+from claude_proxy.upstream.forwarder import UpstreamReply
+
+__all__ = ["websocket_endpoint"]
+
+AUTH_FAILED = 4401
+AUTH_TIMEOUT = 10.0  # seconds to send the auth frame
+_DEFAULT_VERSION = "2023-06-01"
+_PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    if services.check_peers:
+        check_peer(request)  # before the upgrade: a plain 403
+    # The upgrade itself is not an API call: each request on the socket is recorded.
+    request.pop(RECORD, None)
+    ws = web.WebSocketResponse(
+        heartbeat=services.settings.streams.ws_heartbeat,
+        max_msg_size=services.settings.max_body_bytes,
+        compress=False,  # events are small; deflate would cost more CPU than it saves
+    )
+    await ws.prepare(request)
+    socket = _Socket(services, request, ws)
+    try:
+        await socket.serve()
+    finally:
+        await socket.close()
+    return ws
+
+
+class _Socket:
+    """One client connection and the requests running on it."""
+
+    def __init__(self, services: Services, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.services = services
+        self.ws = ws
+        self.request = request
+        self.tenant: Tenant | None = None
+        self.headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json"})
+        for name in _PASSED_HEADERS:
+            if name in request.headers:
+                self.headers[name] = request.headers[name]
+        self.headers.setdefault("anthropic-version", _DEFAULT_VERSION)
+        self.running: dict[bytes, asyncio.Task[None]] = {}
+
+    async def serve(self) -> None:
+        if not await self._authenticate():
+            return
+        async for message in self.ws:
+            if message.type == WSMsgType.BINARY:
+                await self.ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
+                return
+            if message.type != WSMsgType.TEXT:
+                return  # closing, closed or a protocol error
+            frame = _parse(message.data)
+            if frame is None:
+                await self.ws.close(
+                    code=WSCloseCode.INVALID_TEXT,
+                    message=b'frames must be JSON objects with an "id"',
+                )
+                return
+            await self._on_frame(frame)
+
+    async def close(self) -> None:
+        """The socket is gone: its requests stop, and with them their upstream calls."""
+        for task in self.running.values():
+            task.cancel()
+        if self.running:
+            await asyncio.wait(self.running.values())
+
+    async def _authenticate(self) -> bool:
+        tenants = self.services.tenants
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name, value)
+            for name, value in self.request.headers.items()
+            if name.lower() in ("x-api-key", "authorization")
+        )
+        query_key = self.request.query.get("api_key")
+        if query_key and not headers:
+            headers["x-api-key"] = query_key
+        if not headers and not tenants.is_open:
+            key = await self._auth_frame()
+            if key is None:
+                return False
+            headers["x-api-key"] = key
+        try:
+            self.tenant = tenants.authenticate(headers)
+        except AuthenticationFailed as exc:
+            await self.ws.close(code=AUTH_FAILED, message=f"authentication_error: {exc}".encode())
+            return False
+        # Forwarded upstream only where no deployment key replaces it (transparent mode).
+        self.headers.extend(headers)
+        return True
+
+    async def _auth_frame(self) -> str | None:
+        try:
+            message = await self.ws.receive(timeout=AUTH_TIMEOUT)
+        except TimeoutError:
+            message = None
+        frame = (
+            _parse(message.data, need_id=False)
+            if message and message.type == WSMsgType.TEXT
+            else None
+        )
+        key = frame.get("api_key") if frame is not None and frame.get("type") == "auth" else None
+        if not isinstance(key, str) or not key:
+            await self.ws.close(
+                code=AUTH_FAILED,
+                message=b'authentication_error: send {"type": "auth", "api_key": ...} first',
+            )
+            return None
+        return key
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        client_id = orjson.dumps(frame["id"])
+        kind = frame.get("type")
+        if kind == "cancel":
+            task = self.running.get(client_id)
+            if task is not None:
+                task.cancel()
+            return
+        if kind == "auth":
+            return  # already authenticated
+        error: GatewayError | None = None
+        body = frame.get("body")
+        if kind != "request":
+            error = InvalidRequest('type: must be "request", "cancel" or "auth"')
+        elif not isinstance(body, dict):
+            error = InvalidRequest("body: must be a Messages request object")
+        elif client_id in self.running:
+            error = InvalidRequest("id: a request with this id is still running")
+        elif len(self.running) >= self.services.settings.streams.ws_max_concurrent:
+            error = RateLimited("Too many concurrent requests on this WebSocket.")
+        if error is not None:
+            await self._send_error(client_id, error.error_type, error.message)
+            return
+        assert isinstance(body, dict)
+        headers = frame.get("headers")
+        task = asyncio.create_task(self._run(client_id, body, headers))
+        self.running[client_id] = task
+        task.add_done_callback(lambda _: self.running.pop(client_id, None))
+
+    async def _run(self, client_id: bytes, body: dict[str, Any], extra: object) -> None:
+        services = self.services
+        tenant = self.tenant
+        assert tenant is not None
+        record = Record(new_request_id(), time.perf_counter(), tenant=tenant.name)
+        status, error_type = 200, None
+        try:
+            call = self._call(record.request_id, body, extra)
+            record.begin(services.metrics, call)
+            model = body.get("model")
+            if isinstance(model, str):
+                services.tenants.authorize_model(tenant, model)
+            ticket = await admit(services.admission, tenant, call, record)
+            opened = await open_upstream_stream(
+                services, call, tenant, ticket, record, resumable=False
+            )
+            if isinstance(opened, UpstreamReply):
+                status = opened.status
+                await self._send_reply_error(client_id, opened)
+                return
+            generation = make_generation(
+                services, call, ticket, record, opened, WsSink(self.ws, client_id)
+            )
+            services.streams.start(generation)
+            try:
+                await asyncio.shield(generation.client_done)
+            except asyncio.CancelledError:
+                generation.detach()
+                raise
+        except GatewayError as exc:
+            status, error_type = exc.status, exc.error_type
+            await self._send_error(client_id, exc.error_type, exc.message)
+        except asyncio.CancelledError:
+            status, error_type = 499, "client_disconnect"
+            if not self.ws.closed:
+                with contextlib.suppress(ConnectionResetError):
+                    await self.ws.send_frame(control_frame(client_id, "cancelled"), WSMsgType.TEXT)
+            raise
+        finally:
+            close_record(record, services.metrics, services.request_log, status, error_type)
+
+    def _call(self, request_id: str, body: dict[str, Any], extra: object) -> Call:
+        headers = self.headers
+        if isinstance(extra, dict):
+            headers = headers.copy()
+            for name in _PASSED_HEADERS:
+                if isinstance(extra.get(name), str):
+                    headers[name] = extra[name]
+        body = {**body, "stream": True}
+        return Call(
+            request_id=request_id,
+            path="/v1/messages",
+            headers=CIMultiDictProxy(headers),
+            raw_body=orjson.dumps(body),
+            body=body,
+            stream=True,
+            started_at=time.perf_counter(),
+        )
+
+    async def _send_error(self, client_id: bytes, error_type: str, message: str) -> None:
+        event = b'{"id":' + client_id + b',"event":' + error_body(error_type, message) + b"}"
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_frame(event, WSMsgType.TEXT)
+
+    async def _send_reply_error(self, client_id: bytes, reply: UpstreamReply) -> None:
+        try:
+            error = orjson.loads(reply.body)["error"]
+            error_type, message = str(error["type"]), str(error["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            error_type, message = "api_error", f"The upstream answered {reply.status}."
+        await self._send_error(client_id, error_type, message)
+
+
+def _parse(data: str, *, need_id: bool = True) -> dict[str, Any] | None:
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(frame, dict):
+        return None
+    if need_id and (not isinstance(frame.get("id"), str | int) or isinstance(frame["id"], bool)):
+        return None
+    return frame

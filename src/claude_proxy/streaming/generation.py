@@ -1,0 +1,190 @@
+"""One streamed answer, generated in a task of its own: replay log first, then the client.
+
+The generation outlives its client's connection. When the client goes away, it
+keeps the upstream call running for ``resume_grace`` seconds so that the client
+can resume from the replay log (``GET /v1/streams/{id}``); once nobody has read
+the stream for that long, it cancels the upstream call. The admission ticket is
+released when the generation ends, since the upstream slot is in use until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from claude_proxy.observability import Metrics
+from claude_proxy.replay import ReplayLog
+from claude_proxy.state import StateUnavailable
+from claude_proxy.streaming.relay import relay_events, sse_error_event
+from claude_proxy.streaming.splice import Splicer
+from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream
+
+__all__ = ["ClientGone", "Generation", "Sink"]
+
+_log = logging.getLogger("claude_proxy.streams")
+_CONTENT = b"event: content_block_delta"
+
+
+class ClientGone(Exception):
+    """The connection to the client is closed: nothing more can be written to it."""
+
+
+class Sink(Protocol):
+    """Where a live client receives its events (an SSE response, a WebSocket request)."""
+
+    async def send(self, events: list[tuple[int, bytes]]) -> None:
+        """Write ``(seq, event)`` pairs in order; raise ``ClientGone`` if the client is gone."""
+
+    async def close(self, error_type: str | None) -> None:
+        """The answer ended (``error_type`` is set when it ended with an error event)."""
+
+
+class Generation:
+    """Relays one upstream stream into the replay log and to the live client, if any."""
+
+    def __init__(
+        self,
+        *,
+        forwarder: Forwarder,
+        log: AttemptLog,
+        opened: OpenStream,
+        sink: Sink,
+        replay: ReplayLog | None,
+        stream_id: str,
+        resume_grace: float,
+        on_end: Callable[[Generation], Awaitable[None]],
+    ) -> None:
+        self.log = log
+        self.stream_id = stream_id
+        self.splicer = Splicer()
+        self.error_type: str | None = None
+        # Time to the first content event and the last one's time, on the gateway's clock.
+        self.first_content: float | None = None
+        self._last_content = 0.0
+        self._forwarder = forwarder
+        self._metrics: Metrics = forwarder.metrics
+        self._opened = opened
+        self._sink: Sink | None = sink
+        self._replay = replay
+        self._seq = 0
+        self._grace = resume_grace
+        self._on_end = on_end
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.client_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def resumable(self) -> bool:
+        return self._replay is not None
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self._run(), name=f"generation {self.stream_id}")
+        return self._task
+
+    async def abandon(self) -> None:
+        """It will never start: close the upstream stream and release what it holds."""
+        self._opened.response.close()
+        if not self.client_done.done():
+            self.client_done.set_result(None)
+        await self._on_end(self)
+
+    def detach(self) -> None:
+        """The client went away: keep generating for a resume, within the grace period."""
+        if self._sink is None:
+            return
+        self._sink = None
+        if not self.client_done.done():
+            self.client_done.set_result(None)
+        if self._task is None or self._task.done():
+            return
+        if self._replay is None or self._grace <= 0:
+            self._task.cancel()
+        else:
+            self._watcher = asyncio.create_task(self._watch(self._replay, self._task))
+
+    async def _run(self) -> None:
+        self._metrics.stream_opened()
+        try:
+            self.error_type = await relay_events(
+                self._forwarder, self.log, self._opened, self.splicer, self._emit
+            )
+        except asyncio.CancelledError:
+            self.error_type = "client_disconnect"
+            # A late resumer learns the answer is incomplete, instead of a silent end.
+            with contextlib.suppress(ClientGone, StateUnavailable):
+                await self._emit([_abandoned_event()])
+            raise
+        finally:
+            await asyncio.shield(self._end())
+
+    async def _end(self) -> None:
+        self._metrics.stream_closed()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._replay is not None:
+            try:
+                await self._replay.finish(self.stream_id)
+            except StateUnavailable as exc:
+                _log.warning("replay log finish failed for %s: %s", self.stream_id, exc)
+        sink = self._sink
+        if sink is not None:
+            with contextlib.suppress(ClientGone):
+                await sink.close(self.error_type)
+        if not self.client_done.done():
+            self.client_done.set_result(None)
+        await self._on_end(self)
+
+    async def _emit(self, events: list[bytes]) -> None:
+        now = time.perf_counter()
+        for data in events:
+            if data.startswith(_CONTENT):
+                if self.first_content is None:
+                    self.first_content = now
+                else:
+                    self._metrics.token_gap(now - self._last_content)
+                self._last_content = now
+                break
+        numbered = await self._append(events)
+        sink = self._sink
+        if sink is not None:
+            try:
+                await sink.send(numbered)
+            except ClientGone:
+                self.detach()
+
+    async def _append(self, events: list[bytes]) -> list[tuple[int, bytes]]:
+        """Write the events to the replay log first, so that a client never has one it lacks."""
+        numbered: list[tuple[int, bytes]] = []
+        for data in events:
+            seq = self._seq + 1
+            if self._replay is not None:
+                try:
+                    seq = await self._replay.append(self.stream_id, data)
+                except StateUnavailable as exc:
+                    # Availability over resumability: the live client still gets every event.
+                    _log.warning("replay log failed; %s is not resumable: %s", self.stream_id, exc)
+                    self._replay = None
+            self._seq = seq
+            numbered.append((seq, data))
+        return numbered
+
+    async def _watch(self, replay: ReplayLog, task: asyncio.Task[None]) -> None:
+        try:
+            abandoned = await replay.wait_abandoned(self.stream_id, self._grace)
+        except StateUnavailable:
+            abandoned = True  # nobody can resume without the log: stop paying for it
+        if abandoned and not task.done():
+            _log.info("stream %s abandoned: cancelling its upstream call", self.stream_id)
+            task.cancel()
+
+
+def _abandoned_event() -> bytes:
+    return sse_error_event(
+        "api_error",
+        "The stream was cancelled before it finished (its client went away and did not "
+        "resume, or the gateway shut down).",
+    )

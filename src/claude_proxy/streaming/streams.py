@@ -1,0 +1,110 @@
+"""The gateway's streams: the replay log, the generations running now, and who owns each.
+
+A stream is owned by the tenant that started it; only that tenant may resume it.
+With no tenants configured everyone is the one open tenant, so the owner is the
+digest of the credential the client sent: another API key cannot resume it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from claude_proxy.config import StreamSettings
+from claude_proxy.replay import ReplayLog, new_stream_id, open_replay_log
+from claude_proxy.state import StateUnavailable
+from claude_proxy.streaming.generation import ClientGone, Generation
+from claude_proxy.tenancy import Tenant
+
+__all__ = ["SseSink", "Streams", "stream_owner"]
+
+_log = logging.getLogger("claude_proxy.streams")
+
+
+def stream_owner(tenant: Tenant, headers: Mapping[str, str], open_access: bool) -> str:
+    """Who may resume a stream started with these request headers."""
+    if not open_access:
+        return tenant.name
+    credential = headers.get("x-api-key") or headers.get("authorization") or ""
+    return "key:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
+
+
+class Streams:
+    """Live generations and the replay log they write; drained on shutdown."""
+
+    def __init__(self, settings: StreamSettings, replay: ReplayLog | None) -> None:
+        self.settings = settings
+        self.replay = replay
+        self._running: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def open(cls, settings: StreamSettings, state_url: str) -> Streams:
+        """With ``resumable`` off there is no replay log (and nothing to resume)."""
+        replay = await open_replay_log(state_url, settings.replay) if settings.resumable else None
+        return cls(settings, replay)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def new_stream(self, owner: str) -> str | None:
+        """A new resumable stream's id, or None when streams are not kept (or Redis is down)."""
+        if self.replay is None:
+            return None
+        stream_id = new_stream_id()
+        try:
+            await self.replay.create(stream_id, owner)
+        except StateUnavailable as exc:
+            # Availability over resumability: the stream still flows, without an id.
+            _log.warning("replay log unavailable; stream not resumable: %s", exc)
+            return None
+        return stream_id
+
+    def start(self, generation: Generation) -> None:
+        task = generation.start()
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def drain(self, seconds: float) -> None:
+        """Let running generations finish for up to ``seconds``, then cancel them."""
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+
+    async def close(self) -> None:
+        if self.replay is not None:
+            await self.replay.close()
+
+
+class SseSink:
+    """Events to an SSE response, each with ``id: <stream_id>:<seq>`` when resumable."""
+
+    __slots__ = ("_id_prefix", "_response")
+
+    def __init__(self, response: web.StreamResponse, stream_id: str | None) -> None:
+        self._response = response
+        self._id_prefix = None if stream_id is None else b"id: " + stream_id.encode() + b":"
+
+    async def send(self, events: list[tuple[int, bytes]]) -> None:
+        prefix = self._id_prefix
+        if prefix is None:
+            data = b"".join(event for _, event in events)
+        else:
+            data = b"".join(prefix + str(seq).encode() + b"\n" + event for seq, event in events)
+        try:
+            await self._response.write(data)
+        except ConnectionResetError as exc:
+            raise ClientGone() from exc
+
+    async def close(self, error_type: str | None) -> None:
+        try:
+            await self._response.write_eof()
+        except ConnectionResetError as exc:
+            raise ClientGone() from exc

@@ -1,0 +1,66 @@
+"""The WebSocket side of a stream: SSE events as ``{"id": …, "event": …}`` text frames.
+
+The event object in a frame is the ``data:`` JSON of the SSE event, byte for byte,
+so a WebSocket client gets exactly what an SSE client would, without the gateway
+parsing and re-encoding each event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from claude_proxy.streaming.generation import ClientGone
+from claude_proxy.streaming.sse import Event
+
+__all__ = ["WsSink", "control_frame", "event_frame", "sse_data"]
+
+_DATA = b"\ndata: "
+
+
+def sse_data(event: bytes) -> bytes:
+    """The JSON of an SSE event's ``data:`` line (events in the API's one-line form)."""
+    start = event.find(_DATA)
+    if start >= 0 and event.find(_DATA, start + 7) < 0 and b"\r" not in event:
+        return event[start + 7 : event.index(b"\n", start + 7)]
+    return orjson.dumps(Event("", event).json())  # several data lines: join them properly
+
+
+def event_frame(client_id: bytes, event: bytes) -> bytes:
+    """``client_id``: the request's ``id`` as JSON bytes (it is echoed untouched)."""
+    return b'{"id":' + client_id + b',"event":' + sse_data(event) + b"}"
+
+
+def control_frame(client_id: bytes, frame_type: str, **fields: Any) -> bytes:
+    return (
+        b'{"id":'
+        + client_id
+        + b',"type":'
+        + orjson.dumps(frame_type)
+        + (b"," + orjson.dumps(fields)[1:] if fields else b"}")
+    )
+
+
+class WsSink:
+    """The events of one request on a socket that may carry several at once."""
+
+    __slots__ = ("_client_id", "_ws")
+
+    def __init__(self, ws: web.WebSocketResponse, client_id: bytes) -> None:
+        self._ws = ws
+        self._client_id = client_id
+
+    async def send(self, events: list[tuple[int, bytes]]) -> None:
+        ws = self._ws
+        for _, event in events:
+            if ws.closed:
+                raise ClientGone()
+            try:
+                await ws.send_frame(event_frame(self._client_id, event), WSMsgType.TEXT)
+            except ConnectionResetError as exc:
+                raise ClientGone() from exc
+
+    async def close(self, error_type: str | None) -> None:
+        """The request's last event (``message_stop`` or ``error``) was its end: nothing to do."""
