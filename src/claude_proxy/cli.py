@@ -79,10 +79,9 @@ def _load_or_exit(
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from claude_proxy.observability import configure_logging
+
+    configure_logging(settings.log.level, settings.log.format)
 
 
 main.add_command(simulate)

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
-from claude_proxy.observability import Metrics
+from claude_proxy.observability import Metrics, get_logger
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
 from claude_proxy.upstream.client import UpstreamClient
@@ -77,7 +76,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         admission=admission,
         streams=streams,
         metrics=metrics,
-        request_log=structlog.get_logger("claude_proxy.requests"),
+        request_log=get_logger("claude_proxy.requests"),
         # Without tenants nobody is authenticated: only this host's clients are served.
         check_peers=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),

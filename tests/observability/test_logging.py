@@ -11,7 +11,12 @@ import pytest
 import structlog
 
 from claude_proxy.admission.base import Usage
-from claude_proxy.observability import configure_logging, log_request, request_log_fields
+from claude_proxy.observability import (
+    configure_logging,
+    get_logger,
+    log_request,
+    request_log_fields,
+)
 from claude_proxy.observability.logging import drop_sensitive_fields, is_sensitive
 
 KEY = "sk-ant-api03-topsecretkey"
@@ -34,7 +39,7 @@ def lines(err: str) -> list[dict[str, Any]]:
 
 def test_one_json_line_per_request(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "json")
-    log = structlog.get_logger("claude_proxy.access")
+    log = get_logger("claude_proxy.access")
     log_request(
         log,
         request_id="req_1",

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from claude_proxy.observability.dashboard import add_dashboard_routes
-from claude_proxy.observability.logging import configure_logging, log_request, request_log_fields
+from claude_proxy.observability.logging import (
+    configure_logging,
+    get_logger,
+    log_request,
+    request_log_fields,
+)
 from claude_proxy.observability.metrics import Metrics, UsageLike, mark_worker_dead
 
 __all__ = [
@@ -11,6 +16,7 @@ __all__ = [
     "UsageLike",
     "add_dashboard_routes",
     "configure_logging",
+    "get_logger",
     "log_request",
     "mark_worker_dead",
     "request_log_fields",

@@ -8,6 +8,7 @@ digest of the credential the client sent: another API key cannot resume it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -29,7 +30,12 @@ def stream_owner(tenant: Tenant, headers: Mapping[str, str], open_access: bool) 
     """Who may resume a stream started with these request headers."""
     if not open_access:
         return tenant.name
-    credential = headers.get("x-api-key") or headers.get("authorization") or ""
+    return _credential_owner(headers.get("x-api-key") or headers.get("authorization") or "")
+
+
+@functools.lru_cache(maxsize=1024)
+def _credential_owner(credential: str) -> str:
+    # Cached: a gateway sees few distinct credentials, and a digest per stream adds up.
     return "key:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
 
 
