@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from claude_proxy.errors import GatewayError, error_response, new_request_id
+from claude_proxy.observability.labels import OTHER
 from claude_proxy.pipeline.record import OVERHEAD_HEADER, Record, close_record
 from claude_proxy.services import SERVICES
 
@@ -75,4 +76,6 @@ def _close(request: web.Request, record: Record, status: int, error_type: str | 
     services = request.app.get(SERVICES)
     # A handler that records its work itself (the WebSocket endpoint) removes the record.
     if services is not None and request.get(RECORD) is record:
+        if record.tenant is None and not services.tenants.is_open:
+            record.tenant = OTHER  # not authenticated: no tenant's label may be claimed
         close_record(record, services.metrics, services.request_log, status, error_type)

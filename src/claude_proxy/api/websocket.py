@@ -5,8 +5,9 @@ Client frames (JSON text):
   ``x-api-key``/``Authorization`` headers or the ``api_key`` query parameter
   (browsers cannot set headers on a WebSocket);
 - ``{"id": <string or number>, "type": "request", "body": <Messages request>}``,
-  with optional ``"headers": {"anthropic-version": …, "anthropic-beta": …}``;
-  the request is always streamed;
+  with optional ``"headers": {"anthropic-beta": …, …}`` sent upstream as HTTP
+  headers would be (not the credentials: the socket's stand); the request is always
+  streamed;
 - ``{"id": …, "type": "cancel"}``: stop that request (its upstream call too).
 
 Server frames: ``{"id": …, "event": <the event an SSE client would get>}`` for every
@@ -52,6 +53,8 @@ AUTH_FAILED = 4401
 AUTH_TIMEOUT = 10.0  # seconds to send the auth frame
 _DEFAULT_VERSION = "2023-06-01"
 _PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
+# A frame may not replace the socket's credentials or the body's framing.
+_FIXED_HEADERS = frozenset({"x-api-key", "authorization", "content-type", "content-length"})
 
 
 async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
@@ -229,11 +232,12 @@ class _Socket:
 
     def _call(self, request_id: str, body: dict[str, Any], extra: object) -> Call:
         headers = self.headers
-        if isinstance(extra, dict):
+        if isinstance(extra, dict) and extra:
             headers = headers.copy()
-            for name in _PASSED_HEADERS:
-                if isinstance(extra.get(name), str):
-                    headers[name] = extra[name]
+            for name, value in extra.items():
+                wanted = isinstance(name, str) and name.lower() not in _FIXED_HEADERS
+                if wanted and isinstance(value, str):
+                    headers[name] = value
         body = {**body, "stream": True}
         return Call(
             request_id=request_id,

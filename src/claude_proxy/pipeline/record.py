@@ -8,6 +8,7 @@ cancelled by a client that went away.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,19 +96,21 @@ def close_record(
     if record.queue_wait is not None:
         metrics.queue_wait(record.tenant, record.queue_wait)
     log = record.attempts
-    log_request(
-        logger,
-        request_id=record.request_id,
-        tenant=record.tenant,
-        model=model,
-        stream=stream,
-        status=status,
-        attempts=log.count if log is not None else 0,
-        duration=duration,
-        error_type=error_type,
-        overhead=overhead,
-        ttft=ttft,
-        upstream=log.upstream_seconds if log is not None else None,
-        queue_wait=record.queue_wait,
-        usage=usage,
-    )
+    # A dead log stream (a closed pipe) must not fail the request it describes.
+    with contextlib.suppress(OSError, ValueError):
+        log_request(
+            logger,
+            request_id=record.request_id,
+            tenant=record.tenant,
+            model=model,
+            stream=stream,
+            status=status,
+            attempts=log.count if log is not None else 0,
+            duration=duration,
+            error_type=error_type,
+            overhead=overhead,
+            ttft=ttft,
+            upstream=log.upstream_seconds if log is not None else None,
+            queue_wait=record.queue_wait,
+            usage=usage,
+        )
