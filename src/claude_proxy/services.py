@@ -16,7 +16,7 @@ from aiohttp import web
 
 from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
-from claude_proxy.observability import Metrics, get_logger
+from claude_proxy.observability import Metrics, NullMetrics, get_logger
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
 from claude_proxy.upstream.client import UpstreamClient
@@ -50,7 +50,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: build the services on start-up, close them on shutdown."""
     settings = app[SETTINGS]
     tenants = TenantDirectory.from_settings(settings.tenants)
-    metrics = Metrics(
+    metrics = (Metrics if settings.metrics.enabled else NullMetrics)(
         [] if tenants.is_open else [tenant.name for tenant in tenants.tenants],
         multiprocess_dir=settings.metrics.multiprocess_dir,
     )

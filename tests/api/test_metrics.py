@@ -184,3 +184,18 @@ async def test_the_dashboard_is_served_with_its_data(
     assert data["requests"] == 1
     assert data["tenants"]["default"]["requests"] == 1
     assert data["upstream"]["breakers"] == {"sim": 0}
+
+
+async def test_metrics_can_be_switched_off(
+    start_gateway: StartGateway, sim: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(sim.url, metrics={"enabled": False})
+    for stream in (False, True):
+        body = message_body(stream=stream)
+        async with http.post(f"{gateway.url}/v1/messages", json=body, headers=API_HEADERS) as r:
+            assert r.status == 200
+            await r.read()
+    async with http.get(f"{gateway.url}/metrics") as r:
+        assert r.status == 404 and (await r.json())["error"]["type"] == "not_found_error"
+    async with http.get(f"{gateway.url}/dashboard/data") as r:
+        assert (await r.json())["requests"] == 0  # nothing was recorded

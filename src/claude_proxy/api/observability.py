@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_proxy.errors import NotFound
 from claude_proxy.observability import add_dashboard_routes
 from claude_proxy.services import SERVICES, Services
 from claude_proxy.state import StateUnavailable
@@ -29,6 +30,8 @@ async def _refresh_gauges(services: Services) -> None:
 
 async def metrics_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    if not services.settings.metrics.enabled:
+        raise NotFound("Metrics are disabled on this gateway (metrics.enabled: false).")
     await _refresh_gauges(services)
     body, content_type = services.metrics.render()
     return web.Response(body=body, headers={"content-type": content_type})

@@ -142,6 +142,8 @@ class StreamSettings(_Section):
 
 
 class MetricsSettings(_Section):
+    # false: nothing is recorded (GET /metrics answers 404); the request log is separate.
+    enabled: bool = True
     # Several worker processes share one exposition through this directory (it is
     # prometheus_client's PROMETHEUS_MULTIPROC_DIR, which the environment sets).
     multiprocess_dir: str | None = None

@@ -10,9 +10,11 @@ from claude_proxy.observability.logging import (
     request_log_fields,
 )
 from claude_proxy.observability.metrics import Metrics, UsageLike, mark_worker_dead
+from claude_proxy.observability.null import NullMetrics
 
 __all__ = [
     "Metrics",
+    "NullMetrics",
     "UsageLike",
     "add_dashboard_routes",
     "configure_logging",

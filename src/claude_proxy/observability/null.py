@@ -1,0 +1,60 @@
+"""Metrics switched off (``metrics.enabled: false``): the same calls, recording nothing.
+
+For deployments that scrape nothing, and to measure what collecting metrics costs
+(``benchmarks/overhead.py --metrics-cost`` runs a gateway with them off beside one
+with them on). ``render`` and ``snapshot`` still answer, with empty families.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_proxy.observability.metrics import Metrics, UsageLike
+
+__all__ = ["NullMetrics"]
+
+
+class NullMetrics(Metrics):
+    """Every recording call returns at once; the registry stays empty of samples."""
+
+    def request_started(self, stream: bool) -> None:
+        pass
+
+    def request_finished(self, **fields: Any) -> None:
+        pass
+
+    def token_gap(self, seconds: float) -> None:
+        pass
+
+    def stream_opened(self) -> None:
+        pass
+
+    def stream_closed(self) -> None:
+        pass
+
+    def queue_wait(self, tenant: str | None, seconds: float) -> None:
+        pass
+
+    def upstream_attempt(self, deployment: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def retry(self) -> None:
+        pass
+
+    def gave_up(self, reason: str) -> None:
+        pass
+
+    def stream_broke(self, deployment: str, reason: str) -> None:
+        pass
+
+    def heal(self) -> None:
+        pass
+
+    def unhealable(self) -> None:
+        pass
+
+    def tokens_used(self, tenant: str | None, model: str | None, usage: UsageLike) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
