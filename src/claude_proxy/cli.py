@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 import click
@@ -25,15 +26,35 @@ def main() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8000).")
 @click.option("--upstream", help="Base URL of the Messages API (default the real API).")
+@click.option(
+    "--workers", type=click.IntRange(1, 256), help="Worker processes (default 1; more need redis)."
+)
+@click.option("--worker-fd", type=int, hidden=True)  # set by the supervisor for its workers
 def serve(
-    config_path: str | None, host: str | None, port: int | None, upstream: str | None
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    upstream: str | None,
+    workers: int | None,
+    worker_fd: int | None,
 ) -> None:
     """Run the gateway."""
-    settings = _load_or_exit(config_path, host=host, port=port, upstream=upstream)
+    settings = _load_or_exit(config_path, host=host, port=port, upstream=upstream, workers=workers)
     _configure_logging(settings)
     from claude_proxy.runner import serve_gateway
 
-    serve_gateway(settings)
+    if worker_fd is not None:
+        serve_gateway(settings, socket.socket(fileno=worker_fd))
+    elif settings.workers > 1:
+        from claude_proxy.workers import supervise
+
+        command = [sys.executable, "-m", "claude_proxy", "serve"]
+        for flag, value in (("--config", config_path), ("--upstream", upstream)):
+            if value is not None:
+                command += [flag, value]
+        sys.exit(supervise(settings, command))
+    else:
+        serve_gateway(settings)
 
 
 @main.command("check-config")
@@ -70,9 +91,10 @@ def _load_or_exit(
     host: str | None = None,
     port: int | None = None,
     upstream: str | None = None,
+    workers: int | None = None,
 ) -> Settings:
     try:
-        return load_settings(path, host=host, port=port, upstream=upstream)
+        return load_settings(path, host=host, port=port, upstream=upstream, workers=workers)
     except ConfigError as exc:
         click.echo(f"configuration error:\n{exc}", err=True)
         sys.exit(2)

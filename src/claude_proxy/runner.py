@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from claude_proxy.app import create_app
 from claude_proxy.config import Settings
@@ -21,17 +22,19 @@ __all__ = ["serve_gateway"]
 _log = logging.getLogger("claude_proxy")
 
 
-def serve_gateway(settings: Settings) -> None:
-    run_event_loop(_serve(settings))
+def serve_gateway(settings: Settings, sock: socket.socket | None = None) -> None:
+    """Run one gateway process; ``sock``: a listening socket shared with other workers."""
+    run_event_loop(_serve(settings, sock))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, sock: socket.socket | None) -> None:
     app = create_app(settings)
     server = await start_server(
         app,
         settings.listen.host,
         settings.listen.port,
         shutdown_timeout=settings.shutdown.drain_seconds,
+        sock=sock,
     )
     _log.info(
         "claude-proxy listening on %s, upstreams: %s",

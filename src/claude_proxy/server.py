@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,19 +32,32 @@ class RunningServer:
 
 
 async def start_server(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 5.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 5.0,
+    sock: socket.socket | None = None,
 ) -> RunningServer:
-    """Serve ``app`` on host:port (port 0 picks a free one) and return where it listens."""
+    """Serve ``app`` on host:port (port 0 picks a free one) and return where it listens.
+
+    ``sock``: an already listening socket to accept on instead (a worker process
+    shares its supervisor's).
+    """
     # handler_cancellation: a client that disconnects cancels its handler, and with it
     # the upstream call, instead of leaving the API generating for nobody.
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
     server = site._server
-    sockets = getattr(server, "sockets", None) or []
+    sockets = [sock] if sock is not None else getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port
     return RunningServer(runner=runner, host=host, port=bound_port)
 

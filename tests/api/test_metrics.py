@@ -199,3 +199,31 @@ async def test_metrics_can_be_switched_off(
         assert r.status == 404 and (await r.json())["error"]["type"] == "not_found_error"
     async with http.get(f"{gateway.url}/dashboard/data") as r:
         assert (await r.json())["requests"] == 0  # nothing was recorded
+
+
+async def test_tenant_gauges_show_what_waits_and_what_holds_a_slot(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(speed=1.0)
+    tenants = [{"name": "team-a", "keys": [KEY_A], "max_concurrent": 1}]
+    gateway = await start_gateway(sim.url, tenants=tenants)
+    headers = {**API_HEADERS, "x-api-key": KEY_A, "x-sim-answer-tokens": "300"}
+    body = message_body(max_tokens=400)
+
+    async def slow_call() -> int:
+        async with http.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+            await r.read()
+            return r.status
+
+    calls = [asyncio.create_task(slow_call()) for _ in range(2)]
+    async with asyncio.timeout(5):
+        while True:
+            _, s = await scrape(http, gateway)
+            if total(s, "api_queue_depth", tenant="team-a") == 1:
+                break
+            await asyncio.sleep(0.01)
+    assert total(s, "api_tenant_in_flight", tenant="team-a") == 1
+    assert await asyncio.gather(*calls) == [200, 200]
+    _, s = await scrape(http, gateway)
+    assert total(s, "api_queue_depth") == 0 and total(s, "api_tenant_in_flight") == 0
+    assert total(s, "api_queue_wait_seconds_count", tenant="team-a") == 2

@@ -38,7 +38,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     call = await _begin(request, services, record)
     tenant = authenticate(services.tenants, call)
     record.tenant = tenant.name
-    ticket = await admit(services.admission, tenant, call, record)
+    ticket = await admit(services.admission, tenant, call, record, services.metrics)
     if call.stream:
         return await _stream(request, services, call, tenant, ticket, record)
     overloaded = False
@@ -46,7 +46,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         response, overloaded = await _forward_json(services, call, record)
         return response
     finally:
-        await finish(services.admission, ticket, call, overloaded)
+        await finish(services.admission, ticket, call, overloaded, services.metrics)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

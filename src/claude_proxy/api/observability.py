@@ -21,9 +21,10 @@ __all__ = ["add_observability_routes"]
 
 async def _refresh_gauges(services: Services) -> None:
     metrics = services.metrics
-    # Redis down: the last values stay, and the request metrics still answer.
+    # The window is shared state (every process reports it; dashboards take the max).
+    # Redis down: the last value stays, and the request metrics still answer.
     with contextlib.suppress(StateUnavailable):
-        metrics.set_admission(await services.admission.snapshot())
+        metrics.set_window((await services.admission.snapshot()).window)
     for deployment in services.router.deployments:
         metrics.set_breaker(deployment.name, deployment.breaker.state.value)
 

@@ -1,6 +1,6 @@
 """Configuration: the typed settings tree and how it is loaded from YAML and env."""
 
-from claude_proxy.config.loading import ConfigError, load_settings
+from claude_proxy.config.loading import ConfigError, load_settings, worker_environment
 from claude_proxy.config.settings import (
     BreakerSettings,
     ListenSettings,
@@ -25,4 +25,5 @@ __all__ = [
     "TimeoutSettings",
     "UpstreamSettings",
     "load_settings",
+    "worker_environment",
 ]

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from claude_proxy.config.settings import Settings
 
-__all__ = ["ConfigError", "load_settings"]
+__all__ = ["ConfigError", "load_settings", "worker_environment"]
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 CONFIG_ENV = "CLAUDE_PROXY_CONFIG"
@@ -41,6 +41,7 @@ def load_settings(
     host: str | None = None,
     port: int | None = None,
     upstream: str | None = None,
+    workers: int | None = None,
 ) -> Settings:
     """Build the Settings from a YAML file (optional), the environment and overrides."""
     env = os.environ if env is None else env
@@ -57,10 +58,21 @@ def load_settings(
         root, data = _parse_yaml(text, source, env)
 
     _apply_overrides(data, env, host=host, port=port, upstream=upstream)
+    if workers is not None:
+        data["workers"] = workers
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, root, source)) from None
+
+
+def worker_environment(multiprocess_dir: str) -> dict[str, str]:
+    """This process's environment for a worker, naming the shared metrics directory.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is first imported, so
+    the variable must be set in a worker's environment before it starts.
+    """
+    return {**os.environ, MULTIPROC_ENV: multiprocess_dir}
 
 
 def _parse_yaml(text: str, source: str, env: Mapping[str, str]) -> tuple[yaml.Node | None, Any]:

@@ -158,6 +158,9 @@ class Settings(_Section):
     """Everything the gateway needs, validated once at start-up."""
 
     listen: ListenSettings = ListenSettings()
+    # Worker processes sharing the listening socket (one per core is the usual choice).
+    # More than one needs state: redis://, so that limits and streams are shared.
+    workers: int = Field(default=1, ge=1, le=256)
     upstreams: list[UpstreamSettings] = Field(default_factory=lambda: [UpstreamSettings()])
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
@@ -204,6 +207,10 @@ class Settings(_Section):
     def _consistent(self) -> Settings:
         if self.admission.window_min > self.upstream_max_concurrent:
             raise ValueError("admission.window_min must not exceed upstream_max_concurrent")
+        if self.workers > 1 and not self.state.startswith(("redis://", "rediss://", "unix://")):
+            # Per-process memory would give each worker its own limits and replay logs:
+            # limits would multiply and a resume could land on a worker without the stream.
+            raise ValueError("workers above 1 need a shared state: set state: redis://host:port/db")
         if self.tenants and any(u.api_key is None for u in self.upstreams):
             # Clients then send tenant keys, which must never be forwarded upstream.
             raise ValueError("with tenants configured, every upstream needs an api_key")

@@ -118,7 +118,7 @@ class Families:
         )
         self.tenant_in_flight = Gauge(
             "api_tenant_in_flight",
-            "Admitted requests holding a slot, per tenant.",
+            "Admitted requests holding a slot in this process, per tenant.",
             ("tenant",),
             registry=r,
             multiprocess_mode="livesum",
@@ -131,7 +131,7 @@ class Families:
         )
         self.queue_depth = Gauge(
             "api_queue_depth",
-            "Requests waiting for admission.",
+            "Requests of this process waiting for admission, per tenant.",
             ("tenant",),
             registry=r,
             multiprocess_mode="livesum",

@@ -250,6 +250,14 @@ class Metrics:
 
     # -- admission -------------------------------------------------------------------
 
+    def tenant_waiting(self, tenant: str | None, delta: int) -> None:
+        """``delta`` more (or fewer) of this process's requests wait for admission."""
+        self._tenant_children(tenant)[1].inc(delta)
+
+    def tenant_holding(self, tenant: str | None, delta: int) -> None:
+        """``delta`` more (or fewer) of this process's requests hold an admission slot."""
+        self._tenant_children(tenant)[0].inc(delta)
+
     def set_queue_depth(self, tenant: str | None, n: int) -> None:
         self._tenant_children(tenant)[1].set(n)
 

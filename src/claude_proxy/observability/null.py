@@ -58,3 +58,9 @@ class NullMetrics(Metrics):
 
     def resume(self) -> None:
         pass
+
+    def tenant_waiting(self, tenant: str | None, delta: int) -> None:
+        pass
+
+    def tenant_holding(self, tenant: str | None, delta: int) -> None:
+        pass

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from claude_proxy.admission import Admission, Ticket, Usage
+from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.record import Record
 from claude_proxy.tenancy import Tenant, TenantDirectory, estimate_input_tokens
@@ -29,24 +30,37 @@ def authenticate(tenants: TenantDirectory, call: Call) -> Tenant:
 
 
 async def admit(
-    admission: Admission, tenant: Tenant, call: Call, record: Record | None = None
+    admission: Admission, tenant: Tenant, call: Call, record: Record, metrics: Metrics
 ) -> Ticket:
-    """Wait for the tenant's turn; the time waited goes into ``record``."""
+    """Wait for the tenant's turn; the time waited goes into ``record``.
+
+    The tenant gauges count what this process waits for and holds (not the shared
+    state of every replica), so that summing them over processes is right.
+    """
     max_tokens = call.body.get("max_tokens")
     reserved_output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
     started = time.perf_counter()
+    metrics.tenant_waiting(tenant.name, 1)
     try:
-        return await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
+        ticket = await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
     finally:
-        if record is not None:
-            record.queue_wait = time.perf_counter() - started
+        metrics.tenant_waiting(tenant.name, -1)
+        record.queue_wait = time.perf_counter() - started
+    call.tenant, call.slot_held = tenant.name, True
+    metrics.tenant_holding(tenant.name, 1)
+    return ticket
 
 
-async def finish(admission: Admission, ticket: Ticket, call: Call, overloaded: bool) -> None:
+async def finish(
+    admission: Admission, ticket: Ticket, call: Call, overloaded: bool, metrics: Metrics
+) -> None:
     """Release the slot with the real usage and tell the adaptive window how it went.
 
     Shielded: this runs when the client has gone away too, and must not be cut short.
     """
+    if call.slot_held:
+        call.slot_held = False
+        metrics.tenant_holding(call.tenant, -1)
     usage = Usage.from_api(call.usage) if call.usage is not None else None
 
     async def settle() -> None:

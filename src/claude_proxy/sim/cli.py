@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import click
 from aiohttp import web
 
 from claude_proxy.sim.app import create_sim_app
-from claude_proxy.sim.settings import FaultRates, SimSettings
+from claude_proxy.sim.settings import FaultRates, LatencyModel, SimSettings
 
 __all__ = ["simulate"]
 
@@ -34,6 +35,18 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     type=click.FloatRange(min=0),
     help="Latency factor; 0 disables every delay.",
 )
+@click.option(
+    "--ttft-ms",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Base time to the first token in ms (default 160), before --speed.",
+)
+@click.option(
+    "--token-ms",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Delay per output token in ms (default 1), before --speed.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault RNG.")
 @click.option(
     "--fault-rate",
@@ -56,6 +69,13 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     help="Seconds of stall before headers on a 'slow' fault.",
 )
 @click.option(
+    "--backlog",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Listen backlog: connections the kernel queues before they are accepted.",
+)
+@click.option(
     "--continue-overlap-words",
     default=0,
     type=click.IntRange(min=0),
@@ -66,6 +86,8 @@ def simulate(
     port: int,
     api_key: str | None,
     speed: float,
+    ttft_ms: float | None,
+    token_ms: float | None,
     seed: int,
     fault_rate: float,
     p_429: float,
@@ -76,6 +98,7 @@ def simulate(
     p_stream_error: float,
     p_slow: float,
     slow_first_byte: float,
+    backlog: int,
     continue_overlap_words: int,
 ) -> None:
     """Run a simulated Anthropic Messages API (latency, usage, caching, faults)."""
@@ -95,9 +118,15 @@ def simulate(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    latency = LatencyModel()
+    if ttft_ms is not None:
+        latency = dataclasses.replace(latency, base_ttft=ttft_ms / 1000.0)
+    if token_ms is not None:
+        latency = dataclasses.replace(latency, per_output_token=token_ms / 1000.0)
     settings = SimSettings(
         api_key=api_key,
         speed=speed,
+        latency=latency,
         seed=seed,
         faults=faults,
         slow_first_byte=slow_first_byte,
@@ -111,4 +140,5 @@ def simulate(
         print=None,
         loop=_new_loop(),
         access_log=None,
+        backlog=backlog,
     )
