@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 
@@ -80,8 +79,10 @@ def check_config(path: str) -> None:
 )
 def demo(port: int, sim_port: int, speed: float) -> None:
     """Run the simulator and the gateway together; nothing to configure."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from claude_proxy.demo import run_demo
+    from claude_proxy.observability import configure_logging
+
+    configure_logging("info", "console")
 
     run_demo(gateway_port=port, sim_port=sim_port, speed=speed)
 

@@ -75,8 +75,13 @@ with c.messages.stream(model="claude-sonnet-4-6", max_tokens=128,
     for text in s.text_stream: print(text, end="", flush=True)
 print()'
 
-  curl -s {gateway}/v1/models -H 'x-api-key: anything' -H 'anthropic-version: 2023-06-01'
-  curl -s {gateway}/readyz
+  # a stream's response carries x-proxy-stream-id; after a dropped connection, resume it:
+  curl -sN {gateway}/v1/streams/<stream id> -H 'x-api-key: anything' \
+    -H 'Last-Event-ID: <the last id: line you saw>'
 
-Press Ctrl-C to stop.
+  curl -s {gateway}/v1/models -H 'x-api-key: anything' -H 'anthropic-version: 2023-06-01'
+  curl -s {gateway}/metrics          # Prometheus
+  open {gateway}/dashboard           # the live dashboard, in a browser
+
+Each request is logged below, one line each. Press Ctrl-C to stop.
 """
