@@ -8,8 +8,6 @@ The middleware records the result (metrics, request log) whatever happens.
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from aiohttp import web
 
@@ -118,13 +116,7 @@ async def _stream(
     except BaseException:
         await generation.abandon()
         raise
-    services.streams.start(generation)
-    try:
-        # Shielded: this handler being cancelled (the client left) must not cancel it.
-        await asyncio.shield(generation.client_done)
-    except asyncio.CancelledError:
-        generation.detach()
-        raise
+    await services.streams.serve(generation)
     return response
 
 

@@ -212,12 +212,7 @@ class _Socket:
             generation = make_generation(
                 services, call, ticket, record, opened, WsSink(self.ws, client_id)
             )
-            services.streams.start(generation)
-            try:
-                await asyncio.shield(generation.client_done)
-            except asyncio.CancelledError:
-                generation.detach()
-                raise
+            await services.streams.serve(generation)
         except GatewayError as exc:
             status, error_type = exc.status, exc.error_type
             await self._send_error(client_id, exc.error_type, exc.message)

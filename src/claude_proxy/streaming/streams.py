@@ -75,6 +75,16 @@ class Streams:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
+    async def serve(self, generation: Generation) -> None:
+        """Start ``generation``; return once its client has all of it, or has gone."""
+        self.start(generation)
+        try:
+            # Shielded: the caller being cancelled (its client left) must not cancel it.
+            await asyncio.shield(generation.client_done)
+        except asyncio.CancelledError:
+            generation.detach()
+            raise
+
     async def drain(self, seconds: float) -> None:
         """Let running generations finish for up to ``seconds``, then cancel them."""
         if self._running:
