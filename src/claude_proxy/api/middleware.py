@@ -54,9 +54,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         error_type = _HTTP_ERROR_TYPES.get(exc.status, "invalid_request_error")
         response = error_response(exc.status, error_type, exc.reason, request_id)
     except asyncio.CancelledError:
-        # The client went away (aiohttp cancels the handler): still one record of it.
+        # The client went away (aiohttp cancels the handler): still one record of it,
+        # as a disconnect unless it had the whole answer already.
         if record is not None:
-            _close(request, record, 499, "client_disconnect")
+            if record.answered:
+                _close(request, record, 200, None)
+            else:
+                _close(request, record, 499, "client_disconnect")
         raise
     except Exception:
         _log.exception("unhandled error", extra={"request_id": request_id})

@@ -217,6 +217,8 @@ class _Socket:
             status, error_type = exc.status, exc.error_type
             await self._send_error(client_id, exc.error_type, exc.message)
         except asyncio.CancelledError:
+            if record.answered:
+                raise  # the socket closed after the whole answer: a normal end
             status, error_type = 499, "client_disconnect"
             if not self.ws.closed:
                 with contextlib.suppress(ConnectionResetError):

@@ -42,6 +42,11 @@ class Record:
     in_flight: bool | None = None
     overhead: float | None = None
 
+    @property
+    def answered(self) -> bool:
+        """A stream whose client has had the whole answer (its end is still winding down)."""
+        return self.generation is not None and self.generation.answered
+
     def begin(self, metrics: Metrics, call: Call) -> None:
         self.call = call
         self.in_flight = call.stream

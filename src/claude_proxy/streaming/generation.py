@@ -27,6 +27,7 @@ __all__ = ["ClientGone", "Generation", "Sink"]
 
 _log = logging.getLogger("claude_proxy.streams")
 _CONTENT = b"event: content_block_delta"
+_ERROR = b"event: error"
 
 
 class ClientGone(Exception):
@@ -62,6 +63,9 @@ class Generation:
         self.stream_id = stream_id
         self.splicer = Splicer()
         self.error_type: str | None = None
+        # The whole answer (up to message_stop, or an error event) has been emitted: a
+        # client that leaves now has missed nothing, and nothing is left to cancel.
+        self.answered = False
         # Time to the first content event and the last one's time, on the gateway's clock.
         self.first_content: float | None = None
         self._last_content = 0.0
@@ -99,7 +103,7 @@ class Generation:
         self._sink = None
         if not self.client_done.done():
             self.client_done.set_result(None)
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done() or self.answered:
             return
         if self._replay is None or self._grace <= 0:
             self._task.cancel()
@@ -149,11 +153,17 @@ class Generation:
                 self._last_content = now
                 break
         numbered = await self._append(events)
+        # The answer's last events: message_stop, or an error event (only final ones are
+        # emitted). Marked before the send, which hands the bytes to the transport and may
+        # then wait to drain: a client that leaves during that wait has the whole answer.
+        if self.splicer.finished or events[-1].startswith(_ERROR):
+            self.answered = True
         sink = self._sink
         if sink is not None:
             try:
                 await sink.send(numbered)
             except ClientGone:
+                self.answered = False
                 self.detach()
 
     async def _append(self, events: list[bytes]) -> list[tuple[int, bytes]]:
