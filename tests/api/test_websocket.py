@@ -167,4 +167,3 @@ async def test_a_forbidden_model_is_an_error_event(
         await ws.send_str(request_frame(1, message_body(model="claude-opus-4-1")))
         frames = await collect(ws, {1})
     assert frames[1][-1]["event"]["error"]["type"] == "permission_error"
-
