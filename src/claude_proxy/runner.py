@@ -13,6 +13,7 @@ import logging
 import socket
 
 from claude_proxy.app import create_app
+from claude_proxy.collector import CollectionPolicy
 from claude_proxy.config import Settings
 from claude_proxy.server import run_event_loop, start_server, wait_for_signal
 from claude_proxy.services import SERVICES
@@ -36,6 +37,10 @@ async def _serve(settings: Settings, sock: socket.socket | None) -> None:
         shutdown_timeout=settings.shutdown.drain_seconds,
         sock=sock,
     )
+    # After start-up, so that what it built is frozen out of collections.
+    collector = CollectionPolicy(settings.runtime, observe=app[SERVICES].metrics.gc_pause)
+    collector.install()
+    collecting = asyncio.create_task(collector.run(), name="garbage collection")
     _log.info(
         "claude-proxy listening on %s, upstreams: %s",
         server.url,
@@ -52,4 +57,6 @@ async def _serve(settings: Settings, sock: socket.socket | None) -> None:
         await asyncio.sleep(settings.shutdown.unready_delay)
     finally:
         await server.stop()
+        collecting.cancel()
+        collector.uninstall()
     _log.info("stopped")

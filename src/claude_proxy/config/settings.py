@@ -26,6 +26,7 @@ __all__ = [
     "LogSettings",
     "MetricsSettings",
     "RetrySettings",
+    "RuntimeSettings",
     "Settings",
     "ShutdownSettings",
     "StreamSettings",
@@ -149,6 +150,20 @@ class MetricsSettings(_Section):
     multiprocess_dir: str | None = None
 
 
+class RuntimeSettings(_Section):
+    """How the cyclic garbage collector runs in a gateway process (see ``collector``)."""
+
+    # managed: automatic collection off; a full collection once the tracked objects
+    # created since the last one reach gc_growth times its survivors (at least
+    # gc_min_objects). python: Python's own generational collector, gc_thresholds.
+    gc: Literal["managed", "python"] = "managed"
+    gc_growth: float = Field(default=4.0, ge=0.25)
+    gc_min_objects: int = Field(default=100_000, ge=1_000)
+    gc_thresholds: tuple[int, int, int] = (700, 10, 10)
+    # What is alive after start-up (modules, the app) is left out of every collection.
+    gc_freeze: bool = True
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -182,6 +197,7 @@ class Settings(_Section):
     admission: AdmissionTuning = AdmissionTuning()
     streams: StreamSettings = StreamSettings()
     metrics: MetricsSettings = MetricsSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("upstreams")

@@ -17,6 +17,7 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 1
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 15, 30, 60)
 GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -66,6 +67,13 @@ class Families:
             ("tenant",),
             registry=r,
             buckets=QUEUE_BUCKETS,
+        )
+        self.gc_pause = Histogram(
+            "api_gc_pause_seconds",
+            "Pauses of the cyclic garbage collector; every stream waits them out.",
+            ("generation",),
+            registry=r,
+            buckets=GC_BUCKETS,
         )
         self.tokens = Counter(
             "api_tokens",

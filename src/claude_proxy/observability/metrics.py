@@ -42,6 +42,7 @@ __all__ = ["BREAKER_STATES", "Metrics", "UsageLike", "mark_worker_dead"]
 
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+_GENERATIONS = {0: "0", 1: "1", 2: "2"}
 
 
 class UsageLike(Protocol):
@@ -177,6 +178,10 @@ class Metrics:
         ):
             if count > 0:
                 counter.inc(count)
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """One collection of the cyclic garbage collector (generation 0, 1 or 2)."""
+        self.families.gc_pause.labels(_GENERATIONS.get(generation, "2")).observe(seconds)
 
     def token_gap(self, seconds: float) -> None:
         """Time between two content events of one stream."""

@@ -64,3 +64,6 @@ class NullMetrics(Metrics):
 
     def tenant_holding(self, tenant: str | None, delta: int) -> None:
         pass
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        pass
