@@ -12,7 +12,7 @@ disconnects, about a dozen objects each.
 
 ``managed`` (the default) therefore turns automatic collection off and runs one
 full collection when the tracked objects created since the last one (net of those
-freed) reach ``gc_growth`` (4) times its survivors, and at least ``gc_min_objects``:
+freed) reach ``gc_growth`` (2) times its survivors, and at least ``gc_min_objects``:
 garbage stays bounded by a multiple of what is alive, a process that grows pauses
 a few times on the way (each pause longer, so rarer), and one whose load is steady
 rarely collects at all. ``python`` keeps Python's own collector (its thresholds

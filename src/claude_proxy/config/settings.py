@@ -157,7 +157,7 @@ class RuntimeSettings(_Section):
     # created since the last one reach gc_growth times its survivors (at least
     # gc_min_objects). python: Python's own generational collector, gc_thresholds.
     gc: Literal["managed", "python"] = "managed"
-    gc_growth: float = Field(default=4.0, ge=0.25)
+    gc_growth: float = Field(default=2.0, ge=0.25)
     gc_min_objects: int = Field(default=100_000, ge=1_000)
     gc_thresholds: tuple[int, int, int] = (700, 10, 10)
     # What is alive after start-up (modules, the app) is left out of every collection.
