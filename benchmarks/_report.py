@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 TARGETS = ("direct", "floor", "gateway")
+# --metrics-cost: the same gateway without its request log, and without metrics either.
+COST_TARGETS = ("gateway-nolog", "gateway-bare")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,9 @@ _DERIVED_COLUMNS: tuple[
 )
 
 
-def results_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+def results_table(
+    samples: list[Sample], modes: list[str], concs: list[int], targets: tuple[str, ...] = TARGETS
+) -> str:
     header = ["mode", "conc", "target", *(name for name, _ in _RESULT_COLUMNS)]
     rows = [
         [
@@ -132,7 +136,48 @@ def results_table(samples: list[Sample], modes: list[str], concs: list[int]) -> 
         ]
         for mode in modes
         for conc in concs
-        for target in TARGETS
+        for target in targets
+    ]
+    return _table(header, rows)
+
+
+def _cpu_share(a: Sample, b: Sample) -> float | None:
+    """How much of a's CPU per request b does not spend, in percent of a's."""
+    if a.proxy_cpu_us is None or b.proxy_cpu_us is None or not a.proxy_cpu_us:
+        return None
+    return 100 * (a.proxy_cpu_us - b.proxy_cpu_us) / a.proxy_cpu_us
+
+
+_COST_COLUMNS: tuple[tuple[str, str, str, Callable[[Sample, Sample], float | None], str], ...] = (
+    ("full/bare req/s", "gateway", "gateway-bare", _ratio, ".2f"),
+    ("full - bare CPU µs/req", "gateway", "gateway-bare", _diff("proxy_cpu_us"), "+.0f"),
+    (
+        "metrics: nolog - bare CPU µs/req",
+        "gateway-nolog",
+        "gateway-bare",
+        _diff("proxy_cpu_us"),
+        "+.0f",
+    ),
+    ("metrics % of CPU/req", "gateway-nolog", "gateway-bare", _cpu_share, ".1f"),
+    ("log: full - nolog CPU µs/req", "gateway", "gateway-nolog", _diff("proxy_cpu_us"), "+.0f"),
+    ("log % of CPU/req", "gateway", "gateway-nolog", _cpu_share, ".1f"),
+)
+
+
+def cost_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+    """What the request log and the metrics cost: the gateway against itself without them."""
+    header = ["mode", "conc", *(column[0] for column in _COST_COLUMNS)]
+    rows = [
+        [
+            mode,
+            str(conc),
+            *(
+                _fmt(_paired(samples, mode, conc, a, b, op), spec)
+                for _, a, b, op, spec in _COST_COLUMNS
+            ),
+        ]
+        for mode in modes
+        for conc in concs
     ]
     return _table(header, rows)
 

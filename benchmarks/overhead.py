@@ -7,8 +7,10 @@ simulator). Proxies run on core 0; the simulator and the load generator share
 core 1, so the proxies' CPU time per request is reported too: when core 1 is the
 bottleneck, req/s understates the difference and CPU per request does not.
 
-    python benchmarks/overhead.py            # 3 rounds x 3 s per cell, a few minutes
-    python benchmarks/overhead.py --quick    # 1 round x 1 s, a smoke check
+    python benchmarks/overhead.py                  # 3 rounds x 3 s per cell, a few minutes
+    python benchmarks/overhead.py --quick          # 1 round x 1 s, a smoke check
+    python benchmarks/overhead.py --metrics-cost   # also the gateway without its request
+                                                   # log, and without metrics either
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dataclasses
 import json
 import signal
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,9 +31,11 @@ from typing import Any, NoReturn
 
 from _procs import Proc, cpu_seconds, free_port, rss_mb, spawn, stop, wait_listening, wait_ready
 from _report import (
+    COST_TARGETS,
     TARGETS,
     Sample,
     checks,
+    cost_table,
     derived_table,
     render_checks,
     results_table,
@@ -51,6 +56,7 @@ class Options:
     concurrency: list[int]
     modes: list[str]
     json_out: str | None
+    targets: tuple[str, ...] = TARGETS
 
 
 @dataclass(slots=True)
@@ -58,14 +64,17 @@ class Cluster:
     """The running processes, and where each target listens."""
 
     sim: Proc
-    floor: Proc
-    gateway: Proc
+    proxies: dict[str, Proc]  # every target but direct
     load: Proc
     sim_url: str
     urls: dict[str, str]
 
+    @property
+    def gateway(self) -> Proc:
+        return self.proxies["gateway"]
+
     def proxy(self, target: str) -> Proc | None:
-        return {"floor": self.floor, "gateway": self.gateway}.get(target)
+        return self.proxies.get(target)
 
     def run_load(
         self, target: str, stream: bool, concurrency: int, duration: float
@@ -90,35 +99,57 @@ class Cluster:
         return result
 
 
+# The gateway variants of --metrics-cost: the same process without its request log
+# (info lines cost a few µs each), and without metrics either.
+VARIANT_CONFIG = {
+    "gateway-nolog": "log: {level: warning}\n",
+    "gateway-bare": "log: {level: warning}\nmetrics: {enabled: false}\n",
+}
+
+
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(targets: tuple[str, ...]) -> Iterator[Cluster]:
     """Start every process once, wait until each is ready, stop them all on the way out."""
     python, cli = sys.executable, str(Path(sys.executable).with_name("claude-proxy"))
-    sim_port, floor_port, gw_port = free_port(), free_port(), free_port()
+    sim_port, floor_port = free_port(), free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     procs: list[Proc] = []
-    try:
-        # The argument strings hold no spaces, so split() is a safe, compact way to list them.
-        sim_args = f"simulate --host 127.0.0.1 --port {sim_port} --speed 0 --api-key {API_KEY}"
-        gw_args = f"serve --host 127.0.0.1 --port {gw_port} --upstream {sim_url}"
-        floor_args = f"--port {floor_port} --upstream {sim_url}"
-        procs.append(sim := spawn("simulator", LOAD_CORE, [cli, *sim_args.split()]))
-        gw_env = {"ANTHROPIC_API_KEY": API_KEY}
-        procs.append(gateway := spawn("gateway", PROXY_CORE, [cli, *gw_args.split()], env=gw_env))
-        floor_argv = [python, str(HERE / "passthrough.py"), *floor_args.split()]
-        procs.append(floor := spawn("floor", PROXY_CORE, floor_argv))
-        procs.append(load := spawn("load", LOAD_CORE, [python, str(HERE / "_load.py")], pipe=True))
-        wait_ready(sim, f"{sim_url}/sim/stats")
-        wait_ready(gateway, f"http://127.0.0.1:{gw_port}/readyz")
-        wait_listening(floor, floor_port)
-        urls = {
-            name: f"http://127.0.0.1:{port}/v1/messages"
-            for name, port in (("direct", sim_port), ("floor", floor_port), ("gateway", gw_port))
-        }
-        yield Cluster(sim, floor, gateway, load, sim_url, urls)
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
+    with contextlib.ExitStack() as files:
+        try:
+            # The argument strings hold no spaces, so split() is a safe way to list them.
+            sim_args = f"simulate --host 127.0.0.1 --port {sim_port} --speed 0 --api-key {API_KEY}"
+            procs.append(sim := spawn("simulator", LOAD_CORE, [cli, *sim_args.split()]))
+            ports = {"direct": sim_port, "floor": floor_port}
+            proxies: dict[str, Proc] = {}
+            gw_env = {"ANTHROPIC_API_KEY": API_KEY}
+            for target in (t for t in targets if t.startswith("gateway")):
+                ports[target] = port = free_port()
+                gw_args = f"serve --host 127.0.0.1 --port {port} --upstream {sim_url}"
+                if target in VARIANT_CONFIG:
+                    config = files.enter_context(tempfile.NamedTemporaryFile("w", suffix=".yaml"))
+                    config.write(VARIANT_CONFIG[target])
+                    config.flush()
+                    gw_args += f" --config {config.name}"
+                argv = [cli, *gw_args.split()]
+                procs.append(
+                    proxies.setdefault(target, spawn(target, PROXY_CORE, argv, env=gw_env))
+                )
+            floor_argv = [python, str(HERE / "passthrough.py"), "--port", str(floor_port)]
+            floor_argv += ["--upstream", sim_url]
+            procs.append(proxies.setdefault("floor", spawn("floor", PROXY_CORE, floor_argv)))
+            load_argv = [python, str(HERE / "_load.py")]
+            procs.append(load := spawn("load", LOAD_CORE, load_argv, pipe=True))
+            wait_ready(sim, f"{sim_url}/sim/stats")
+            for target, proc in proxies.items():
+                if target == "floor":
+                    wait_listening(proc, floor_port)
+                else:
+                    wait_ready(proc, f"http://127.0.0.1:{ports[target]}/readyz")
+            urls = {name: f"http://127.0.0.1:{port}/v1/messages" for name, port in ports.items()}
+            yield Cluster(sim, proxies, load, sim_url, urls)
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
 
 
 def measure(
@@ -158,7 +189,7 @@ def measure(
 
 def warm_up(cluster: Cluster, opts: Options) -> None:
     """Open the pools (load -> target, proxy -> simulator) and let caches settle."""
-    for target in TARGETS:
+    for target in opts.targets:
         for mode in opts.modes:
             cluster.run_load(target, mode == "stream", max(opts.concurrency), opts.warmup)
 
@@ -169,11 +200,12 @@ def run_rounds(cluster: Cluster, opts: Options) -> list[Sample]:
     for round_ in range(opts.rounds):
         for index, (mode, conc) in enumerate(cells):
             # Rotate the order so no target always runs first (or right after another).
-            shift = (round_ + index) % len(TARGETS)
-            for target in TARGETS[shift:] + TARGETS[:shift]:
+            targets = opts.targets
+            shift = (round_ + index) % len(targets)
+            for target in targets[shift:] + targets[:shift]:
                 sample = measure(cluster, round_, mode, conc, target, opts.duration)
                 print(
-                    f"  round {round_ + 1}/{opts.rounds} {mode:6} c={conc:<3} {target:7} "
+                    f"  round {round_ + 1}/{opts.rounds} {mode:6} c={conc:<3} {target:13} "
                     f"{sample.rps:7.0f} req/s  p50 {sample.p50_ms or 0:6.2f} ms",
                     file=sys.stderr,
                 )
@@ -189,30 +221,37 @@ def sim_stats(cluster: Cluster) -> Any:
 
 
 def benchmark(opts: Options) -> int:
-    with running_cluster() as cluster:
-        idle_rss = {"gateway": rss_mb(cluster.gateway.pid), "floor": rss_mb(cluster.floor.pid)}
+    with running_cluster(opts.targets) as cluster:
+        idle_rss = {name: rss_mb(proc.pid) for name, proc in cluster.proxies.items()}
         warm_up(cluster, opts)
         samples = run_rounds(cluster, opts)
-        final_rss = {"gateway": rss_mb(cluster.gateway.pid), "floor": rss_mb(cluster.floor.pid)}
+        final_rss = {name: rss_mb(proc.pid) for name, proc in cluster.proxies.items()}
         stats = sim_stats(cluster)
     results = checks(samples, idle_rss["gateway"])
     print(
         f"# claude-proxy overhead: {opts.rounds} round(s) x {opts.duration:g} s per cell, "
         f"medians of rounds; proxies on core {PROXY_CORE}, simulator + load on core {LOAD_CORE}\n"
     )
-    print(results_table(samples, opts.modes, opts.concurrency) + "\n")
+    print(results_table(samples, opts.modes, opts.concurrency, opts.targets) + "\n")
     print(
         "Added latency vs direct and gateway/floor ratios: median over rounds of paired values.\n"
     )
     print(derived_table(samples, opts.modes, opts.concurrency) + "\n")
     print(saturation_note(samples) + "\n")
+    if set(COST_TARGETS) <= set(opts.targets):
+        print(
+            "What the request log and metrics cost: the full gateway (info log, metrics) "
+            "against itself with log level warning (nolog) and with metrics off too (bare); "
+            "median over rounds of paired values.\n"
+        )
+        print(cost_table(samples, opts.modes, opts.concurrency) + "\n")
     if isinstance(stats, dict) and stats.get("requests"):
         print(
             f"Simulator served {stats['requests']} requests, "
             f"{stats.get('output_tokens', 0) / stats['requests']:.1f} output tokens each.\n"
         )
     print("| process | RSS idle MB | RSS after run MB |\n|---|---|---|")
-    for name in ("gateway", "floor"):
+    for name in idle_rss:
         print(f"| {name} | {idle_rss[name]:.1f} | {final_rss[name]:.1f} |")
     print("\n" + render_checks(results))
     if opts.json_out:
@@ -238,6 +277,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--modes", default="json,stream", help="json, stream or both")
     parser.add_argument("--json-out", metavar="FILE", help="write raw samples as JSON")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 round of 1 s")
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="also measure the gateway without its request log, and without metrics",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"json", "stream"}:
@@ -250,6 +294,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         concurrency=[int(c) for c in args.concurrency.split(",")],
         modes=modes,
         json_out=args.json_out,
+        targets=TARGETS + COST_TARGETS if args.metrics_cost else TARGETS,
     )
 
 
