@@ -35,6 +35,7 @@ __all__ = [
     "Overloaded",
     "PermissionDenied",
     "RateLimited",
+    "RequestIds",
     "RequestTooLarge",
     "UnsupportedMediaType",
     "UpstreamTimeout",
@@ -56,6 +57,24 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 def new_request_id() -> str:
     return new_id("req_011C")
+
+
+class RequestIds:
+    """Unique request ids without a system call each: a random prefix and a counter.
+
+    A request id correlates logs; it guards nothing, so it need not be unpredictable
+    (stream ids, which do guard something, stay fully random).
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = new_id("req_011C", 12)
+        self._count = 0
+
+    def __call__(self) -> str:
+        self._count += 1
+        return f"{self._prefix}{self._count:012d}"
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:

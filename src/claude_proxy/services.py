@@ -16,6 +16,7 @@ from aiohttp import web
 
 from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
+from claude_proxy.errors import RequestIds
 from claude_proxy.observability import Metrics, NullMetrics, get_logger
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
@@ -35,8 +36,10 @@ class Services:
     admission: Admission
     streams: Streams
     metrics: Metrics
-    # The per-request log line goes here (structlog, configured by the CLI).
+    # The per-request log line goes here (structlog, configured by the CLI); None when
+    # the log level leaves it out, so that its fields are not even gathered.
     request_log: Any
+    request_ids: RequestIds
     # Precomputed so the hot path does not re-derive it per request.
     check_peers: bool
     ready: bool = False
@@ -76,7 +79,10 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         admission=admission,
         streams=streams,
         metrics=metrics,
-        request_log=get_logger("claude_proxy.requests"),
+        request_log=get_logger("claude_proxy.requests")
+        if settings.log.level in ("debug", "info")
+        else None,
+        request_ids=RequestIds(),
         # Without tenants nobody is authenticated: only this host's clients are served.
         check_peers=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),

@@ -129,6 +129,16 @@ def _reply_response(reply: UpstreamReply, call: Call, record: Record) -> web.Res
 
 
 def _usage_of(body: bytes) -> dict[str, object] | None:
+    # The API puts usage last: parse just that object when it is, the whole body if not.
+    start = body.rfind(b'"usage":')
+    if start > 0 and body.endswith(b"}}"):
+        try:
+            usage = orjson.loads(body[start + 8 : -1])
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if isinstance(usage, dict):
+                return usage
     try:
         usage = orjson.loads(body).get("usage")
     except (orjson.JSONDecodeError, AttributeError):

@@ -37,7 +37,8 @@ _HTTP_ERROR_TYPES = {
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = new_request_id()
+    services = request.app.get(SERVICES)
+    request_id = services.request_ids() if services is not None else new_request_id()
     request[REQUEST_ID] = request_id
     record: Record | None = None
     if request.path.startswith(_API_PREFIX):

@@ -35,7 +35,6 @@ from claude_proxy.errors import (
     InvalidRequest,
     RateLimited,
     error_body,
-    new_request_id,
 )
 from claude_proxy.pipeline.admit import admit
 from claude_proxy.pipeline.call import Call
@@ -193,7 +192,7 @@ class _Socket:
         services = self.services
         tenant = self.tenant
         assert tenant is not None
-        record = Record(new_request_id(), time.perf_counter(), tenant=tenant.name)
+        record = Record(services.request_ids(), time.perf_counter(), tenant=tenant.name)
         status, error_type = 200, None
         try:
             call = self._call(record.request_id, body, extra)

@@ -66,9 +66,12 @@ class Record:
 
 
 def close_record(
-    record: Record, metrics: Metrics, logger: Any, status: int, error_type: str | None
+    record: Record, metrics: Metrics, logger: Any | None, status: int, error_type: str | None
 ) -> None:
-    """Count the request and write its log line (``status`` 499: the client went away)."""
+    """Count the request and write its log line (``status`` 499: the client went away).
+
+    ``logger`` None: no log line (the configured level leaves requests out).
+    """
     duration = time.perf_counter() - record.started
     call = record.call
     stream = call.stream if call is not None else False
@@ -101,6 +104,8 @@ def close_record(
     if record.queue_wait is not None:
         metrics.queue_wait(record.tenant, record.queue_wait)
     log = record.attempts
+    if logger is None:
+        return
     # A dead log stream (a closed pipe) must not fail the request it describes.
     with contextlib.suppress(OSError, ValueError):
         log_request(

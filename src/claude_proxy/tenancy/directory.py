@@ -80,7 +80,10 @@ class TenantDirectory:
 
     def authorize_model(self, tenant: Tenant, model: str) -> None:
         """Raise PermissionDenied unless one of the tenant's model globs matches."""
-        if not any(fnmatchcase(model, pattern) for pattern in tenant.settings.models):
+        patterns = tenant.settings.models
+        if patterns == ["*"]:
+            return  # the common case, and the open gateway's: no pattern to match
+        if not any(fnmatchcase(model, pattern) for pattern in patterns):
             raise PermissionDenied(f"tenant {tenant.name!r} may not use model {model!r}")
 
     def __repr__(self) -> str:
