@@ -1,9 +1,13 @@
 """In-process admission: exact windows, token buckets and weighted fair queueing.
 
-Fairness is start-time fair queueing: each tenant has a virtual finish time that advances
-by ``1 / weight`` per grant, never from behind the system's virtual clock (so an idle
-tenant cannot bank credit). A free slot goes to the eligible queue head with the smallest
-next finish time; within a tenant, requests are served FIFO.
+What is shared is slots, so a free slot goes to the eligible queue head of the tenant that
+holds the fewest slots per unit of weight (max-min fairness: a flood cannot take the
+slots of a tenant below its share); among equals, start-time fair queueing decides: each
+tenant has a virtual finish time that advances by ``1 / weight`` per grant, never from
+behind the system's virtual clock (so an idle tenant cannot bank credit), and the smallest
+next finish time wins. Within a tenant, requests are served FIFO. (Fair queueing on grants
+alone let a flood win ties against a light tenant just granted, and with the flood's
+releases bunched, the light tenant then waited a whole request: p99 2x its own.)
 
 Fair queueing alone cannot protect a light closed-loop tenant from a flood: when its
 request ends it has no waiter yet, so the slot it frees goes to the flood and its next
@@ -285,7 +289,7 @@ class MemoryAdmission:
         next_wake = _INF
         while self._waiting and self._in_flight < self._window.size:
             best: _TenantState | None = None
-            best_tag = _INF
+            best_key = (_INF, _INF)
             for state in self._states:
                 if not state.queued or not state.has_room():
                     continue
@@ -296,9 +300,9 @@ class MemoryAdmission:
                 if wait > 0.0:
                     next_wake = min(next_wake, wait)
                     continue
-                tag = max(state.finish, self._vclock) + state.step
-                if tag < best_tag:
-                    best, best_tag = state, tag
+                key = (state.in_flight * state.step, max(state.finish, self._vclock) + state.step)
+                if key < best_key:
+                    best, best_key = state, key
             if best is None:
                 break
             # Queued tenants reserve nothing, so every candidate sees the same reservations.

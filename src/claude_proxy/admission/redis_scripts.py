@@ -150,8 +150,9 @@ local function reserved(act, win, waiting)
   return count, lapse
 end
 
--- Grant free slots to eligible queue heads, smallest virtual finish time first, keeping
--- spare slots free (see `reserved`).
+-- Grant free slots to eligible queue heads: the tenant holding the fewest slots per unit of
+-- weight first, then the smallest virtual finish time; keeping spare slots free (see
+-- `reserved`).
 -- Returns the granted ids (published unless equal to `quiet`) and the ms until a
 -- token-blocked head becomes eligible or a spare slot lapses (-1 when none).
 local function dispatch(quiet)
@@ -164,7 +165,7 @@ local function dispatch(quiet)
   local V = tonumber(redis.call('GET', P .. 'vclock')) or 0
   local blocked, waiting = {}, {}
   while inflight < win do
-    local best, best_tag, best_start, best_id, best_need, best_lv
+    local best, best_tag, best_start, best_id, best_need, best_lv, best_share
     for _, t in ipairs(redis.call('SMEMBERS', P .. 'active')) do
       if not blocked[t] then
         local id = head(t)
@@ -185,8 +186,12 @@ local function dispatch(quiet)
           else
             local start = math.max(tonumber(redis.call('HGET', P .. 'vt', t)) or 0, V)
             local tag = start + c.winv
-            if best == nil or tag < best_tag or (tag == best_tag and t < best) then
+            -- Fewest slots per unit of weight first (see memory.py), then the tag.
+            local share = live(P .. 'slots:' .. t) * c.winv
+            if best == nil or share < best_share or (share == best_share and (tag < best_tag
+                or (tag == best_tag and t < best))) then
               best, best_tag, best_start, best_id, best_need, best_lv = t, tag, start, id, need, lv
+              best_share = share
             end
           end
         end
