@@ -109,3 +109,22 @@ async def test_tenant_window_does_not_block_others(make_admission: MakeAdmission
         await (await waiting).release()
     for ticket in tickets:
         await ticket.release()
+
+
+async def test_a_free_slot_goes_to_the_tenant_holding_fewer(make_admission: MakeAdmission) -> None:
+    """Equal fair-queueing tags: the tenant with fewer slots wins, whatever the order."""
+    a, b = tenant("a", queue_timeout=5), tenant("b", queue_timeout=5)
+    admission = await make_admission([a, b], upstream_max_concurrent=3, active_seconds=0)
+    held_a = [await admission.admit(a, 1, 1), await admission.admit(a, 1, 1)]
+    held_b = await admission.admit(b, 1, 1)
+    a_next = asyncio.create_task(admission.admit(a, 1, 1))
+    await wait_queued(admission, "a", 1)
+    b_next = asyncio.create_task(admission.admit(b, 1, 1))
+    await wait_queued(admission, "b", 1)
+    await held_b.release()  # a holds 2, b none; their next finish times are equal
+    granted = await asyncio.wait_for(b_next, 2)
+    assert not a_next.done()
+    await granted.release()
+    for ticket in held_a:
+        await ticket.release()
+    await (await asyncio.wait_for(a_next, 2)).release()
