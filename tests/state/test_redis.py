@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from claude_proxy.errors import GatewayError
-from claude_proxy.state import StateUnavailable, open_redis, translate_redis_errors
+from claude_proxy.state import StateUnavailable
+from claude_proxy.state.redis import open_redis, translate_redis_errors
 
 
 async def test_open_redis_round_trip(redis_url: str, key_prefix: str) -> None:

@@ -28,7 +28,8 @@ from claude_proxy.admission import redis_scripts as lua
 from claude_proxy.admission.base import AdmissionSnapshot, TenantLoad, TicketContext, Usage
 from claude_proxy.admission.headers import LIMIT_NAMES, LimitLevel, rate_limited
 from claude_proxy.errors import RateLimited
-from claude_proxy.state import StateUnavailable, open_redis, translate_redis_errors
+from claude_proxy.state import StateUnavailable
+from claude_proxy.state.redis import open_redis, translate_redis_errors
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
 __all__ = ["RedisAdmission"]

@@ -33,7 +33,8 @@ from typing import Any, Self, TypeVar
 from redis import asyncio as aioredis
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
-from claude_proxy.state import StateUnavailable, open_redis, translate_redis_errors
+from claude_proxy.state import StateUnavailable
+from claude_proxy.state.redis import open_redis, translate_redis_errors
 
 __all__ = ["RedisReplayLog"]
 

@@ -1,6 +1,9 @@
-"""Shared-state plumbing reused by every backend that keeps state outside the process."""
+"""Shared-state plumbing reused by every backend that keeps state outside the process.
+
+Only the error is imported here: redis-py is an extra, and ``claude_proxy.state.redis``
+(connections, error translation) is imported by the Redis backends alone.
+"""
 
 from claude_proxy.state.errors import StateUnavailable
-from claude_proxy.state.redis import open_redis, translate_redis_errors
 
-__all__ = ["StateUnavailable", "open_redis", "translate_redis_errors"]
+__all__ = ["StateUnavailable"]
