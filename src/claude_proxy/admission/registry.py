@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import cast
 from urllib.parse import urlsplit
 
 from claude_proxy.admission.base import Admission
+from claude_proxy.state.backends import load_backend
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
 __all__ = ["BACKENDS", "open_admission"]
@@ -24,6 +24,5 @@ BACKENDS = {
 async def open_admission(settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Admission:
     """The backend for ``settings.state``, started (connected, configured); close it later."""
     scheme = urlsplit(settings.state).scheme
-    module_name, _, class_name = BACKENDS[scheme].partition(":")
-    backend = getattr(importlib.import_module(module_name), class_name)
+    backend = load_backend(BACKENDS, scheme)
     return cast(Admission, await backend.open(settings, list(tenants)))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import cast
 from urllib.parse import urlsplit
 
 from claude_proxy.replay.base import ReplayLog, ReplaySettings
+from claude_proxy.state.backends import load_backend
 
 __all__ = ["BACKENDS", "open_replay_log"]
 
@@ -25,6 +25,5 @@ async def open_replay_log(url: str, settings: ReplaySettings) -> ReplayLog:
     if scheme not in BACKENDS:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"unknown replay log scheme {scheme!r}; use one of {known}")
-    module_name, _, class_name = BACKENDS[scheme].partition(":")
-    backend = getattr(importlib.import_module(module_name), class_name)
+    backend = load_backend(BACKENDS, scheme)
     return cast(ReplayLog, await backend.open(url, settings))
