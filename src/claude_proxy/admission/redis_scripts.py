@@ -13,6 +13,7 @@ Data model (P = key prefix, t = tenant name, times in ms from Redis' own clock):
 * ``P need:t``  hash  waiting ticket -> "input output" tokens to reserve
 * ``P active``  set   tenants with waiting tickets
 * ``P seen``    zset  tenant -> time of its last admission request (spare slots)
+* ``P peak``    hash  tenant -> "n at": the most slots it held at once recently, and when
 * ``P vt``      hash  tenant -> virtual finish time; ``P vclock`` the system virtual time
 * ``P tb:t``    hash  ts l1 l2 l3: token-bucket levels at ts (expires once surely full)
 * channel ``P grants``: ids of tickets granted on behalf of a waiting replica
@@ -111,10 +112,24 @@ local function head(t)
   return redis.call('ZRANGE', q, 0, 0)[1]
 end
 
--- Spare slots: the number of active tenants (asked within ACT ms, or queued) other than
--- the ones in `waiting` (queued: fair queueing serves them) that are below their share of
--- the window, have room in their own window and so get one slot kept free; and the ms
--- until the first of those reservations lapses (-1: none). `waiting` maps tenant -> true.
+-- A tenant's recent peak of slots held at once (0 once older than act ms).
+local function peak(t, act)
+  local n, at = string.match(redis.call('HGET', P .. 'peak', t) or '', '(%d+) (%d+)')
+  if n == nil or tonumber(at) <= NOW - act then return 0 end
+  return tonumber(n)
+end
+
+local function note_peak(t, held, act)
+  if act > 0 and held >= peak(t, act) then
+    redis.call('HSET', P .. 'peak', t, held .. ' ' .. NOW)
+  end
+end
+
+-- Spare slots (see memory.py): for every active tenant (asked within ACT ms, or queued)
+-- other than the ones in `waiting` (queued: fair queueing serves them) that is below its
+-- share of the window and has room in its own window, as many slots as its recent peak
+-- (up to its share) less what it holds, at least one; and the ms until the first of those
+-- reservations lapses (-1: none). `waiting` maps tenant -> true.
 local function reserved(act, win, waiting)
   if act <= 0 then return 0, -1 end
   local seen = P .. 'seen'
@@ -140,8 +155,11 @@ local function reserved(act, win, waiting)
     if not waiting[t] then
       local c = cfg(t)
       local held = live(P .. 'slots:' .. t)
-      if held * total < win * c.w and (c.maxc < 0 or held < c.maxc) then
-        count = count + 1
+      local share = win * c.w / total
+      if held < share and (c.maxc < 0 or held < c.maxc) then
+        local want = math.min(peak(t, act), math.floor(share)) - held
+        if c.maxc >= 0 then want = math.min(want, c.maxc - held) end
+        count = count + math.max(want, 1)
         local left = tonumber(recent[i + 1]) + act - NOW
         if lapse < 0 or left < lapse then lapse = left end
       end
@@ -211,6 +229,7 @@ local function dispatch(quiet)
     redis.call('HDEL', P .. 'need:' .. best, best_id)
     redis.call('ZADD', gk, NOW + LEASE, best_id)
     redis.call('ZADD', P .. 'slots:' .. best, NOW + LEASE, best_id)
+    note_peak(best, live(P .. 'slots:' .. best), act)
     local c = cfg(best)
     if c.lim[1] > 0 or c.lim[2] > 0 or c.lim[3] > 0 then
       for d = 1, 3 do best_lv[d] = best_lv[d] - best_need[d] end

@@ -102,9 +102,10 @@ class AdmissionTuning(_Section):
     increase_step: int = Field(default=1, ge=1)
     decrease_cooldown: float = Field(default=1.0, ge=0)
     # A tenant that asked for admission within this many seconds is "active": while it is
-    # below its weighted share of the window and has no request waiting, one slot is kept
-    # free for its next request (so a flood by others cannot take every slot it frees).
-    # 0 turns the spare slot off (purely work-conserving fair queueing).
+    # below its weighted share of the window and has no request waiting, slots are kept
+    # free for its next requests (as many as it recently held at once, up to its share, at
+    # least one), so a flood by others cannot take every slot it frees. 0 turns spare
+    # slots off (purely work-conserving fair queueing).
     active_seconds: float = Field(default=2.0, ge=0)
 
 
