@@ -69,7 +69,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         clock=time.monotonic,
         rng=random.Random(),
     )
-    admission = await open_admission(settings.admission_settings, tenants.tenants)
+    admission = await open_admission(settings.admission_settings, tenants.tenants, metrics)
     streams = await Streams.open(settings.streams, settings.state)
     services = Services(
         settings=settings,

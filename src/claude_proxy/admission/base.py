@@ -10,7 +10,16 @@ from typing import Any, Protocol, Self
 
 from claude_proxy.tenancy import Tenant
 
-__all__ = ["Admission", "AdmissionSnapshot", "TenantLoad", "Ticket", "TicketContext", "Usage"]
+__all__ = [
+    "NO_OBSERVER",
+    "Admission",
+    "AdmissionSnapshot",
+    "QueueObserver",
+    "TenantLoad",
+    "Ticket",
+    "TicketContext",
+    "Usage",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,22 @@ class AdmissionSnapshot:
     in_flight: int
     queued: int
     tenants: dict[str, TenantLoad]
+
+
+class QueueObserver(Protocol):
+    """Told when a request of this process starts and stops waiting in the queue
+    (``Metrics`` is one). Only real waits are reported: a request granted at once costs
+    the observer nothing."""
+
+    def tenant_waiting(self, tenant: str | None, delta: int) -> None: ...
+
+
+class _NoObserver:
+    def tenant_waiting(self, tenant: str | None, delta: int) -> None:
+        pass
+
+
+NO_OBSERVER: QueueObserver = _NoObserver()
 
 
 class Admission(Protocol):

@@ -32,7 +32,14 @@ from collections.abc import Iterable
 from typing import Self
 
 from claude_proxy.admission.aimd import AimdWindow
-from claude_proxy.admission.base import AdmissionSnapshot, TenantLoad, TicketContext, Usage
+from claude_proxy.admission.base import (
+    NO_OBSERVER,
+    AdmissionSnapshot,
+    QueueObserver,
+    TenantLoad,
+    TicketContext,
+    Usage,
+)
 from claude_proxy.admission.bucket import TokenBucket
 from claude_proxy.admission.headers import LIMIT_NAMES, LimitLevel, rate_limited
 from claude_proxy.errors import RateLimited
@@ -156,8 +163,14 @@ class _MemoryTicket(TicketContext):
 class MemoryAdmission:
     """Admission for one process; every operation is synchronous apart from waiting."""
 
-    def __init__(self, settings: AdmissionSettings, tenants: Iterable[Tenant]) -> None:
+    def __init__(
+        self,
+        settings: AdmissionSettings,
+        tenants: Iterable[Tenant],
+        observer: QueueObserver = NO_OBSERVER,
+    ) -> None:
         now = time.monotonic()
+        self._observer = observer
         self._window = AimdWindow(settings)
         self._tenants = {tenant.name: _TenantState(tenant, now) for tenant in tenants}
         self._states = tuple(self._tenants.values())
@@ -171,8 +184,13 @@ class MemoryAdmission:
         self._recent: dict[_TenantState, None] = {}
 
     @classmethod
-    async def open(cls, settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Self:
-        return cls(settings, tenants)
+    async def open(
+        cls,
+        settings: AdmissionSettings,
+        tenants: Iterable[Tenant],
+        observer: QueueObserver = NO_OBSERVER,
+    ) -> Self:
+        return cls(settings, tenants, observer)
 
     async def admit(
         self, tenant: Tenant, input_tokens: int, max_output_tokens: int
@@ -203,15 +221,17 @@ class MemoryAdmission:
         state.queued += 1
         self._waiting += 1
         self._dispatch()
-        if not waiter.future.done():
-            waiter.timer = asyncio.get_running_loop().call_later(
-                queue_timeout, self._expire, waiter
-            )
+        if waiter.future.done():
+            return await waiter.future
+        waiter.timer = asyncio.get_running_loop().call_later(queue_timeout, self._expire, waiter)
+        self._observer.tenant_waiting(tenant.name, 1)
         try:
             return await waiter.future
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
+        finally:
+            self._observer.tenant_waiting(tenant.name, -1)
 
     async def on_upstream_status(self, status: int) -> None:
         if self._window.on_status(status, time.monotonic()):

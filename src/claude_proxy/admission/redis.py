@@ -25,7 +25,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from claude_proxy.admission import redis_scripts as lua
-from claude_proxy.admission.base import AdmissionSnapshot, TenantLoad, TicketContext, Usage
+from claude_proxy.admission.base import (
+    NO_OBSERVER,
+    AdmissionSnapshot,
+    QueueObserver,
+    TenantLoad,
+    TicketContext,
+    Usage,
+)
 from claude_proxy.admission.headers import LIMIT_NAMES, LimitLevel, rate_limited
 from claude_proxy.errors import RateLimited
 from claude_proxy.state import StateUnavailable
@@ -86,9 +93,14 @@ class RedisAdmission:
     """Admission whose state lives in Redis; one instance per replica."""
 
     def __init__(
-        self, settings: AdmissionSettings, tenants: Iterable[Tenant], client: aioredis.Redis
+        self,
+        settings: AdmissionSettings,
+        tenants: Iterable[Tenant],
+        client: aioredis.Redis,
+        observer: QueueObserver = NO_OBSERVER,
     ) -> None:
         self._settings = settings
+        self._observer = observer
         self._client = client
         self._tenants = {tenant.name: tenant for tenant in tenants}
         self._base = [settings.key_prefix, str(max(1, int(settings.lease_seconds * 1000)))]
@@ -104,8 +116,13 @@ class RedisAdmission:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def open(cls, settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Self:
-        self = cls(settings, tenants, open_redis(settings.state))
+    async def open(
+        cls,
+        settings: AdmissionSettings,
+        tenants: Iterable[Tenant],
+        observer: QueueObserver = NO_OBSERVER,
+    ) -> Self:
+        self = cls(settings, tenants, open_redis(settings.state), observer)
         try:
             await self._start()
         except BaseException:
@@ -170,6 +187,7 @@ class RedisAdmission:
             raise self._limited(tenant, "per-minute limit reached", wait_s, levels)
         self._wake.set()
         timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter.future)
+        self._observer.tenant_waiting(tenant.name, 1)
         try:
             return await waiter.future
         except _QueueTimeout:
@@ -189,6 +207,7 @@ class RedisAdmission:
             raise
         finally:
             timer.cancel()
+            self._observer.tenant_waiting(tenant.name, -1)
 
     async def on_upstream_status(self, status: int) -> None:
         await self._run("STATUS", status)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import cast
 from urllib.parse import urlsplit
 
-from claude_proxy.admission.base import Admission
+from claude_proxy.admission.base import NO_OBSERVER, Admission, QueueObserver
 from claude_proxy.state.backends import load_backend
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
@@ -21,8 +21,15 @@ BACKENDS = {
 }
 
 
-async def open_admission(settings: AdmissionSettings, tenants: Iterable[Tenant]) -> Admission:
-    """The backend for ``settings.state``, started (connected, configured); close it later."""
+async def open_admission(
+    settings: AdmissionSettings,
+    tenants: Iterable[Tenant],
+    observer: QueueObserver = NO_OBSERVER,
+) -> Admission:
+    """The backend for ``settings.state``, started (connected, configured); close it later.
+
+    ``observer`` hears of this process's requests that wait in the queue.
+    """
     scheme = urlsplit(settings.state).scheme
     backend = load_backend(BACKENDS, scheme)
-    return cast(Admission, await backend.open(settings, list(tenants)))
+    return cast(Admission, await backend.open(settings, list(tenants), observer))

@@ -102,6 +102,7 @@ class Metrics:
         self._token_children: dict[tuple[str, str], tuple[Counter, ...]] = {}
         self._attempt_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._tenant_gauges: dict[str, tuple[Gauge, Gauge]] = {}
+        self._queue_wait_children: dict[str, Histogram] = {}
         self._in_flight = {
             True: self.families.in_flight.labels("yes"),
             False: self.families.in_flight.labels("no"),
@@ -194,7 +195,12 @@ class Metrics:
         self.families.open_streams.dec()
 
     def queue_wait(self, tenant: str | None, seconds: float) -> None:
-        self.families.queue_wait_seconds.labels(self._tenant(tenant)).observe(seconds)
+        label = self._tenant(tenant)
+        child = self._queue_wait_children.get(label)
+        if child is None:
+            child = self.families.queue_wait_seconds.labels(label)
+            self._queue_wait_children[label] = child
+        child.observe(seconds)
 
     # -- upstream --------------------------------------------------------------------
 

@@ -34,17 +34,17 @@ async def admit(
 ) -> Ticket:
     """Wait for the tenant's turn; the time waited goes into ``record``.
 
-    The tenant gauges count what this process waits for and holds (not the shared
-    state of every replica), so that summing them over processes is right.
+    The tenant gauges count what this process holds and waits for (not the shared
+    state of every replica), so that summing them over processes is right; waits are
+    reported by the admission backend itself (``metrics`` is its queue observer), so a
+    request granted at once does not touch the waiting gauge.
     """
     max_tokens = call.body.get("max_tokens")
     reserved_output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
     started = time.perf_counter()
-    metrics.tenant_waiting(tenant.name, 1)
     try:
         ticket = await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
     finally:
-        metrics.tenant_waiting(tenant.name, -1)
         record.queue_wait = time.perf_counter() - started
     call.tenant, call.slot_held = tenant.name, True
     metrics.tenant_holding(tenant.name, 1)
