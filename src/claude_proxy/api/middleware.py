@@ -72,6 +72,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["request-id"] = request_id
         if record is not None and OVERHEAD_HEADER not in response.headers:
             response.headers[OVERHEAD_HEADER] = record.overhead_header()
+        if record is not None:
+            # Send the answer before recording it: the metrics and the log line are our
+            # cost, not the client's wait (aiohttp would send it only after we return;
+            # prepare and write_eof are no-ops for it then).
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                _close(request, record, 499, "client_disconnect")
+                return response
     if record is not None:
         _close(request, record, response.status, error_type)
     return response
