@@ -9,6 +9,8 @@ from dataclasses import dataclass
 TARGETS = ("direct", "floor", "gateway")
 # --metrics-cost: the same gateway without its request log, and without metrics either.
 COST_TARGETS = ("gateway-nolog", "gateway-bare")
+# --resume-cost: the same gateway with plain (not resumable) streams.
+RESUME_TARGETS = ("gateway-noresume",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,39 +166,46 @@ _COST_COLUMNS: tuple[tuple[str, str, str, Callable[[Sample, Sample], float | Non
 )
 
 
-def cost_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
-    """What the request log and the metrics cost: the gateway against itself without them."""
-    header = ["mode", "conc", *(column[0] for column in _COST_COLUMNS)]
+_RESUME_COLUMNS: tuple[tuple[str, str, str, Callable[[Sample, Sample], float | None], str], ...] = (
+    ("resumable/plain req/s", "gateway", "gateway-noresume", _ratio, ".2f"),
+    ("resumable - plain CPU µs/req", "gateway", "gateway-noresume", _diff("proxy_cpu_us"), "+.0f"),
+    ("resume % of CPU/req", "gateway", "gateway-noresume", _cpu_share, ".1f"),
+    ("resumable - plain p50 ms", "gateway", "gateway-noresume", _diff("p50_ms"), "+.2f"),
+    ("resumable - plain TTFB ms", "gateway", "gateway-noresume", _diff("ttfb_p50_ms"), "+.2f"),
+)
+
+
+def _paired_table(
+    samples: list[Sample],
+    modes: list[str],
+    concs: list[int],
+    columns: tuple[tuple[str, str, str, Callable[[Sample, Sample], float | None], str], ...],
+) -> str:
+    header = ["mode", "conc", *(column[0] for column in columns)]
     rows = [
         [
             mode,
             str(conc),
-            *(
-                _fmt(_paired(samples, mode, conc, a, b, op), spec)
-                for _, a, b, op, spec in _COST_COLUMNS
-            ),
+            *(_fmt(_paired(samples, mode, conc, a, b, op), spec) for _, a, b, op, spec in columns),
         ]
         for mode in modes
         for conc in concs
     ]
     return _table(header, rows)
+
+
+def cost_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+    """What the request log and the metrics cost: the gateway against itself without them."""
+    return _paired_table(samples, modes, concs, _COST_COLUMNS)
+
+
+def resume_cost_table(samples: list[Sample], concs: list[int]) -> str:
+    """What resumable streams (generation task + replay log) cost against plain relaying."""
+    return _paired_table(samples, ["stream"], concs, _RESUME_COLUMNS)
 
 
 def derived_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
-    header = ["mode", "conc", *(column[0] for column in _DERIVED_COLUMNS)]
-    rows = [
-        [
-            mode,
-            str(conc),
-            *(
-                _fmt(_paired(samples, mode, conc, a, b, op), spec)
-                for _, a, b, op, spec in _DERIVED_COLUMNS
-            ),
-        ]
-        for mode in modes
-        for conc in concs
-    ]
-    return _table(header, rows)
+    return _paired_table(samples, modes, concs, _DERIVED_COLUMNS)
 
 
 def saturation_note(samples: list[Sample], threshold: float = 0.9) -> str:

@@ -11,6 +11,7 @@ bottleneck, req/s understates the difference and CPU per request does not.
     python benchmarks/overhead.py --quick          # 1 round x 1 s, a smoke check
     python benchmarks/overhead.py --metrics-cost   # also the gateway without its request
                                                    # log, and without metrics either
+    python benchmarks/overhead.py --resume-cost    # also the gateway with plain streams
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 from _procs import Proc, cpu_seconds, free_port, rss_mb, spawn, stop, wait_listening, wait_ready
 from _report import (
     COST_TARGETS,
+    RESUME_TARGETS,
     TARGETS,
     Sample,
     checks,
@@ -39,6 +41,7 @@ from _report import (
     derived_table,
     render_checks,
     results_table,
+    resume_cost_table,
     saturation_note,
 )
 
@@ -104,6 +107,7 @@ class Cluster:
 VARIANT_CONFIG = {
     "gateway-nolog": "log: {level: warning}\n",
     "gateway-bare": "log: {level: warning}\nmetrics: {enabled: false}\n",
+    "gateway-noresume": "streams: {resumable: false}\n",
 }
 
 
@@ -245,6 +249,13 @@ def benchmark(opts: Options) -> int:
             "median over rounds of paired values.\n"
         )
         print(cost_table(samples, opts.modes, opts.concurrency) + "\n")
+    if set(RESUME_TARGETS) <= set(opts.targets) and "stream" in opts.modes:
+        print(
+            "What resumable streams cost: the full gateway against itself with "
+            "streams.resumable false (relayed straight to the client, no generation task or "
+            "replay log); median over rounds of paired values.\n"
+        )
+        print(resume_cost_table(samples, opts.concurrency) + "\n")
     if isinstance(stats, dict) and stats.get("requests"):
         print(
             f"Simulator served {stats['requests']} requests, "
@@ -282,6 +293,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         action="store_true",
         help="also measure the gateway without its request log, and without metrics",
     )
+    parser.add_argument(
+        "--resume-cost",
+        action="store_true",
+        help="also measure the gateway with plain (not resumable) streams",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"json", "stream"}:
@@ -294,7 +310,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         concurrency=[int(c) for c in args.concurrency.split(",")],
         modes=modes,
         json_out=args.json_out,
-        targets=TARGETS + COST_TARGETS if args.metrics_cost else TARGETS,
+        targets=(
+            TARGETS
+            + (COST_TARGETS if args.metrics_cost else ())
+            + (RESUME_TARGETS if args.resume_cost else ())
+        ),
     )
 
 
