@@ -4,7 +4,8 @@ Each new connection takes the next entry of ``plan``: ``None`` forwards it whole
 ``k`` forwards the response's headers and its body up to and including the k-th
 SSE event (a blank line ends an event; HTTP chunk framing never contains one), then
 closes both sides, so the client sees a broken chunked body, as after a real network
-failure (``0``: the headers, then nothing).
+failure (``0``: the headers, then nothing). ``REFUSE`` closes the connection at once,
+before any response: an upstream that cannot be reached.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 _EVENT_END = b"\n\n"
 _HEADERS_END = b"\r\n\r\n"
+REFUSE = -1
 
 
 class NetCut:
@@ -49,6 +51,11 @@ class NetCut:
         self._tasks.add(task)
         self.connections += 1
         cut_after = self.plan.popleft() if self.plan else None
+        if cut_after == REFUSE:
+            self.cuts += 1
+            writer.transport.abort()
+            self._tasks.discard(task)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:

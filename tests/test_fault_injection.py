@@ -36,6 +36,16 @@ async def answer(client: anthropic.AsyncAnthropic, i: int) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
+def describe_mismatch(i: int, expected: str, got: str) -> str:
+    at = next((k for k, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), None)
+    at = min(len(expected), len(got)) if at is None else at
+    return (
+        f"call {i} ({'stream' if i % 2 else 'json'}): {len(got)} chars, expected "
+        f"{len(expected)}; differs at {at}: expected {expected[at - 20 : at + 40]!r}, "
+        f"got {got[at - 20 : at + 40]!r}"
+    )
+
+
 async def test_twenty_percent_upstream_faults(
     start_sim: StartSim, start_gateway: StartGateway
 ) -> None:
@@ -50,6 +60,8 @@ async def test_twenty_percent_upstream_faults(
     direct = anthropic.AsyncAnthropic(base_url=clean.url, api_key=SIM_KEY, max_retries=0)
     limit = asyncio.Semaphore(CONCURRENCY)
 
+    mismatches: list[str] = []
+
     async def one(i: int) -> str:
         async with limit:
             expected = await answer(direct, i)
@@ -57,7 +69,10 @@ async def test_twenty_percent_upstream_faults(
                 got = await answer(through_gateway, i)
             except anthropic.APIError:
                 return "error"
-            return "ok" if got == expected else "wrong"
+            if got == expected:
+                return "ok"
+            mismatches.append(describe_mismatch(i, expected, got))
+            return "wrong"
 
     outcomes = await asyncio.gather(*(one(i) for i in range(CALLS)))
     async with aiohttp.ClientSession() as http, http.get(f"{faulty.url}/sim/stats") as r:
@@ -70,6 +85,6 @@ async def test_twenty_percent_upstream_faults(
         f"faults injected {stats['faults_total']} "
         f"({stats['faults_total'] / stats['requests']:.1%} of attempts)"
     )
-    assert wrong == 0
+    assert wrong == 0, "\n".join(mismatches)
     assert ok >= 0.995 * CALLS
     assert stats["faults_total"] >= 0.15 * stats["requests"]  # the faults really happened

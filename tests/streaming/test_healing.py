@@ -13,6 +13,7 @@ from claude_proxy.config import RetrySettings
 from claude_proxy.server import RunningServer
 from tests.conftest import SIM_KEY, StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
+from tests.netcut import REFUSE, NetCut
 from tests.sse import parse_events
 
 FAST = RetrySettings(base_delay=0.01, max_delay=0.05)
@@ -207,3 +208,32 @@ async def test_healing_stops_after_max_heals(
     headers = {**cut_once("cut:6"), "x-sim-fault-times": "5"}
     events = await stream(http, gateway.url, body, headers)
     await assert_ends_with_error(events)
+
+
+async def test_a_heal_that_cannot_reach_the_upstream_ends_with_an_error_event(
+    sim: RunningServer, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    # The stream is cut after content reached the client, then every heal attempt fails
+    # without a reply. The SDK takes a stream that just ends for a whole message, so the
+    # client must get an error event (seen in the 1,000-call fault test: 54 of 1,389
+    # characters returned as the answer).
+    cut = NetCut(sim.url)
+    gateway = await start_gateway(await cut.start(), retry=FAST)
+    try:
+        cut.plan.extend([6, REFUSE, REFUSE, REFUSE])
+        body = message_body("Heal into a wall", stream=True, max_tokens=1000)
+        events = await stream(
+            http, gateway.url, body, {**API_HEADERS, "x-sim-answer-tokens": "120"}
+        )
+        names = [name for name, _ in events if name != "ping"]
+        assert text_of(events)  # content had reached the client before the cut
+        assert names[-1] == "error" and "message_stop" not in names
+        assert events[-1][1]["error"]["type"] == "api_error"
+        client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
+        cut.plan.extend([6, REFUSE, REFUSE, REFUSE])
+        params = {k: v for k, v in body.items() if k != "stream"}
+        with pytest.raises(anthropic.APIError):
+            async with client.messages.stream(**params) as s:
+                await s.get_final_message()
+    finally:
+        await cut.stop()

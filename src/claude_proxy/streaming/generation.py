@@ -122,6 +122,14 @@ class Generation:
             with contextlib.suppress(ClientGone, StateUnavailable):
                 await self._emit([_abandoned_event()])
             raise
+        except Exception:
+            # A bug must not look like a complete answer: the SDK takes a stream that
+            # just ends for a whole message.
+            _log.exception("stream %s failed", self.stream_id)
+            self.error_type = "api_error"
+            if not self.answered:
+                with contextlib.suppress(ClientGone, StateUnavailable):
+                    await self._emit([_failed_event()])
         finally:
             await asyncio.shield(self._end())
 
@@ -190,6 +198,10 @@ class Generation:
         if abandoned and not task.done():
             _log.info("stream %s abandoned: cancelling its upstream call", self.stream_id)
             task.cancel()
+
+
+def _failed_event() -> bytes:
+    return sse_error_event("api_error", "Internal gateway error; the answer is incomplete.")
 
 
 def _abandoned_event() -> bytes:

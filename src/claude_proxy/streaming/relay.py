@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from claude_proxy.errors import error_body
+from claude_proxy.errors import GatewayError, error_body
 from claude_proxy.streaming.continuation import build_continuation, refuses_prefill
 from claude_proxy.streaming.splice import Splicer
 from claude_proxy.streaming.sse import Event, EventSplitter, encode_event
@@ -104,7 +104,13 @@ async def relay_events(
         elif splicer.message_started:
             splicer.begin_continuation("", via_continue_turn=False)
         while True:
-            reopened = await forwarder.open_stream(log, body)
+            try:
+                reopened = await forwarder.open_stream(log, body)
+            except GatewayError as exc:
+                # The last attempt failed without a reply (connection refused or cut,
+                # timeout, no deployment left). Before the client's 200 that is an error
+                # response; mid-stream it must be an error event, never a silent end.
+                return await _fail(emit, sse_error_event(exc.error_type, exc.message))
             if isinstance(reopened, OpenStream):
                 opened = reopened
                 break
