@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, NoReturn
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -114,3 +117,19 @@ def stop(proc: Proc) -> None:
         if stream is not None:
             stream.close()
     proc.log.close()
+
+
+def run_benchmark(benchmark: Callable[[], int]) -> int:
+    """Run ``benchmark`` so that SIGTERM and Ctrl-C still stop every child it started
+    (its ``finally`` blocks do): the exit status to pass to ``sys.exit``."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return benchmark()
+    except KeyboardInterrupt:
+        print("interrupted; processes stopped", file=sys.stderr)
+        return 130
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    # SystemExit unwinds through the finally blocks that stop the children.
+    raise SystemExit(128 + signum)

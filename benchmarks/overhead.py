@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import signal
 import sys
 import tempfile
 import time
@@ -28,9 +27,19 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from _procs import Proc, cpu_seconds, free_port, rss_mb, spawn, stop, wait_listening, wait_ready
+from _procs import (
+    Proc,
+    cpu_seconds,
+    free_port,
+    rss_mb,
+    run_benchmark,
+    spawn,
+    stop,
+    wait_listening,
+    wait_ready,
+)
 from _report import (
     COST_TARGETS,
     RESUME_TARGETS,
@@ -318,19 +327,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    # Turn SIGTERM into SystemExit so the finally blocks stop the children.
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     opts = parse_args()
-    try:
-        return benchmark(opts)
-    except KeyboardInterrupt:
-        print("interrupted; processes stopped", file=sys.stderr)
-        return 130
+    return run_benchmark(lambda: benchmark(opts))
 
 
 if __name__ == "__main__":

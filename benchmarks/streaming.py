@@ -26,14 +26,12 @@ import argparse
 import dataclasses
 import json
 import resource
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
-from _procs import rss_mb
+from _procs import rss_mb, run_benchmark
 from _report import Check, render_checks
 from _stream_answer import DELTAS, EVENTS, calibrate
 from _stream_capacity import Capacity, run_capacity
@@ -308,22 +306,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    # Turn SIGTERM into SystemExit so the finally blocks stop the children.
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Children inherit the limit: thousands of sockets in the gateway and the load generator.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     opts = parse_args()
-    try:
-        return benchmark(opts)
-    except KeyboardInterrupt:
-        print("interrupted; processes stopped", file=sys.stderr)
-        return 130
+    return run_benchmark(lambda: benchmark(opts))
 
 
 if __name__ == "__main__":

@@ -54,15 +54,17 @@ class _Listener:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, command: list[str], listener: _Listener) -> None:
+    def __init__(
+        self, settings: Settings, command: list[str], listener: _Listener, metrics_dir: str
+    ) -> None:
         self.settings = settings
         self.command = command
         self.listener = listener
+        self.metrics_dir = metrics_dir
         self.stopping = False
         self.failed = False
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._spawning = asyncio.Lock()
-        self.metrics_dir = ""
 
     async def run_worker(self, slot: int, env: dict[str, str]) -> None:
         loop = asyncio.get_running_loop()
@@ -129,8 +131,7 @@ def supervise(settings: Settings, command: list[str]) -> int:
 async def _supervise(settings: Settings, command: list[str]) -> int:
     listener = _Listener(settings.listen.host, settings.listen.port)
     metrics_dir, owned = _metrics_dir(settings)
-    supervisor = _Supervisor(settings, command, listener)
-    supervisor.metrics_dir = metrics_dir
+    supervisor = _Supervisor(settings, command, listener, metrics_dir)
     env = worker_environment(metrics_dir)
     host, port = listener.address
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from claude_proxy.admission import Admission, AdmissionSettings, open_admission
+from claude_proxy.admission.base import NO_OBSERVER, AdmissionObserver
 from claude_proxy.tenancy import Tenant
 from tests.state.redis_fixtures import key_prefix, redis_url
 
@@ -25,7 +26,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def make_admission(
     backend: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[MakeAdmission]:
-    """``await make(tenants, **settings)``: a started backend, closed after the test.
+    """``await make(tenants, observer=..., **settings)``: a started backend, closed after
+    the test.
 
     Calling it twice gives two replicas sharing one state (for redis).
     """
@@ -36,9 +38,11 @@ async def make_admission(
         prefix = request.getfixturevalue("key_prefix")
     opened: list[Admission] = []
 
-    async def make(tenants: list[Tenant], **fields: Any) -> Admission:
+    async def make(
+        tenants: list[Tenant], observer: AdmissionObserver = NO_OBSERVER, **fields: Any
+    ) -> Admission:
         settings = AdmissionSettings(state=state, key_prefix=prefix, **fields)
-        admission = await open_admission(settings, tenants)
+        admission = await open_admission(settings, tenants, observer)
         opened.append(admission)
         return admission
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from claude_proxy.admission.base import AdmissionSnapshot, TenantLoad, Usage
+from claude_proxy.admission.base import Usage
 from claude_proxy.observability import Metrics
 from claude_proxy.observability.snapshot import histogram_quantile
 
@@ -102,7 +102,7 @@ def test_gauges_follow_the_calls() -> None:
     m.request_started(False)
     m.stream_opened()
     m.set_window(12)
-    m.set_queue_depth("acme", 4)
+    m.tenant_waiting("acme", 4)
     s = scrape(m)
     assert value(s, "api_requests_in_flight") == 2
     assert value(s, "api_requests_in_flight", stream="yes") == 1
@@ -110,16 +110,14 @@ def test_gauges_follow_the_calls() -> None:
     assert value(s, "api_upstream_window") == 12
     assert value(s, "api_queue_depth", tenant="acme") == 4
     m.stream_closed()
-    m.set_admission(
-        AdmissionSnapshot(
-            window=8, upstream_max=64, in_flight=3, queued=1,
-            tenants={"intruder": TenantLoad(in_flight=3, queued=1)},
-        )
-    )  # fmt: skip
+    m.set_window(8)
+    m.tenant_waiting("acme", -4)
+    m.tenant_waiting("intruder", 1)  # not a configured tenant: counted as "other"
+    m.tenant_holding("intruder", 3)
     s = scrape(m)
     assert value(s, "api_open_streams") == 0
     assert value(s, "api_upstream_window") == 8
-    assert value(s, "api_queue_depth", tenant="acme") == 0  # idle tenants go back to 0
+    assert value(s, "api_queue_depth", tenant="acme") == 0  # its waits ended
     assert value(s, "api_queue_depth", tenant="other") == 1
     assert value(s, "api_tenant_in_flight", tenant="other") == 3
 
@@ -194,7 +192,7 @@ def test_secrets_never_reach_the_exposition() -> None:
     finish(m, 400, error_type=SECRET, model="claude-opus-4-1", tenant="acme")
     m.upstream_attempt(SECRET + " Bearer x", SECRET, 0.1)
     m.redaction(SECRET)
-    m.set_queue_depth(SECRET, 1)
+    m.tenant_waiting(SECRET, 1)
     m.queue_wait(SECRET, 0.1)
     body = m.render()[0].decode()
     assert "SECRET" not in body.upper().replace("SECRETS", "")

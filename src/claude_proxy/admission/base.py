@@ -13,8 +13,8 @@ from claude_proxy.tenancy import Tenant
 __all__ = [
     "NO_OBSERVER",
     "Admission",
+    "AdmissionObserver",
     "AdmissionSnapshot",
-    "QueueObserver",
     "TenantLoad",
     "Ticket",
     "TicketContext",
@@ -110,20 +110,29 @@ class AdmissionSnapshot:
     tenants: dict[str, TenantLoad]
 
 
-class QueueObserver(Protocol):
-    """Told when a request of this process starts and stops waiting in the queue
-    (``Metrics`` is one). Only real waits are reported: a request granted at once costs
-    the observer nothing."""
+class AdmissionObserver(Protocol):
+    """Told what this process's requests wait for and hold (``Metrics`` is one).
+
+    Each backend reports from the places that decide: a slot granted, a slot released
+    (once per ticket, however often ``release`` is called), a wait begun and ended. Only
+    real waits are reported: a request granted at once touches the waiting count not at
+    all. Counts are this process's only, so that summing them over processes is right.
+    """
 
     def tenant_waiting(self, tenant: str | None, delta: int) -> None: ...
+
+    def tenant_holding(self, tenant: str | None, delta: int) -> None: ...
 
 
 class _NoObserver:
     def tenant_waiting(self, tenant: str | None, delta: int) -> None:
         pass
 
+    def tenant_holding(self, tenant: str | None, delta: int) -> None:
+        pass
 
-NO_OBSERVER: QueueObserver = _NoObserver()
+
+NO_OBSERVER: AdmissionObserver = _NoObserver()
 
 
 class Admission(Protocol):

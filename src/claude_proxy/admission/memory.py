@@ -34,8 +34,8 @@ from typing import Self
 from claude_proxy.admission.aimd import AimdWindow
 from claude_proxy.admission.base import (
     NO_OBSERVER,
+    AdmissionObserver,
     AdmissionSnapshot,
-    QueueObserver,
     TenantLoad,
     TicketContext,
     Usage,
@@ -167,7 +167,7 @@ class MemoryAdmission:
         self,
         settings: AdmissionSettings,
         tenants: Iterable[Tenant],
-        observer: QueueObserver = NO_OBSERVER,
+        observer: AdmissionObserver = NO_OBSERVER,
     ) -> None:
         now = time.monotonic()
         self._observer = observer
@@ -188,7 +188,7 @@ class MemoryAdmission:
         cls,
         settings: AdmissionSettings,
         tenants: Iterable[Tenant],
-        observer: QueueObserver = NO_OBSERVER,
+        observer: AdmissionObserver = NO_OBSERVER,
     ) -> Self:
         return cls(settings, tenants, observer)
 
@@ -257,6 +257,7 @@ class MemoryAdmission:
     def _grant(self, state: _TenantState, input_tokens: int, output_tokens: int) -> _MemoryTicket:
         self._in_flight += 1
         state.in_flight += 1
+        self._observer.tenant_holding(state.tenant.name, 1)
         now = time.monotonic()
         if state.in_flight >= state.peak or state.peak_at <= now - self._active_seconds:
             state.peak, state.peak_at = state.in_flight, now
@@ -273,6 +274,7 @@ class MemoryAdmission:
         ticket.released = True
         self._in_flight -= 1
         state.in_flight -= 1
+        self._observer.tenant_holding(state.tenant.name, -1)
         if state.limits:
             used_in = usage.rate_limited_input_tokens if usage else 0
             used_out = usage.output_tokens if usage else 0

@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 from claude_proxy.admission import redis_scripts as lua
 from claude_proxy.admission.base import (
     NO_OBSERVER,
+    AdmissionObserver,
     AdmissionSnapshot,
-    QueueObserver,
     TenantLoad,
     TicketContext,
     Usage,
@@ -97,7 +97,7 @@ class RedisAdmission:
         settings: AdmissionSettings,
         tenants: Iterable[Tenant],
         client: aioredis.Redis,
-        observer: QueueObserver = NO_OBSERVER,
+        observer: AdmissionObserver = NO_OBSERVER,
     ) -> None:
         self._settings = settings
         self._observer = observer
@@ -120,7 +120,7 @@ class RedisAdmission:
         cls,
         settings: AdmissionSettings,
         tenants: Iterable[Tenant],
-        observer: QueueObserver = NO_OBSERVER,
+        observer: AdmissionObserver = NO_OBSERVER,
     ) -> Self:
         self = cls(settings, tenants, open_redis(settings.state), observer)
         try:
@@ -236,6 +236,7 @@ class RedisAdmission:
 
     def _hold(self, ticket_id: str, waiter: _Waiter) -> _RedisTicket:
         ticket = self._held[ticket_id] = _RedisTicket(self, ticket_id, waiter)
+        self._observer.tenant_holding(waiter.tenant.name, 1)
         return ticket
 
     def _resolve(self, ticket_id: str) -> None:
@@ -248,6 +249,7 @@ class RedisAdmission:
             return
         ticket.released = True
         self._held.pop(ticket.id, None)
+        self._observer.tenant_holding(ticket.tenant.name, -1)
         used_in = usage.rate_limited_input_tokens if usage else 0
         used_out = usage.output_tokens if usage else 0
         try:

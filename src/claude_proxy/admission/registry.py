@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import cast
 from urllib.parse import urlsplit
 
-from claude_proxy.admission.base import NO_OBSERVER, Admission, QueueObserver
+from claude_proxy.admission.base import NO_OBSERVER, Admission, AdmissionObserver
 from claude_proxy.state.backends import load_backend
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
@@ -24,11 +24,11 @@ BACKENDS = {
 async def open_admission(
     settings: AdmissionSettings,
     tenants: Iterable[Tenant],
-    observer: QueueObserver = NO_OBSERVER,
+    observer: AdmissionObserver = NO_OBSERVER,
 ) -> Admission:
     """The backend for ``settings.state``, started (connected, configured); close it later.
 
-    ``observer`` hears of this process's requests that wait in the queue.
+    ``observer`` hears what this process's requests wait for and hold.
     """
     scheme = urlsplit(settings.state).scheme
     backend = load_backend(BACKENDS, scheme)

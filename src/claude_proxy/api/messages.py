@@ -36,7 +36,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     call = await _begin(request, services, record)
     tenant = authenticate(services.tenants, call)
     record.tenant = tenant.name
-    ticket = await admit(services.admission, tenant, call, record, services.metrics)
+    ticket = await admit(services.admission, tenant, call, record)
     if call.stream:
         return await _stream(request, services, call, tenant, ticket, record)
     overloaded = False
@@ -44,7 +44,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         response, overloaded = await _forward_json(services, call, record)
         return response
     finally:
-        await finish(services.admission, ticket, call, overloaded, services.metrics)
+        await finish(services.admission, ticket, call, overloaded)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from claude_proxy.errors import GatewayError, error_response, new_request_id
 from claude_proxy.observability.labels import OTHER
 from claude_proxy.pipeline.record import OVERHEAD_HEADER, Record, close_record
-from claude_proxy.services import SERVICES
+from claude_proxy.services import SERVICES, Services
 
 __all__ = ["RECORD", "REQUEST_ID", "error_middleware"]
 
@@ -59,9 +59,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # as a disconnect unless it had the whole answer already.
         if record is not None:
             if record.answered:
-                _close(request, record, 200, None)
+                _close(services, request, record, 200, None)
             else:
-                _close(request, record, 499, "client_disconnect")
+                _close(services, request, record, 499, "client_disconnect")
         raise
     except Exception:
         _log.exception("unhandled error", extra={"request_id": request_id})
@@ -80,15 +80,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 await response.prepare(request)
                 await response.write_eof()
             except ConnectionError:
-                _close(request, record, 499, "client_disconnect")
+                _close(services, request, record, 499, "client_disconnect")
                 return response
     if record is not None:
-        _close(request, record, response.status, error_type)
+        _close(services, request, record, response.status, error_type)
     return response
 
 
-def _close(request: web.Request, record: Record, status: int, error_type: str | None) -> None:
-    services = request.app.get(SERVICES)
+def _close(
+    services: Services | None,
+    request: web.Request,
+    record: Record,
+    status: int,
+    error_type: str | None,
+) -> None:
     # A handler that records its work itself (the WebSocket endpoint) removes the record.
     if services is not None and request.get(RECORD) is record:
         if record.tenant is None and not services.tenants.is_open:

@@ -200,7 +200,7 @@ class _Socket:
             model = body.get("model")
             if isinstance(model, str):
                 services.tenants.authorize_model(tenant, model)
-            ticket = await admit(services.admission, tenant, call, record, services.metrics)
+            ticket = await admit(services.admission, tenant, call, record)
             opened = await open_upstream_stream(
                 services, call, tenant, ticket, record, resumable=False
             )

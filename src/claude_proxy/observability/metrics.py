@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -34,9 +34,6 @@ from claude_proxy.observability.labels import (
     status_class,
 )
 from claude_proxy.observability.snapshot import build_snapshot
-
-if TYPE_CHECKING:
-    from claude_proxy.admission.base import AdmissionSnapshot
 
 __all__ = ["BREAKER_STATES", "Metrics", "UsageLike", "mark_worker_dead"]
 
@@ -269,29 +266,11 @@ class Metrics:
         """``delta`` more (or fewer) of this process's requests hold an admission slot."""
         self._tenant_children(tenant)[0].inc(delta)
 
-    def set_queue_depth(self, tenant: str | None, n: int) -> None:
-        self._tenant_children(tenant)[1].set(n)
-
     def set_tenant_load(self, tenant: str | None, in_flight: int, queued: int) -> None:
+        """Set both gauges outright (the admission backends report deltas instead)."""
         in_flight_gauge, queued_gauge = self._tenant_children(tenant)
         in_flight_gauge.set(in_flight)
         queued_gauge.set(queued)
-
-    def set_admission(self, snapshot: AdmissionSnapshot) -> None:
-        """Copy an admission snapshot into the gauges (e.g. just before each scrape).
-
-        Tenants absent from the snapshot are idle: their gauges go back to 0.
-        """
-        self.set_window(snapshot.window)
-        loads: dict[str, tuple[int, int]] = {}
-        for name, load in snapshot.tenants.items():
-            label = self._tenant(name)
-            in_flight, queued = loads.get(label, (0, 0))
-            loads[label] = (in_flight + load.in_flight, queued + load.queued)
-        for label in self._tenant_gauges.keys() - loads.keys():
-            loads[label] = (0, 0)
-        for label, (in_flight, queued) in loads.items():
-            self.set_tenant_load(label, in_flight, queued)
 
     def _tenant_children(self, tenant: str | None) -> tuple[Gauge, Gauge]:
         label = self._tenant(tenant)

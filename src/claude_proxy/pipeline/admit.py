@@ -12,7 +12,6 @@ import asyncio
 import time
 
 from claude_proxy.admission import Admission, Ticket, Usage
-from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.record import Record
 from claude_proxy.tenancy import Tenant, TenantDirectory, estimate_input_tokens
@@ -29,38 +28,26 @@ def authenticate(tenants: TenantDirectory, call: Call) -> Tenant:
     return tenant
 
 
-async def admit(
-    admission: Admission, tenant: Tenant, call: Call, record: Record, metrics: Metrics
-) -> Ticket:
+async def admit(admission: Admission, tenant: Tenant, call: Call, record: Record) -> Ticket:
     """Wait for the tenant's turn; the time waited goes into ``record``.
 
-    The tenant gauges count what this process holds and waits for (not the shared
-    state of every replica), so that summing them over processes is right; waits are
-    reported by the admission backend itself (``metrics`` is its queue observer), so a
-    request granted at once does not touch the waiting gauge.
+    The tenant gauges (holding, waiting) are fed by the admission backend itself, whose
+    observer the metrics are (``admission.base.AdmissionObserver``).
     """
     max_tokens = call.body.get("max_tokens")
     reserved_output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
     started = time.perf_counter()
     try:
-        ticket = await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
+        return await admission.admit(tenant, estimate_input_tokens(call.body), reserved_output)
     finally:
         record.queue_wait = time.perf_counter() - started
-    call.tenant, call.slot_held = tenant.name, True
-    metrics.tenant_holding(tenant.name, 1)
-    return ticket
 
 
-async def finish(
-    admission: Admission, ticket: Ticket, call: Call, overloaded: bool, metrics: Metrics
-) -> None:
+async def finish(admission: Admission, ticket: Ticket, call: Call, overloaded: bool) -> None:
     """Release the slot with the real usage and tell the adaptive window how it went.
 
     Shielded: this runs when the client has gone away too, and must not be cut short.
     """
-    if call.slot_held:
-        call.slot_held = False
-        metrics.tenant_holding(call.tenant, -1)
     usage = Usage.from_api(call.usage) if call.usage is not None else None
 
     async def settle() -> None:

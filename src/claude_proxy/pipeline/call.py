@@ -28,5 +28,3 @@ class Call:
     tenant: str = ""
     # The answer's usage as the API reports it, once known (JSON body or stream events).
     usage: dict[str, Any] | None = None
-    # An admission slot is held for this call (released exactly once by ``finish``).
-    slot_held: bool = False

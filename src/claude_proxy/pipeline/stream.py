@@ -44,14 +44,14 @@ async def open_upstream_stream(
     try:
         opened = await services.forwarder.open_stream(log, call.raw_body)
         if isinstance(opened, UpstreamReply):
-            await finish(services.admission, ticket, call, log.overloaded, services.metrics)
+            await finish(services.admission, ticket, call, log.overloaded)
             return opened
         stream_id = None
         if resumable:
             owner = stream_owner(tenant, call.headers, services.tenants.is_open)
             stream_id = await services.streams.new_stream(owner)
     except BaseException:
-        await finish(services.admission, ticket, call, log.overloaded, services.metrics)
+        await finish(services.admission, ticket, call, log.overloaded)
         raise
     return Opened(opened, stream_id)
 
@@ -73,7 +73,7 @@ def make_generation(
     tenant = record.tenant
 
     async def settle(generation: Generation) -> None:
-        await finish(services.admission, ticket, call, log.overloaded, services.metrics)
+        await finish(services.admission, ticket, call, log.overloaded)
         if call.usage:
             model = call.body.get("model")
             services.metrics.tokens_used(
