@@ -14,7 +14,7 @@ from claude_proxy.sim.tokens import PromptUnit
 from .conftest import NEW_VERSION, FakeClock, Sim, StartSim, headers
 
 CACHE_MODEL = "claude-opus-5"  # minimum cacheable prefix: 512 tokens
-LONG = "Reference material about rivers and harbors. " * 100  # ~1150 tokens
+LONG = "Reference material about rivers and harbors. " * 100  # 1301 tokens
 
 
 def _payload(

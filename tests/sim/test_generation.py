@@ -8,6 +8,7 @@ import anthropic
 import orjson
 import pytest
 
+from claude_proxy.sim.bpe import text_tokens, tokenize
 from claude_proxy.sim.generation import Reply, generate
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.text import answer_pieces, split_after, tail_words
@@ -16,6 +17,7 @@ from claude_proxy.sim.validation import parse_request
 from .conftest import MODEL, NEW_MODEL, Sim, body
 
 QUESTION = [{"role": "user", "content": "Tell me about rivers."}]
+LAST_WORD_MAX = 4  # the word that reaches the requested length: "\n\n" + up to 3 chunks
 
 
 def _reply(
@@ -59,15 +61,19 @@ def test_cache_markers_do_not_change_the_answer() -> None:
 def test_natural_length_in_range() -> None:
     for i in range(20):
         reply = _reply([{"role": "user", "content": f"question {i}"}])
-        assert 40 <= reply.output_tokens <= 300
+        assert 40 <= reply.output_tokens <= 300 + LAST_WORD_MAX
         assert reply.stop_reason == "end_turn"
 
 
-@pytest.mark.parametrize("n", [1, 7, 5000])
-def test_answer_tokens_exact(n: int) -> None:
-    reply = _reply(QUESTION, answer_tokens=n, max_tokens=8000)
-    assert reply.output_tokens == n
-    assert reply.stop_reason == "end_turn"
+@pytest.mark.parametrize("n", [1, 2, 7, 60, 5000])
+def test_answer_tokens_are_a_minimum_ending_on_a_whole_word(n: int) -> None:
+    for question in ("Tell me about rivers.", "Why?", "Hi"):
+        reply = _reply([{"role": "user", "content": question}], answer_tokens=n, max_tokens=8000)
+        text = _text(reply)
+        assert n <= reply.output_tokens <= n + LAST_WORD_MAX
+        assert reply.output_tokens == text_tokens(text)
+        assert text.endswith(".") and text[-2].isalpha()
+        assert reply.stop_reason == "end_turn"
 
 
 def test_pieces_are_one_word_each() -> None:
@@ -75,16 +81,36 @@ def test_pieces_are_one_word_each() -> None:
     assert not pieces[0][0].isspace()
     assert all(p[0] in " \n" and len(p.split()) == 1 for p in pieces[1:])
     assert pieces[-1].endswith(".")
-    assert answer_pieces(42, 600)[:499] == pieces[:499]  # longer answers extend shorter ones
+    longer = answer_pieces(42, 600)
+    assert longer[: len(pieces) - 1] == pieces[:-1]  # longer answers extend shorter ones
+    # Pieces are token boundaries: their tokens in a row are the answer's tokens.
+    assert [t for p in longer for t in tokenize(p)] == tokenize("".join(longer))
 
 
-def test_max_tokens_truncation() -> None:
+def test_max_tokens_cuts_at_token_granularity() -> None:
     full = _text(_reply(QUESTION, answer_tokens=100))
-    cut = _reply(QUESTION, answer_tokens=100, max_tokens=30)
-    assert cut.stop_reason == "max_tokens"
-    assert cut.output_tokens == 30
-    assert full.startswith(_text(cut))
-    assert len(_text(cut).split()) == 30
+    inside_a_word = 0
+    for budget in range(1, 60):
+        cut = _reply(QUESTION, answer_tokens=100, max_tokens=budget)
+        text = _text(cut)
+        assert cut.stop_reason == "max_tokens"
+        assert cut.output_tokens == budget
+        assert full.startswith(text)
+        assert text_tokens(text) <= budget
+        if text[-1:].isalpha() and full[len(text)].isalpha():
+            inside_a_word += 1
+    assert inside_a_word >= 5  # long words are several tokens: cuts land inside them
+
+
+def test_deltas_are_one_to_four_whole_tokens() -> None:
+    reply = _reply(QUESTION, answer_tokens=300, max_tokens=251)
+    tokens = tokenize(_text(reply))
+    i = 0
+    for text, n in reply.blocks[0].deltas:
+        assert 1 <= n <= 4
+        assert text == "".join(tokens[i : i + n])
+        i += n
+    assert i == len(tokens) == reply.output_tokens == 251
 
 
 def test_stop_sequence_cuts_before_it() -> None:
@@ -117,10 +143,31 @@ def test_prefill_property_every_cut_point() -> None:
 
 
 def test_prefill_usage_counts_only_new_tokens() -> None:
-    answer = _text(_reply(QUESTION, answer_tokens=50))
-    prefix = " ".join(answer.split(" ")[:20])
+    whole = _reply(QUESTION, answer_tokens=50)
+    answer = _text(whole)
+    prefix = " ".join(answer.split(" ")[:20])  # ends on a whole word: a token boundary
     rest = _reply([*QUESTION, {"role": "assistant", "content": prefix}], answer_tokens=50)
-    assert rest.output_tokens == 30
+    assert rest.output_tokens == whole.output_tokens - text_tokens(prefix)
+
+
+def test_prefill_cut_inside_a_token_counts_its_tail_once() -> None:
+    answer = _text(_reply(QUESTION, answer_tokens=80))
+    tokens = tokenize(answer)
+    long = next(i for i, t in enumerate(tokens) if len(t.strip()) >= 3 and i > 5)
+    cut = len("".join(tokens[:long])) + 2  # inside tokens[long], after its space
+    rest = _reply([*QUESTION, {"role": "assistant", "content": answer[:cut]}], answer_tokens=80)
+    assert _text(rest) == answer[cut:]
+    assert rest.output_tokens == len(tokens) - long  # the tail is one token
+
+
+def test_split_after_inside_cjk_and_emoji_text() -> None:
+    """Cutting tokens at every character keeps whole characters and their extra tokens."""
+    text = "Hello 你好，世界。这是一个测试 😀 internationalization!"
+    tokens = tokenize(text)
+    for k in range(len(text) + 1):
+        rest = split_after(tokens, k)
+        assert text[:k] + "".join(rest) == text
+        assert not rest or rest[0] != ""
 
 
 def test_prefill_then_max_tokens_chain_rebuilds_answer() -> None:
@@ -143,6 +190,38 @@ def test_foreign_prefill_is_deterministic() -> None:
     first, second = _text(_reply(messages)), _text(_reply(messages))
     assert first == second
     assert first.startswith(" ")
+
+
+CHINESE = "你好，世界。这是一个测试"
+
+
+@pytest.mark.parametrize("foreign", [CHINESE, "Completely unrelated start"])
+def test_foreign_prefill_cut_inside_the_answer_round_trips(foreign: str) -> None:
+    """A prefill that is not our answer: re-requests with more of the reply still join up."""
+    whole = foreign + _text(_reply([*QUESTION, {"role": "assistant", "content": foreign}]))
+    assert len(whole) > len(foreign) + 40
+    for k in range(len(foreign) + 1, len(whole)):
+        prefix = whole[:k].rstrip()
+        rest = _reply([*QUESTION, {"role": "assistant", "content": prefix}])
+        assert prefix + _text(rest) == whole, k
+    continued = [
+        *QUESTION,
+        {"role": "assistant", "content": whole[: len(foreign) + 17]},
+        {"role": "user", "content": "continue"},
+    ]
+    assert whole[: len(foreign) + 17] + _text(_reply(continued)) == whole
+
+
+def test_foreign_prefill_max_tokens_chain() -> None:
+    foreign = CHINESE[:6]
+    whole = foreign + _text(_reply([*QUESTION, {"role": "assistant", "content": foreign}]))
+    got = foreign
+    for _ in range(40):
+        part = _reply([*QUESTION, {"role": "assistant", "content": got.rstrip()}], max_tokens=9)
+        got = got.rstrip() + _text(part)
+        if part.stop_reason == "end_turn":
+            break
+    assert got == whole
 
 
 @pytest.mark.parametrize("instruction", ["continue", "Continue", "Please continue.", " CONTINUE! "])
@@ -220,6 +299,11 @@ def test_tool_use_forced() -> None:
     assert isinstance(arguments, dict)
     assert set(arguments) == {"city", "days"}
     assert orjson.loads(reply.blocks[1].text) == arguments
+    fragments = reply.blocks[1].deltas
+    assert fragments[0] == ("", 0)
+    assert all(2 <= n <= 5 for _, n in fragments[1:-1])
+    assert reply.blocks[1].tokens == text_tokens(reply.blocks[1].text)
+    assert reply.output_tokens == text_tokens(_text(reply)) + reply.blocks[1].tokens
     again = _reply(QUESTION, tools=tools, tool_choice={"type": "any"})
     assert again.blocks[1].to_api() == call
 
@@ -235,6 +319,9 @@ def test_thinking_block_comes_first() -> None:
     reply = _reply(QUESTION, max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 1024})
     assert [b.kind for b in reply.blocks] == ["thinking", "text"]
     assert reply.blocks[0].signature
+    thinking = reply.blocks[0]
+    assert thinking.tokens == text_tokens(thinking.text) >= 20
+    assert all(1 <= n <= 4 for _, n in thinking.deltas)
 
 
 async def test_json_text_matches_across_calls(client: anthropic.AsyncAnthropic) -> None:
@@ -248,7 +335,7 @@ async def test_json_text_matches_across_calls(client: anthropic.AsyncAnthropic) 
 async def test_answer_tokens_header(sim: Sim) -> None:
     async with sim.client(default_headers={"x-sim-answer-tokens": "3000"}) as client:
         message = await client.messages.create(**body(max_tokens=5000))
-    assert message.usage.output_tokens == 3000
+    assert 3000 <= message.usage.output_tokens <= 3000 + LAST_WORD_MAX
     assert message.stop_reason == "end_turn"
 
 

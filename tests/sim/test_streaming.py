@@ -8,6 +8,8 @@ import aiohttp
 import anthropic
 import orjson
 
+from claude_proxy.sim.bpe import text_tokens
+
 from .conftest import Sim, body, headers, parse_sse
 
 WEATHER = {
@@ -45,7 +47,7 @@ async def test_event_order_and_framing(sim: Sim, http: aiohttp.ClientSession) ->
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert set(names[3:-3]) == {"content_block_delta"}
-    assert len(names[3:-3]) >= 5  # 1-4 words per delta: 20 words are several events
+    assert len(names[3:-3]) >= 5  # 1-4 tokens per delta: 20 tokens are several events
 
     start = events[0][1]["message"]
     assert start["id"].startswith("msg_01")
@@ -57,7 +59,8 @@ async def test_event_order_and_framing(sim: Sim, http: aiohttp.ClientSession) ->
     assert events[1][1]["content_block"] == {"type": "text", "text": ""}
     delta = events[-2][1]
     assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
-    assert delta["usage"]["output_tokens"] == 20
+    streamed = "".join(e["delta"]["text"] for n, e in events if n == "content_block_delta")
+    assert 20 <= delta["usage"]["output_tokens"] == text_tokens(streamed) <= 24
     assert delta["usage"]["input_tokens"] == start["usage"]["input_tokens"]
 
 
@@ -98,8 +101,17 @@ async def test_long_answer_streams_many_events(sim: Sim, http: aiohttp.ClientSes
     _, events = await _stream(sim, http, body(max_tokens=8000), x_sim_answer_tokens="4000")
     deltas = [e for n, e in events if n == "content_block_delta"]
     assert len(deltas) > 1000
-    assert events[-2][1]["usage"]["output_tokens"] == 4000
-    assert len("".join(d["delta"]["text"] for d in deltas).split()) == 4000
+    text = "".join(d["delta"]["text"] for d in deltas)
+    assert 4000 <= events[-2][1]["usage"]["output_tokens"] == text_tokens(text) <= 4004
+    assert 1.5 <= text_tokens(text) / len(text.split()) <= 1.8  # not one token a word
+
+
+async def test_stream_cut_by_max_tokens(sim: Sim, http: aiohttp.ClientSession) -> None:
+    _, events = await _stream(sim, http, body(max_tokens=33), x_sim_answer_tokens="200")
+    text = "".join(e["delta"]["text"] for n, e in events if n == "content_block_delta")
+    assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    assert events[-2][1]["usage"]["output_tokens"] == 33
+    assert text_tokens(text) <= 33
 
 
 async def test_tool_use_stream(sim: Sim, http: aiohttp.ClientSession) -> None:

@@ -1,4 +1,4 @@
-"""The tokenizer: documented counts, and count_tokens == the input total usage reports."""
+"""Input accounting: prompt arithmetic, and count_tokens == the input total usage reports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from claude_proxy.sim.tokens import (
     BLOCK_OVERHEAD,
     MESSAGE_OVERHEAD,
     REQUEST_OVERHEAD,
+    block_tokens,
     prompt_units,
     text_tokens,
     total_input_tokens,
@@ -26,16 +27,21 @@ TOOL = {
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
 
 
-def test_text_tokens() -> None:
-    assert [text_tokens(s) for s in ("", "a", "abcd", "abcde", "é" * 8)] == [0, 1, 1, 2, 2]
-
-
 def test_simple_prompt_arithmetic() -> None:
     units = prompt_units(
-        [], [{"type": "text", "text": "x" * 40}], [("user", [{"type": "text", "text": "y" * 8}])]
+        [],
+        [{"type": "text", "text": "Hello, world!"}],  # Hello , _world !
+        [("user", [{"type": "text", "text": "We have 2026 of them"}])],  # We _have _202 6 _of _them
     )
-    expected = REQUEST_OVERHEAD + (BLOCK_OVERHEAD + 10) + (MESSAGE_OVERHEAD + BLOCK_OVERHEAD + 2)
+    expected = REQUEST_OVERHEAD + (BLOCK_OVERHEAD + 4) + (MESSAGE_OVERHEAD + BLOCK_OVERHEAD + 6)
     assert total_input_tokens(units) == expected
+
+
+def test_input_is_counted_with_the_tokenizer() -> None:
+    """A long rare word costs several tokens in a prompt, not one per four characters."""
+    block = {"type": "text", "text": "internationalization"}
+    assert block_tokens(block) == BLOCK_OVERHEAD + text_tokens("internationalization")
+    assert text_tokens("internationalization") >= 5
 
 
 REQUESTS: list[dict[str, Any]] = [

@@ -1,9 +1,13 @@
 """Deterministic replies: the answer as a pure function of the conversation, then cut.
 
-The answer A is seeded by (model, system, tools, messages without the final prefill). A
-prefill P that is a prefix of A yields exactly ``A[len(P):]``, so a caller that re-requests
-with ``A[:k].rstrip()`` as prefill and joins the parts gets A back for every cut point k.
-A user "continue" turn after a partial assistant turn is treated the same way.
+The answer A is seeded by (model, system, tools, messages without the final prefill) and
+is a list of tokens (``bpe``). A prefill P that is a prefix of A yields exactly
+``A[len(P):]``, so a caller that re-requests with ``A[:k].rstrip()`` as prefill and joins
+the parts gets A back for every cut point k, inside a word or not; a token that the
+prefill boundary cuts keeps its tail, which counts as one token. A user "continue" turn
+after a partial assistant turn is treated the same way. A prefill that is not a prefix of
+A gets a continuation B that stays the same along a chain of such re-requests (see
+``_foreign_rest``). ``max_tokens`` and stop sequences cut at token granularity.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import random
 import re
 from dataclasses import dataclass
 
+from claude_proxy.sim.bpe import tokenize, truncate
 from claude_proxy.sim.settings import SimSettings
-from claude_proxy.sim.text import answer_pieces, natural_length, seed_from, split_after, tail_words
+from claude_proxy.sim.text import natural_length, prose_tokens, seed_from, split_after, tail_words
 from claude_proxy.sim.tokens import canonical
 from claude_proxy.sim.tools import ToolCall, choose_tool
 from claude_proxy.sim.validation import Message, MessagesRequest
@@ -105,20 +110,20 @@ def _split_conversation(messages: list[Message]) -> tuple[list[Message], str, bo
     return base, prefill.rstrip(), via_continue
 
 
-def _chunk(pieces: list[str], rng: random.Random) -> list[tuple[str, int]]:
-    """Group pieces 1-4 per delta; empty pieces still count as tokens."""
+def _chunk(tokens: list[str], rng: random.Random) -> list[tuple[str, int]]:
+    """Group tokens 1-4 per delta; empty tokens still count."""
     deltas: list[tuple[str, int]] = []
     i = 0
-    while i < len(pieces):
-        n = min(rng.randint(1, 4), len(pieces) - i)
-        deltas.append(("".join(pieces[i : i + n]), n))
+    while i < len(tokens):
+        n = min(rng.randint(1, 4), len(tokens) - i)
+        deltas.append(("".join(tokens[i : i + n]), n))
         i += n
     return deltas
 
 
-def _cut(pieces: list[str], budget: int, stops: list[str]) -> tuple[list[str], str, str | None]:
-    """Apply stop sequences and the max_tokens budget to the reply pieces."""
-    text = "".join(pieces)
+def _cut(tokens: list[str], budget: int, stops: list[str]) -> tuple[list[str], str, str | None]:
+    """Apply stop sequences and the max_tokens budget to the reply tokens."""
+    text = "".join(tokens)
     hit: tuple[int, str] | None = None
     for stop in stops:
         at = text.find(stop)
@@ -128,21 +133,21 @@ def _cut(pieces: list[str], budget: int, stops: list[str]) -> tuple[list[str], s
         at, stop = hit
         end = at + len(stop)  # the token completing the stop sequence is still generated
         position = 0
-        for i, piece in enumerate(pieces):
-            position += len(piece)
+        for i, token in enumerate(tokens):
+            position += len(token)
             if position < end:
                 continue
             if i >= budget:
                 break  # max_tokens comes first
             trimmed: list[str] = []
             left = at
-            for kept in pieces[: i + 1]:
+            for kept in tokens[: i + 1]:
                 trimmed.append(kept[: max(0, left)])
                 left -= len(kept)
             return trimmed, "stop_sequence", stop
-    if len(pieces) > budget:
-        return pieces[:budget], "max_tokens", None
-    return pieces, "end_turn", None
+    if len(tokens) > budget:
+        return truncate(tokens, budget), "max_tokens", None
+    return tokens, "end_turn", None
 
 
 def _signature(text: str) -> str:
@@ -158,16 +163,16 @@ def _thinking_block(req: MessagesRequest, seed: int, budget: int) -> Block | Non
     if req.thinking is not None and req.thinking.get("type") == "enabled":
         count = min(count, int(req.thinking["budget_tokens"]))
     count = min(count, budget)
-    pieces = answer_pieces(seed ^ 0x7417, count)
-    block = Block("thinking", _chunk(pieces, rng))
+    tokens = truncate(prose_tokens(seed ^ 0x7417, count), budget)
+    block = Block("thinking", _chunk(tokens, rng))
     block.signature = _signature(block.text)
     return block
 
 
-def _pieces_for(
+def _tokens_for(
     req: MessagesRequest, settings: SimSettings, answer_tokens: int | None
 ) -> tuple[int, list[str], ToolCall | None]:
-    """Seed, the reply's text pieces (prefill removed) and a tool call, if any."""
+    """Seed, the reply's text tokens (prefill removed) and a tool call, if any."""
     base, prefill, via_continue = _split_conversation(req.messages)
     material = canonical(
         [
@@ -183,35 +188,46 @@ def _pieces_for(
     if not prefill:
         call = choose_tool(req, base, seed)
         if call is not None:
-            return seed, call.intro_pieces, call
-        return seed, answer_pieces(seed, answer_tokens), None
-    full = answer_pieces(seed, answer_tokens)
-    answer = "".join(full)
-    if answer.startswith(prefill):
-        rest = split_after(full, len(prefill))
+            return seed, tokenize(call.intro), call
+        return seed, prose_tokens(seed, answer_tokens), None
+    answer = prose_tokens(seed, answer_tokens)
+    if "".join(answer).startswith(prefill):
+        rest = split_after(answer, len(prefill))
     else:
-        # Not our own answer: continue it deterministically from the whole conversation.
-        other = seed_from(material, prefill.encode())
-        rest = answer_pieces(
-            other,
-            natural_length(other, settings.min_answer_tokens, settings.max_answer_tokens),
-            lead=" ",
-        )
+        rest = _foreign_rest(material, prefill, settings)
     if via_continue and settings.continue_overlap_words:
         # Real models repeat a few words when continuing; the gateway must remove them.
-        overlap = tail_words(prefill, settings.continue_overlap_words)
-        if rest and overlap and rest[0][:1].isspace():
-            rest = overlap + rest
-        elif overlap:
-            rest = [*overlap[:-1], overlap[-1] + (rest[0] if rest else ""), *rest[1:]]
+        overlap = "".join(tail_words(prefill, settings.continue_overlap_words))
+        rest = tokenize(overlap) + rest
     return seed, rest, None
+
+
+def _foreign_rest(material: bytes, prefill: str, settings: SimSettings) -> list[str]:
+    """The continuation of a prefill that is not our answer, stable along a chain of cuts.
+
+    The continuation B starts with a space and is seeded by the prefill up to its first
+    space, which a re-request with ``prefill + B[:k]`` shares. Such a re-request is then
+    recognised by the earliest space from which the rest of the prefill is a prefix of B,
+    and is answered with the rest of B.
+    """
+    seed = seed_from(material, prefill.partition(" ")[0].encode())
+    length = natural_length(seed, settings.min_answer_tokens, settings.max_answer_tokens)
+    tokens = prose_tokens(seed, length, lead=" ")
+    text = "".join(tokens)
+    start = prefill.find(" ", max(0, len(prefill) - len(text)))
+    # The two-character check first keeps long prefills with many spaces cheap.
+    while start >= 0 and not (
+        prefill.startswith(text[:2], start) and text.startswith(prefill[start:])
+    ):
+        start = prefill.find(" ", start + 1)
+    return split_after(tokens, len(prefill) - start if start >= 0 else 0)
 
 
 def generate(req: MessagesRequest, settings: SimSettings, answer_tokens: int | None) -> Reply:
     """The full reply for a validated request; pure apart from its inputs."""
     if req.max_tokens == 0:  # cache warm-up: no output at all
         return Reply([], "max_tokens", None)
-    seed, pieces, call = _pieces_for(req, settings, answer_tokens)
+    seed, tokens, call = _tokens_for(req, settings, answer_tokens)
     blocks: list[Block] = []
     hidden = 0
     budget = req.max_tokens
@@ -219,7 +235,7 @@ def generate(req: MessagesRequest, settings: SimSettings, answer_tokens: int | N
     if thinking is not None:
         blocks.append(thinking)
         budget -= thinking.tokens
-    kept, stop_reason, stop_sequence = _cut(pieces, budget, req.stop_sequences)
+    kept, stop_reason, stop_sequence = _cut(tokens, budget, req.stop_sequences)
     rng = random.Random(seed ^ 0xC4C4)
     if "".join(kept):
         blocks.append(Block("text", _chunk(kept, rng)))

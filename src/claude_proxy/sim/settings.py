@@ -93,6 +93,7 @@ class SimSettings:
     retry_after: float = 1.0  # retry-after seconds sent with an injected 429
     max_cut_events: int = 12  # random cut / stream-error faults happen after 1..this events
     latency: LatencyModel = field(default_factory=LatencyModel)
+    # Natural answer length in tokens; the answer ends on the word that reaches it.
     min_answer_tokens: int = 40
     max_answer_tokens: int = 300
     continue_overlap_words: int = 0  # >0: a continue turn first repeats that many words

@@ -47,8 +47,8 @@ def reply_events(message: dict[str, Any], reply: Reply, usage: dict[str, Any]) -
             yield "ping", {"type": "ping"}, produced
         for text, tokens in block.deltas:
             produced += tokens
-            if block.kind == "text" and not text:
-                continue  # empty pieces still cost tokens but are not sent
+            if not text and block.kind != "tool_use":
+                continue  # the rest of a character costs tokens but has no text to send
             yield (
                 "content_block_delta",
                 {"type": "content_block_delta", "index": index, "delta": _delta(block, text)},

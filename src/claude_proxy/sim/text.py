@@ -1,9 +1,13 @@
-"""Deterministic text: seeded words, one output token per piece, and the piece arithmetic.
+"""Deterministic text: seeded words sized in tokens, and the arithmetic of cutting them.
 
 A *piece* is a word with its leading whitespace (``" word"``, ``"\\n\\nWord"``); the first
 piece of an answer has none. Because whitespace always leads, cutting an answer anywhere and
 stripping trailing whitespace leaves a prefix whose continuation starts with exactly the
 stripped whitespace: ``prefix.rstrip() + rest == answer`` for every cut point.
+
+Pieces are also token boundaries (no pre-token runs from a letter or punctuation mark into
+the whitespace after it), so an answer's tokens are its pieces' tokens in a row; lengths
+are counted with the simulator's tokenizer (``bpe``).
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import random
 
+from claude_proxy.sim.bpe import text_tokens, tokenize
+
 __all__ = [
     "answer_pieces",
     "natural_length",
+    "prose_tokens",
     "seed_from",
     "split_after",
     "tail_words",
@@ -48,43 +55,58 @@ def natural_length(seed: int, low: int, high: int) -> int:
     return random.Random(seed ^ 0x5EED).randint(low, high)
 
 
-def answer_pieces(seed: int, count: int, *, lead: str = "") -> list[str]:
-    """``count`` pieces of prose; piece i never depends on ``count`` except the last one.
+def answer_pieces(seed: int, tokens: int, *, lead: str = "") -> list[str]:
+    """Prose of at least ``tokens`` tokens, ending on a whole word and its final ".".
 
+    Words are added until the text costs ``tokens``; the word that reaches it ends the
+    answer, so the cost is ``tokens`` to ``tokens`` + that word's cost (1-4 tokens with its
+    whitespace). Piece i does not depend on ``tokens`` unless it is the last one.
     ``lead`` is the whitespace in front of the first piece (empty for a fresh answer).
     """
     rng = random.Random(seed)
     pieces: list[str] = []
+    used = 0
     left_in_sentence = 0
     sentences_in_paragraph = 0
     space = lead
-    for i in range(count):
+    while True:
         capital = left_in_sentence == 0
         if capital:
             left_in_sentence = rng.randint(5, 14)
         word = rng.choice(_WORDS)
         if capital:
             word = word.capitalize()
+        cost = text_tokens(space + word)
+        if used + cost + 1 >= tokens:  # + 1: the final "."
+            pieces.append(space + word + ".")
+            return pieces
         left_in_sentence -= 1
-        if left_in_sentence == 0 or i == count - 1:
-            word += rng.choice(_SENTENCE_END) if i < count - 1 else "."
-            left_in_sentence = 0
+        mark = ""  # punctuation is one token of its own
+        if left_in_sentence == 0:
+            mark = rng.choice(_SENTENCE_END)
             sentences_in_paragraph += 1
         elif rng.random() < 0.08:
-            word += ","
-        pieces.append(space + word)
+            mark = ","
+        pieces.append(space + word + mark)
+        used += cost + len(mark)
         if left_in_sentence == 0 and sentences_in_paragraph >= rng.randint(3, 5):
             sentences_in_paragraph = 0
             space = "\n\n"
         else:
             space = " "
-    return pieces
+
+
+def prose_tokens(seed: int, tokens: int, *, lead: str = "") -> list[str]:
+    """The tokens of ``answer_pieces``, each piece tokenized alone (short, so cached)."""
+    return [token for piece in answer_pieces(seed, tokens, lead=lead) for token in tokenize(piece)]
 
 
 def split_after(pieces: list[str], consumed: int) -> list[str]:
     """The pieces left once the first ``consumed`` characters are taken.
 
-    A piece cut in the middle keeps its tail, which still counts as one token.
+    Works on pieces and on tokens alike: a token cut in the middle keeps its tail, which
+    still counts as one token; empty tokens (the rest of a character) at the cut go with
+    the character, so they are not counted twice.
     """
     position = 0
     for i, piece in enumerate(pieces):

@@ -1,10 +1,9 @@
-"""The simulator's one deterministic tokenizer, for input prompts and generated output.
+"""Input token accounting: the prompt as cache-ordered units, each counted by ``bpe``.
 
-Rules (every count the simulator reports comes from here):
+Rules (every count the simulator reports comes from ``bpe``, input and output alike):
 
-* Output: the generator emits *pieces*; each piece (a word with its leading whitespace,
-  or the tail of one when a prefill cut a word) is exactly one output token.
-* Input text: ``ceil(len(text) / 4)`` tokens, counted in Unicode code points.
+* Text: ``bpe.text_tokens`` (a BPE-like tokenizer, rules in its docstring); generated
+  output is the same tokens, so count_tokens, usage and streamed deltas agree.
 * Fixed overheads: ``REQUEST_OVERHEAD`` once per request (never cached),
   ``MESSAGE_OVERHEAD`` per message (charged to the message's first block),
   ``BLOCK_OVERHEAD`` per content block, system block and tool definition.
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from claude_proxy.sim.bpe import text_tokens
 
 __all__ = [
     "BLOCK_OVERHEAD",
@@ -48,10 +49,6 @@ class PromptUnit:
     key: bytes  # canonical bytes, cache_control removed, so markers never change identity
     tokens: int
     cache_control: dict[str, Any] | None
-
-
-def text_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
 
 
 def canonical(value: Any) -> bytes:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from claude_proxy.sim.bpe import tokenize
 from claude_proxy.sim.text import seed_from
-from claude_proxy.sim.tokens import text_tokens
 from claude_proxy.sim.validation import Message, MessagesRequest
 
 __all__ = ["ToolCall", "choose_tool", "schema_value"]
@@ -23,21 +23,17 @@ class ToolCall:
     id: str
     name: str
     input: dict[str, Any]
-    intro_pieces: list[str] = field(default_factory=list)
+    intro: str = ""  # the text before the call
 
     def fragments(self, rng: random.Random) -> list[tuple[str, int]]:
-        """input_json_delta fragments: first "" (as the API often sends), then slices.
-
-        Token counts use the input tokenizer on each slice, at least 1 per slice.
-        """
-        payload = orjson.dumps(self.input).decode()
+        """input_json_delta fragments: first "" (as the API often sends), then 2-5 tokens each."""
+        tokens = tokenize(orjson.dumps(self.input).decode())
         out: list[tuple[str, int]] = [("", 0)]
         i = 0
-        while i < len(payload):
-            n = rng.randint(6, 16)
-            piece = payload[i : i + n]
-            out.append((piece, max(1, text_tokens(piece))))
-            i += n
+        while i < len(tokens):
+            group = tokens[i : i + rng.randint(2, 5)]
+            out.append(("".join(group), len(group)))
+            i += len(group)
         return out
 
 
@@ -113,5 +109,4 @@ def choose_tool(req: MessagesRequest, base: list[Message], seed: int) -> ToolCal
     name = str(tool["name"])
     rng = random.Random(seed ^ 0x7001)
     arguments = _object_value(tool["input_schema"], rng)
-    intro = ["I'll", " use", " the", f" {name}", " tool", " for", " this."]
-    return ToolCall(_tool_id(seed, name), name, arguments, intro)
+    return ToolCall(_tool_id(seed, name), name, arguments, f"I'll use the {name} tool for this.")
