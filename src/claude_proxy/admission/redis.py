@@ -12,7 +12,6 @@ another tenant (see ``memory``) whose reservation lapsed; PUMP says when that wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import secrets
@@ -36,7 +35,8 @@ from claude_proxy.admission.base import (
 from claude_proxy.admission.headers import LIMIT_NAMES, LimitLevel, rate_limited
 from claude_proxy.errors import RateLimited
 from claude_proxy.state import StateUnavailable
-from claude_proxy.state.redis import open_redis, translate_redis_errors
+from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
+from claude_proxy.state.tasks import cancel_requested, stop_tasks
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
 __all__ = ["RedisAdmission"]
@@ -45,6 +45,7 @@ _log = logging.getLogger("claude_proxy.admission")
 
 POLL_MIN = 0.02
 POLL_MAX = 0.5
+STOP_SECONDS = 1.0  # close() waits this long for the background tasks, then gives up
 
 
 class _QueueTimeout(Exception):
@@ -114,6 +115,7 @@ class RedisAdmission:
         self._wake = asyncio.Event()
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     @classmethod
     async def open(
@@ -149,8 +151,9 @@ class RedisAdmission:
         with translate_redis_errors("configuring admission"):
             await self._scripts["SETUP"](args=args)
             await self._pubsub.subscribe(s.key_prefix + "grants")
-        for job in (self._listen(), self._pump(), self._renew()):
-            self._tasks.append(asyncio.create_task(job))
+        jobs = {"listen": self._listen(), "pump": self._pump(), "renew": self._renew()}
+        for name, job in jobs.items():
+            self._tasks.append(asyncio.create_task(job, name=f"admission-{name}"))
 
     async def _run(self, name: str, *args: Any) -> Any:
         with translate_redis_errors("admitting a request"):
@@ -175,9 +178,10 @@ class RedisAdmission:
                 max_output_tokens,
                 int(timeout * 1000),
             )
+            if cancel_requested():  # the reply beat a cancel redis-py lost (see state.tasks)
+                raise asyncio.CancelledError  # undo: no queueing for a client that left
         except BaseException:
-            self._waiting.pop(ticket_id, None)
-            self._cleanup(self._run("CANCEL", tenant.name, ticket_id, *needs[1:], 1))
+            self._abandon(ticket_id, waiter)
             raise
         if code != 0:
             self._waiting.pop(ticket_id, None)
@@ -198,12 +202,7 @@ class RedisAdmission:
             reason = f"no capacity within queue_timeout ({timeout:g} s)"
             raise self._limited(tenant, reason, float(wait) / 1000, levels) from None
         except asyncio.CancelledError:
-            self._waiting.pop(ticket_id, None)
-            future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._cleanup(future.result().release(None))
-            else:
-                self._cleanup(self._run("CANCEL", tenant.name, ticket_id, *needs[1:], 1))
+            self._abandon(ticket_id, waiter)
             raise
         finally:
             timer.cancel()
@@ -223,16 +222,22 @@ class RedisAdmission:
         return AdmissionSnapshot(int(data[0]), int(data[1]), int(data[2]), queued, tenants)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop the background tasks and close the connections, within a few seconds."""
+        # A cancel lost in a Redis command (CPython gh-86296, see state.tasks) leaves a loop
+        # running: the flag ends it at its next turn, and the wake gets a parked pump there.
+        self._closing = True
+        self._wake.set()
+        await stop_tasks(self._tasks, deadline=STOP_SECONDS)
         self._tasks.clear()
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=1.0)
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
-        with contextlib.suppress(RedisError, OSError):
-            await self._client.aclose()
+        pubsub_closed = self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated
+        await close_within(pubsub_closed, "the admission grant channel")
+        await close_within(self._client.aclose(), "the admission Redis client")
+
+    def _stopping(self) -> bool:
+        """Whether a background loop must end: closing, or cancelled though it never raised."""
+        return self._closing or cancel_requested()
 
     def _hold(self, ticket_id: str, waiter: _Waiter) -> _RedisTicket:
         ticket = self._held[ticket_id] = _RedisTicket(self, ticket_id, waiter)
@@ -263,6 +268,16 @@ class RedisAdmission:
         except StateUnavailable as exc:  # not raised: the lease frees the slot anyway
             _log.warning("admission release failed; the slot lease will expire: %s", exc)
 
+    def _abandon(self, ticket_id: str, waiter: _Waiter) -> None:
+        """Undo the admission of a request whose caller is gone, granted or not."""
+        self._waiting.pop(ticket_id, None)
+        future = waiter.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self._cleanup(future.result().release(None))  # a grant can beat ADMIT's reply
+        else:
+            needs = (waiter.input_tokens, waiter.output_tokens)
+            self._cleanup(self._run("CANCEL", waiter.tenant.name, ticket_id, *needs, 1))
+
     def _cleanup(self, job: Any) -> None:
         """Run ``job`` to completion even though its caller is being cancelled."""
         task: asyncio.Task[None] = asyncio.ensure_future(self._quietly(job))
@@ -287,11 +302,13 @@ class RedisAdmission:
         return rate_limited(tenant.name, reason, wait, items, time.time())
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping():
             try:
                 async for message in self._pubsub.listen():
                     if message.get("type") == "message":
                         self._resolve(message["data"])
+                    if self._stopping():
+                        return
             except (RedisError, OSError) as exc:
                 _log.warning("admission grant channel failed, polling until it is back: %s", exc)
             # listen() also ends when the subscription is gone; never spin on it.
@@ -300,7 +317,7 @@ class RedisAdmission:
     async def _pump(self) -> None:
         """Poll for grants while this replica has waiters (timers, dead leases, lost pushes)."""
         delay = POLL_MIN
-        while True:
+        while not self._stopping():
             self._wake.clear()
             if not self._waiting:
                 await self._wake.wait()
@@ -326,7 +343,7 @@ class RedisAdmission:
     async def _renew(self) -> None:
         """Extend the leases of held slots and of queued tickets, three times per lease."""
         interval = self._settings.lease_seconds / 3
-        while True:
+        while not self._stopping():
             await asyncio.sleep(interval)
             held = list(self._held.values())
             waiting = list(self._waiting.items())

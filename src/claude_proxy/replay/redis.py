@@ -34,7 +34,8 @@ from redis import asyncio as aioredis
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
 from claude_proxy.state import StateUnavailable
-from claude_proxy.state.redis import open_redis, translate_redis_errors
+from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
+from claude_proxy.state.tasks import cancel_requested, stop_tasks
 
 __all__ = ["RedisReplayLog"]
 
@@ -43,6 +44,8 @@ _T = TypeVar("_T")
 
 BATCH = 512  # entries per XRANGE/XREAD reply
 MAX_PENDING = 4096  # buffered appends per stream before append waits for Redis
+DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
+STOP_SECONDS = 1.0  # then waits this long for its tasks to stop, and gives up
 
 
 class _Keys:
@@ -87,6 +90,7 @@ class RedisReplayLog:
         self._dirty: dict[str, _Writer] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._round = asyncio.Event()
+        self._closing = False
 
     @classmethod
     async def open(cls, url: str, settings: ReplaySettings) -> Self:
@@ -125,11 +129,13 @@ class RedisReplayLog:
             raise StreamNotFound(stream_id)
         if writer.error is not None:
             raise writer.error
+        if self._closing:  # else close() would drain for as long as appends come
+            raise _closed()
         writer.seq += 1
         writer.pending.append((f"0-{writer.seq}", data))
         self._dirty[stream_id] = writer
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+            self._start_flusher()
         elif len(writer.pending) >= MAX_PENDING:
             await self._flushed(writer)  # Redis is slow: push back on the writer
         return writer.seq
@@ -142,8 +148,6 @@ class RedisReplayLog:
         writer.seq += 1
         writer.pending.append((f"0-{writer.seq}", b""))  # the finish marker
         self._dirty[stream_id] = writer
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
         try:
             await self._flushed(writer)
         finally:
@@ -164,6 +168,8 @@ class RedisReplayLog:
             if not await self._attach(keys, token):
                 raise StreamNotFound(stream_id)
             while True:
+                if cancel_requested():  # lost in redis-py (see state.tasks): the client left
+                    raise asyncio.CancelledError
                 if live:
                     entries = await self._read_live(keys.events, last)
                     if not entries:
@@ -207,6 +213,8 @@ class RedisReplayLog:
         keys = self._keys(stream_id)
         alone_since = time.monotonic()
         while stream_id in self._writers:
+            if cancel_requested():  # lost in redis-py (see state.tasks): the stream is over
+                raise asyncio.CancelledError
             pipe = self._redis.pipeline(transaction=False)
             pipe.zcount(keys.readers, _now_ms(), "+inf")
             pipe.exists(keys.meta)
@@ -223,19 +231,26 @@ class RedisReplayLog:
         return False
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        """Stop the heartbeat, give buffered appends a moment, close the clients: bounded."""
+        # A cancel lost in a Redis command (CPython gh-86296, see state.tasks) leaves a loop
+        # running: the flag ends the heartbeat at its next turn, and starts no new flusher.
+        self._closing = True
+        tasks = [task for task in (self._heartbeat, self._flusher) if task is not None]
         if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await self._redis.aclose()
-        await self._blocking.aclose()
+            await asyncio.wait([self._flusher], timeout=DRAIN_SECONDS)
+        await stop_tasks(tasks, deadline=STOP_SECONDS)
+        await close_within(self._redis.aclose(), "the replay Redis client")
+        await close_within(self._blocking.aclose(), "the replay blocking Redis client")
+
+    def _start_flusher(self) -> None:
+        if self._closing:  # nobody would stop it, and close() may be past waiting for it
+            raise _closed()
+        self._flusher = asyncio.create_task(self._flush(), name="replay-flusher")
 
     async def _flush(self) -> None:
         """Send buffered appends, round after round, until none remain; in order per stream."""
         try:
-            while self._dirty:
+            while self._dirty and not cancel_requested():
                 dirty, self._dirty = self._dirty, {}
                 pipe = self._redis.pipeline(transaction=False)
                 now = time.monotonic()
@@ -248,6 +263,10 @@ class RedisReplayLog:
                     _log.warning("replay stream writes failed: %s", exc.__cause__)
                     for writer in dirty.values():
                         writer.error = exc
+                except asyncio.CancelledError:  # by close(): these writes may not have landed
+                    for writer in dirty.values():
+                        writer.error = StateUnavailable("replay stream writes were interrupted")
+                    raise
                 for writer in dirty.values():
                     writer.flushed = max(writer.flushed, writer.seq - len(writer.pending))
                 self._round.set()
@@ -282,14 +301,14 @@ class RedisReplayLog:
         while writer.flushed < target and writer.error is None:
             round_done = self._round
             if self._flusher is None and writer.pending:
-                self._flusher = asyncio.create_task(self._flush())
+                self._start_flusher()
             await round_done.wait()
         if writer.error is not None:
             raise writer.error
 
     async def _beat(self) -> None:
         """Keep the writer keys of this replica's idle unfinished streams alive."""
-        while True:
+        while not (self._closing or cancel_requested()):
             await asyncio.sleep(self.settings.lease_seconds / 3)
             if not self._writers:
                 continue
@@ -340,6 +359,10 @@ class RedisReplayLog:
 async def _call(action: str, command: Callable[[], Awaitable[_T]]) -> _T:
     with translate_redis_errors(action):
         return await command()
+
+
+def _closed() -> StateUnavailable:
+    return StateUnavailable("the replay log is closed")
 
 
 def _now_ms() -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 
 from redis import asyncio as aioredis
@@ -10,12 +12,15 @@ from redis.exceptions import RedisError
 
 from claude_proxy.state.errors import StateUnavailable
 
-__all__ = ["open_redis", "translate_redis_errors"]
+__all__ = ["close_within", "open_redis", "translate_redis_errors"]
+
+_log = logging.getLogger("claude_proxy.state")
 
 # Scripts and commands are short; a store that does not answer within this is treated as
 # down rather than left to stall every request behind it.
 DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 64
+CLOSE_SECONDS = 0.5
 
 
 def open_redis(
@@ -50,3 +55,17 @@ def translate_redis_errors(action: str) -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         raise StateUnavailable(f"shared state unavailable while {action}") from exc
+
+
+async def close_within(
+    closing: Awaitable[object], what: str, deadline: float = CLOSE_SECONDS
+) -> None:
+    """Await ``closing`` (an ``aclose()``) for at most ``deadline`` seconds; log, never raise.
+
+    Shutdown must not wait on a store that is down, nor on a connection a stuck reader holds.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            await closing
+    except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+        _log.warning("closing %s failed: %r", what, exc)
