@@ -100,3 +100,24 @@ async def test_decrease_happens_once_per_cooldown(make_admission: MakeAdmission)
     for _ in range(5):
         await admission.on_upstream_status(529)
     assert (await admission.snapshot()).window == 8
+
+
+async def test_a_release_that_meets_a_just_cancelled_waiter_grants_the_next_one(
+    make_admission: MakeAdmission,
+) -> None:
+    # Shutdown's drain, or clients leaving together: a queued caller is cancelled and a
+    # slot is released before the cancelled caller has run again to leave the queue.
+    team = tenant("a", max_concurrent=1, queue_timeout=5)
+    admission = await make_admission([team])
+    held = await admission.admit(team, 1, 1)
+    leaving = asyncio.create_task(admission.admit(team, 1, 1))
+    staying = asyncio.create_task(admission.admit(team, 1, 1))
+    await wait_queued(admission, "a", 2)
+    leaving.cancel()
+    await held.release()  # in the same step: the cancelled waiter is still queued
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    async with asyncio.timeout(2):
+        ticket = await staying
+    await ticket.release()
+    assert (await admission.snapshot()).tenants["a"].in_flight == 0

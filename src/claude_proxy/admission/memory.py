@@ -353,6 +353,9 @@ class MemoryAdmission:
                     break
             waiter = best.queue.popleft()
             self._unqueue(waiter)
+            if waiter.future.done():
+                # Its caller was cancelled and has not yet run to leave the queue.
+                continue
             waiter.future.set_result(self._grant(best, waiter.input_tokens, waiter.output_tokens))
         if next_wake < _INF:
             self._wake_after(next_wake)
