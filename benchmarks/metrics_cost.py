@@ -22,7 +22,7 @@ MODEL = "claude-sonnet-4-5"
 
 
 def one_request(m: Metrics, stream: bool, usage: Usage) -> None:
-    m.request_started(stream)
+    m.request_started()
     m.tenant_holding("default", 1)
     m.upstream_attempt("primary", "ok", 0.001)
     if stream:

@@ -11,6 +11,7 @@ import pytest
 from claude_proxy.app import create_app
 from claude_proxy.config import RetrySettings, Settings, UpstreamSettings
 from claude_proxy.server import RunningServer, start_server
+from claude_proxy.services import StageFactory
 from claude_proxy.sim import SimSettings, create_sim_app
 
 SIM_KEY = "sk-ant-test-upstream-key"
@@ -46,13 +47,17 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     servers: list[RunningServer] = []
 
     async def start(
-        upstream_url: str, api_key: str | None = SIM_KEY, **fields: Any
+        upstream_url: str,
+        api_key: str | None = SIM_KEY,
+        extra_stages: StageFactory | None = None,
+        **fields: Any,
     ) -> RunningServer:
         settings = Settings(
             upstreams=[UpstreamSettings(name="sim", base_url=upstream_url, api_key=api_key)],
             **fields,
         )
-        server = await start_server(create_app(settings), "127.0.0.1", 0, shutdown_timeout=0.1)
+        app = create_app(settings, extra_stages=extra_stages)
+        server = await start_server(app, "127.0.0.1", 0, shutdown_timeout=0.1)
         servers.append(server)
         return server
 

@@ -1,4 +1,5 @@
-"""Errors in the Anthropic shape, shared by the gateway and the simulator.
+"""Errors in the Anthropic shape, shared by the gateway and the simulator (no HTTP types:
+``claude_proxy.responses`` turns them into aiohttp responses).
 
 Every error that leaves either server is a JSON body
 ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``
@@ -25,7 +26,6 @@ import secrets
 from collections.abc import Mapping
 
 import orjson
-from aiohttp import web
 
 __all__ = [
     "AuthenticationFailed",
@@ -41,7 +41,6 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "error_body",
-    "error_response",
     "new_request_id",
 ]
 
@@ -84,25 +83,6 @@ def error_body(error_type: str, message: str, request_id: str | None = None) -> 
     return orjson.dumps(body)
 
 
-def error_response(
-    status: int,
-    error_type: str,
-    message: str,
-    request_id: str,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    """An aiohttp response carrying an Anthropic-shaped error and a ``request-id``."""
-    response = web.Response(
-        status=status,
-        body=error_body(error_type, message, request_id),
-        content_type="application/json",
-    )
-    response.headers["request-id"] = request_id
-    if headers:
-        response.headers.update(headers)
-    return response
-
-
 class GatewayError(Exception):
     """An error the gateway answers itself, in the Anthropic error shape."""
 
@@ -113,9 +93,6 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
-
-    def to_response(self, request_id: str) -> web.Response:
-        return error_response(self.status, self.error_type, self.message, request_id, self.headers)
 
 
 class InvalidRequest(GatewayError):

@@ -6,11 +6,12 @@ through module globals.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -18,13 +19,23 @@ from claude_proxy.admission import Admission, open_admission
 from claude_proxy.config import Settings
 from claude_proxy.errors import RequestIds
 from claude_proxy.observability import Metrics, NullMetrics, get_logger
+from claude_proxy.pipeline.build import build_pipeline
+from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.pipeline.counting import UpstreamCounter
+from claude_proxy.pipeline.service import UpstreamCalls
+from claude_proxy.pipeline.stage import Stage
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
+from claude_proxy.tokens import EstimatingCounter, TokenCounter
 from claude_proxy.upstream.client import UpstreamClient
 from claude_proxy.upstream.forwarder import Forwarder
 from claude_proxy.upstream.router import Router
 
-__all__ = ["SERVICES", "SETTINGS", "Services", "services_context"]
+__all__ = ["EXTRA_STAGES", "SERVICES", "SETTINGS", "Services", "StageFactory", "services_context"]
+
+_log = logging.getLogger("claude_proxy")
+# How long each backend may take to close at shutdown before it is left behind.
+CLOSE_DEADLINE = 5.0
 
 
 @dataclass(slots=True)
@@ -36,17 +47,21 @@ class Services:
     admission: Admission
     streams: Streams
     metrics: Metrics
-    # The per-request log line goes here (structlog, configured by the CLI); None when
-    # the log level leaves it out, so that its fields are not even gathered.
-    request_log: Any
+    # The one way to call the API (admission, retries, healing, token metrics).
+    calls: UpstreamCalls
+    # The stages of every route, in order.
+    pipeline: Pipeline
     request_ids: RequestIds
-    # Precomputed so the hot path does not re-derive it per request.
-    check_peers: bool
     ready: bool = False
 
 
+StageFactory = Callable[[Services], Sequence[Stage]]
+"""Stages an embedding application adds after the gateway's own, built once the
+services exist (a stage may make sub-calls through ``services.calls``)."""
+
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
+EXTRA_STAGES: web.AppKey[StageFactory] = web.AppKey("extra_stages")
 
 
 async def services_context(app: web.Application) -> AsyncIterator[None]:
@@ -70,22 +85,36 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         rng=random.Random(),
     )
     admission = await open_admission(settings.admission_settings, tenants.tenants, metrics)
-    streams = await Streams.open(settings.streams, settings.state)
+    streams = await Streams.open(settings.streams, settings.state, metrics)
+    forwarder = Forwarder(settings, router, metrics=metrics)
+    counter: TokenCounter = EstimatingCounter()
+    if settings.retry.heal_token_count == "count_tokens":
+        counter = UpstreamCounter(forwarder)
     services = Services(
         settings=settings,
         router=router,
-        forwarder=Forwarder(settings, router, metrics=metrics),
+        forwarder=forwarder,
         tenants=tenants,
         admission=admission,
         streams=streams,
         metrics=metrics,
+        calls=UpstreamCalls(forwarder, admission, metrics, counter),
+        pipeline=Pipeline(()),
+        request_ids=RequestIds(),
+    )
+    services.pipeline = build_pipeline(
+        settings,
+        tenants=tenants,
+        metrics=metrics,
+        # The per-request log line (structlog, configured by the CLI); None when the
+        # log level leaves it out, so that its fields are not even gathered.
         request_log=get_logger("claude_proxy.requests")
         if settings.log.level in ("debug", "info")
         else None,
-        request_ids=RequestIds(),
         # Without tenants nobody is authenticated: only this host's clients are served.
-        check_peers=tenants.is_open
+        loopback_only=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
+        extra=extra(services) if (extra := app.get(EXTRA_STAGES)) is not None else (),
     )
     app[SERVICES] = services
     services.ready = True
@@ -96,6 +125,15 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         # Handlers have drained (the runner waits for them); detached generations,
         # waiting for a resume, get the same drain period before they are cancelled.
         await streams.drain(settings.shutdown.drain_seconds)
-        await streams.close()
-        await admission.close()
-        await router.close()
+        await _close_within("the replay log", streams.close)
+        await _close_within("admission", admission.close)
+        await _close_within("the upstream clients", router.close)
+
+
+async def _close_within(what: str, close: Callable[[], Awaitable[None]]) -> None:
+    """Close one backend; a backend that hangs must not keep the process from exiting."""
+    try:
+        async with asyncio.timeout(CLOSE_DEADLINE):
+            await close()
+    except TimeoutError:
+        _log.warning("closing %s took over %g s; left behind", what, CLOSE_DEADLINE)

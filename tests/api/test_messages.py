@@ -6,9 +6,11 @@ import aiohttp
 import anthropic
 import pytest
 
+from claude_proxy.config import RetrySettings
 from claude_proxy.server import RunningServer
 from tests.conftest import SIM_KEY, StartGateway
 from tests.helpers import API_HEADERS, message_body
+from tests.netcut import REFUSE, NetCut
 from tests.sse import parse_events, without_ids
 
 
@@ -136,3 +138,21 @@ async def test_api_version_rules_pass_through(gateway: RunningServer) -> None:
     client = sdk(gateway).with_options(default_headers={"anthropic-version": "2026-10-21"})
     with pytest.raises(anthropic.BadRequestError, match="temperature"):
         await client.messages.create(**message_body(), extra_body={"temperature": 0.5})
+
+
+async def test_model_reads_go_through_the_forwarder_and_are_retried(
+    sim: RunningServer, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    cut = NetCut(sim.url)
+    gateway = await start_gateway(
+        await cut.start(), retry=RetrySettings(base_delay=0.01, max_delay=0.05)
+    )
+    try:
+        # aiohttp itself retries an idempotent request once on a refused connection.
+        cut.plan.extend([REFUSE, REFUSE, None])
+        async with http.get(f"{gateway.url}/v1/models?limit=2", headers=API_HEADERS) as r:
+            assert r.status == 200
+            assert r.headers["x-proxy-attempts"] == "2"
+            assert len((await r.json())["data"]) >= 2
+    finally:
+        await cut.stop()

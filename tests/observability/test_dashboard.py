@@ -14,7 +14,7 @@ from claude_proxy.observability.dashboard import dashboard_html
 
 async def test_page_and_data_are_served() -> None:
     metrics = Metrics(["acme"])
-    metrics.request_started(False)
+    metrics.request_started()
     metrics.request_finished(
         tenant="acme", model="claude-opus-4-1", stream=False, status=200, duration=0.2
     )

@@ -68,7 +68,7 @@ async def feed(metrics: Metrics, rng: random.Random) -> None:
             [(200, None), (429, "rate_limit_error"), (529, "overloaded_error"), (500, None)],
             weights=[90, 4, 4, 2],
         )[0]
-        metrics.request_started(stream)
+        metrics.request_started()
         metrics.request_finished(
             tenant=tenant, model="claude-sonnet-4-5-20250929", stream=stream, status=status,
             error_type=error, duration=rng.lognormvariate(0, 0.6), overhead=0.0004,
@@ -80,7 +80,7 @@ async def feed(metrics: Metrics, rng: random.Random) -> None:
             metrics.retry()
         # Long requests held open: the in-flight and open-stream gauges move.
         if rng.random() < 0.5 and open_requests < 30:
-            metrics.request_started(True)
+            metrics.request_started()
             open_requests += 1
             if open_requests % 3:
                 metrics.stream_opened()

@@ -35,7 +35,7 @@ def value(series: Series, name: str, **labels: str) -> float:
 
 def finish(metrics: Metrics, status: int, error_type: str | None = None, **kw: object) -> None:
     stream = bool(kw.pop("stream", False))
-    metrics.request_started(stream)
+    metrics.request_started()
     args: dict[str, object] = {
         "tenant": "acme",
         "model": SONNET,
@@ -98,14 +98,13 @@ def test_known_mix_of_requests_gives_exact_counts() -> None:
 
 def test_gauges_follow_the_calls() -> None:
     m = Metrics(["acme"])
-    m.request_started(True)
-    m.request_started(False)
+    m.request_started()
+    m.request_started()
     m.stream_opened()
     m.set_window(12)
     m.tenant_waiting("acme", 4)
     s = scrape(m)
     assert value(s, "api_requests_in_flight") == 2
-    assert value(s, "api_requests_in_flight", stream="yes") == 1
     assert value(s, "api_open_streams") == 1
     assert value(s, "api_upstream_window") == 12
     assert value(s, "api_queue_depth", tenant="acme") == 4
@@ -216,7 +215,7 @@ def test_snapshot_has_plain_numbers_for_the_dashboard() -> None:
     for seconds in (0.2, 0.4, 0.6, 0.8):
         finish(m, 200, duration=seconds, ttft=seconds / 2, usage=Usage(10, 5), stream=True)
     finish(m, 529, tenant="globex")
-    m.request_started(True)
+    m.request_started()
     m.stream_opened()
     m.set_tenant_load("globex", in_flight=2, queued=3)
     m.set_breaker("primary", "open")

@@ -21,11 +21,11 @@ from claude_proxy.observability import Metrics
 n, open_, breaker = (int(arg) for arg in sys.argv[1:4])
 m = Metrics(["acme"], multiprocess_dir=sys.argv[4])
 for i in range(n):
-    m.request_started(False)
+    m.request_started()
     m.request_finished(tenant="acme", model="claude-opus-4-1", stream=False,
                        status=200 if i % 2 else 529, duration=0.5)
 for _ in range(open_):
-    m.request_started(True)
+    m.request_started()
 m.set_breaker("primary", breaker)
 m.set_window(10 + breaker)
 print("ready", flush=True)

@@ -63,3 +63,13 @@ def test_response_headers_keep_api_headers_and_drop_framing() -> None:
         "retry-after": "3",
         "anthropic-ratelimit-requests-remaining": "9",
     }
+
+
+def test_the_gateways_own_headers_stay_with_it() -> None:
+    out = upstream_headers(
+        proxy(("X-Proxy-Max-Continuations", "3"), ("x-proxy-anything", "1"), ("x-other", "2")),
+        "sk-gateway",
+    )
+    assert "x-proxy-max-continuations" not in out
+    assert "x-proxy-anything" not in out
+    assert out["x-other"] == "2"

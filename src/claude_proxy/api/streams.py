@@ -13,9 +13,10 @@ import contextlib
 
 from aiohttp import web
 
-from claude_proxy.api.middleware import RECORD, REQUEST_ID
+from claude_proxy.api.serve import serve
 from claude_proxy.errors import InvalidRequest, NotFound
-from claude_proxy.pipeline.ingress import check_peer
+from claude_proxy.pipeline.call import Route
+from claude_proxy.pipeline.chain import Run
 from claude_proxy.replay import (
     STREAM_ID_HEADER,
     InvalidEventId,
@@ -41,11 +42,14 @@ _SSE_HEADERS = {
 
 
 async def resume_stream(request: web.Request) -> web.StreamResponse:
+    return await serve(request, Route.RESUME, _replay)
+
+
+async def _replay(request: web.Request, run: Run) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if services.check_peers:
-        check_peer(request)
-    tenant = services.tenants.authenticate(request.headers)
-    request[RECORD].tenant = tenant.name
+    call = run.call
+    tenant = call.tenant
+    assert tenant is not None
     stream_id = request.match_info["stream_id"]
     replay = services.streams.replay
     if replay is None or not is_stream_id(stream_id):
@@ -66,7 +70,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     services.metrics.resume()
     response = web.StreamResponse(
         status=200,
-        headers={**_SSE_HEADERS, "request-id": request[REQUEST_ID], STREAM_ID_HEADER: stream_id},
+        headers={**_SSE_HEADERS, "request-id": call.request_id, STREAM_ID_HEADER: stream_id},
     )
     await response.prepare(request)
     try:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from claude_proxy.api.middleware import RECORD
+from claude_proxy.api.ingress import call_from_request
+from claude_proxy.api.sinks import WsSink, control_frame
 from claude_proxy.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -36,14 +36,10 @@ from claude_proxy.errors import (
     RateLimited,
     error_body,
 )
-from claude_proxy.pipeline.admit import admit
-from claude_proxy.pipeline.call import Call
-from claude_proxy.pipeline.ingress import check_peer
-from claude_proxy.pipeline.record import Record, close_record
-from claude_proxy.pipeline.stream import make_generation, open_upstream_stream
+from claude_proxy.pipeline.call import Call, Route
+from claude_proxy.pipeline.chain import outcome_of
+from claude_proxy.pipeline.stage import Outcome
 from claude_proxy.services import SERVICES, Services
-from claude_proxy.streaming.websocket import WsSink, control_frame
-from claude_proxy.tenancy import Tenant
 from claude_proxy.upstream.forwarder import UpstreamReply
 
 __all__ = ["websocket_endpoint"]
@@ -58,10 +54,11 @@ _FIXED_HEADERS = frozenset({"x-api-key", "authorization", "content-type", "conte
 
 async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if services.check_peers:
-        check_peer(request)  # before the upgrade: a plain 403
-    # The upgrade itself is not an API call: each request on the socket is recorded.
-    request.pop(RECORD, None)
+    # The upgrade's own chain (the loopback check, when on) refuses with a plain HTTP
+    # error before the upgrade. The upgrade is not an API call: each request on the
+    # socket goes through the messages chain and is recorded there.
+    upgrade = call_from_request(request, Route.WEBSOCKET, services.settings.max_body_bytes)
+    await services.pipeline.start(upgrade).request()
     ws = web.WebSocketResponse(
         heartbeat=services.settings.streams.ws_heartbeat,
         max_msg_size=services.settings.max_body_bytes,
@@ -83,7 +80,6 @@ class _Socket:
         self.services = services
         self.ws = ws
         self.request = request
-        self.tenant: Tenant | None = None
         self.headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json"})
         for name in _PASSED_HEADERS:
             if name in request.headers:
@@ -132,7 +128,7 @@ class _Socket:
                 return False
             headers["x-api-key"] = key
         try:
-            self.tenant = tenants.authenticate(headers)
+            tenants.authenticate(headers)  # each request is authenticated again, by its chain
         except AuthenticationFailed as exc:
             await self.ws.close(code=AUTH_FAILED, message=f"authentication_error: {exc}".encode())
             return False
@@ -190,43 +186,41 @@ class _Socket:
 
     async def _run(self, client_id: bytes, body: dict[str, Any], extra: object) -> None:
         services = self.services
-        tenant = self.tenant
-        assert tenant is not None
-        record = Record(services.request_ids(), time.perf_counter(), tenant=tenant.name)
-        status, error_type = 200, None
+        call = Call.create(
+            services.request_ids(),
+            Route.MESSAGES,
+            path="/v1/messages",
+            headers=self._headers(extra),
+            peer=self.request.remote,
+            body={**body, "stream": True},
+        )
+        run = services.pipeline.start(call)
+        outcome = Outcome(200)
         try:
-            call = self._call(record.request_id, body, extra)
-            record.begin(services.metrics, call)
-            model = body.get("model")
-            if isinstance(model, str):
-                services.tenants.authorize_model(tenant, model)
-            ticket = await admit(services.admission, tenant, call, record)
-            opened = await open_upstream_stream(
-                services, call, tenant, ticket, record, resumable=False
-            )
+            await run.request()
+            opened = await services.calls.open_stream(call)
             if isinstance(opened, UpstreamReply):
-                status = opened.status
+                outcome = Outcome(opened.status)
                 await self._send_reply_error(client_id, opened)
                 return
-            generation = make_generation(
-                services, call, ticket, record, opened, WsSink(self.ws, client_id)
+            generation = call.generation = services.streams.generation(
+                opened, WsSink(self.ws, client_id), filters=run.event_filters()
             )
             await services.streams.serve(generation)
         except GatewayError as exc:
-            status, error_type = exc.status, exc.error_type
+            outcome = outcome_of(exc)
             await self._send_error(client_id, exc.error_type, exc.message)
-        except asyncio.CancelledError:
-            if record.answered:
-                raise  # the socket closed after the whole answer: a normal end
-            status, error_type = 499, "client_disconnect"
-            if not self.ws.closed:
+        except asyncio.CancelledError as exc:
+            answered = call.generation is not None and call.generation.answered
+            outcome = outcome_of(exc, answered=answered)
+            if not answered and not self.ws.closed:
                 with contextlib.suppress(ConnectionResetError):
                     await self.ws.send_frame(control_frame(client_id, "cancelled"), WSMsgType.TEXT)
             raise
         finally:
-            close_record(record, services.metrics, services.request_log, status, error_type)
+            run.finish(outcome)
 
-    def _call(self, request_id: str, body: dict[str, Any], extra: object) -> Call:
+    def _headers(self, extra: object) -> CIMultiDictProxy[str]:
         headers = self.headers
         if isinstance(extra, dict) and extra:
             headers = headers.copy()
@@ -234,16 +228,7 @@ class _Socket:
                 wanted = isinstance(name, str) and name.lower() not in _FIXED_HEADERS
                 if wanted and isinstance(value, str):
                     headers[name] = value
-        body = {**body, "stream": True}
-        return Call(
-            request_id=request_id,
-            path="/v1/messages",
-            headers=CIMultiDictProxy(headers),
-            raw_body=orjson.dumps(body),
-            body=body,
-            stream=True,
-            started_at=time.perf_counter(),
-        )
+        return CIMultiDictProxy(headers)
 
     async def _send_error(self, client_id: bytes, error_type: str, message: str) -> None:
         event = b'{"id":' + client_id + b',"event":' + error_body(error_type, message) + b"}"

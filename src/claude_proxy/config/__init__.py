@@ -3,6 +3,7 @@
 from claude_proxy.config.loading import ConfigError, load_settings, worker_environment
 from claude_proxy.config.settings import (
     BreakerSettings,
+    ContinuationSettings,
     ListenSettings,
     LogSettings,
     RetrySettings,
@@ -16,6 +17,7 @@ from claude_proxy.config.settings import (
 __all__ = [
     "BreakerSettings",
     "ConfigError",
+    "ContinuationSettings",
     "ListenSettings",
     "LogSettings",
     "RetrySettings",

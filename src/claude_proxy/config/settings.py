@@ -22,6 +22,7 @@ from claude_proxy.tenancy.settings import (
 
 __all__ = [
     "BreakerSettings",
+    "ContinuationSettings",
     "ListenSettings",
     "LogSettings",
     "MetricsSettings",
@@ -103,6 +104,18 @@ class RetrySettings(_Section):
     # Continue a broken stream from the text already sent instead of failing it.
     heal_streams: bool = True
     max_heals: int = Field(default=3, ge=0)
+    # How the tokens of a broken part whose usage never arrived are counted (they bound
+    # the max_tokens left for the heal, and go into the answer's usage): estimate (the
+    # gateway's estimator, which errs high) or count_tokens (the upstream's own count:
+    # exact, one free call per heal; the estimate when that call fails).
+    heal_token_count: Literal["estimate", "count_tokens"] = "estimate"
+
+
+class ContinuationSettings(_Section):
+    """Answers continued past max_tokens (``x-proxy-max-continuations: N`` per request)."""
+
+    # The most continuations a request may ask for; 0 turns the feature off.
+    max_per_request: int = Field(default=10, ge=0, le=100)
 
 
 class BreakerSettings(_Section):
@@ -179,6 +192,7 @@ class Settings(_Section):
     upstreams: list[UpstreamSettings] = Field(default_factory=lambda: [UpstreamSettings()])
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
+    continuations: ContinuationSettings = ContinuationSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     # The API's own limit is 32 MB; larger bodies are refused before they are read.

@@ -117,10 +117,11 @@ class Families:
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r
         )
+        # No stream label: a call is counted as it arrives, before its body says
+        # whether it streams (api_open_streams counts the streams).
         self.in_flight = Gauge(
             "api_requests_in_flight",
-            "Requests inside the gateway.",
-            ("stream",),
+            "API calls inside the gateway.",
             registry=r,
             multiprocess_mode="livesum",
         )

@@ -100,16 +100,13 @@ class Metrics:
         self._attempt_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._tenant_gauges: dict[str, tuple[Gauge, Gauge]] = {}
         self._queue_wait_children: dict[str, Histogram] = {}
-        self._in_flight = {
-            True: self.families.in_flight.labels("yes"),
-            False: self.families.in_flight.labels("no"),
-        }
+        self._in_flight = self.families.in_flight
 
     # -- per request ---------------------------------------------------------------
 
-    def request_started(self, stream: bool) -> None:
-        """A request entered the gateway; pair with exactly one ``request_finished``."""
-        self._in_flight[stream].inc()
+    def request_started(self) -> None:
+        """An API call entered the gateway; pair with exactly one ``request_finished``."""
+        self._in_flight.inc()
 
     def request_finished(
         self,
@@ -132,7 +129,7 @@ class Metrics:
         derived from ``status`` when omitted. A stream that failed after its 200
         passes its error type with status 200 and counts as an error.
         """
-        self._in_flight[stream].dec()
+        self._in_flight.dec()
         tenant_l = self._tenant(tenant)
         model_l = self._model(model, confirmed=200 <= status < 300)
         error_l = error_label(error_type, status)

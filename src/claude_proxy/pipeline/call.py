@@ -1,30 +1,224 @@
-"""The Call: everything the pipeline stages know about one client request."""
+"""The Call: one client request as it travels the pipeline, built in exactly one place.
+
+Every entry (HTTP JSON and SSE, each request on a WebSocket, a resume, a relayed read,
+an internal sub-call) becomes a ``Call`` through ``Call.create``. Stages read
+``call.body`` and change it only through ``call.set_body``, so what goes upstream is
+always the body as the stages left it: the client's original bytes when nothing
+changed (unknown fields and key order untouched, no encode on the hot path), one
+re-encode when something did.
+"""
 
 from __future__ import annotations
 
+import enum
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from multidict import CIMultiDictProxy
+import orjson
+from multidict import MultiMapping
 
-__all__ = ["Call"]
+from claude_proxy.errors import InvalidRequest
+from claude_proxy.upstream.forwarder import AttemptLog, UpstreamRequest
+
+if TYPE_CHECKING:
+    from claude_proxy.streaming.generation import Generation
+    from claude_proxy.tenancy import Tenant
+
+__all__ = ["BodyReader", "Call", "CallKey", "Route"]
+
+T = TypeVar("T")
+
+BodyReader = Callable[[], Awaitable[bytes]]
+"""Reads the request body from the client (HTTP ingress); raises GatewayErrors."""
 
 
-@dataclass(slots=True)
+class Route(enum.Enum):
+    """Which entry a call came in by; each route has its own chain of stages."""
+
+    MESSAGES = "messages"  # POST /v1/messages: JSON, SSE, and requests on /v1/ws
+    COUNT_TOKENS = "count_tokens"  # POST /v1/messages/count_tokens
+    RELAY = "relay"  # reads relayed as they are: GET /v1/models[/{id}]
+    RESUME = "resume"  # GET /v1/streams/{id}
+    WEBSOCKET = "websocket"  # the upgrade of /v1/ws (its requests are MESSAGES calls)
+
+    @property
+    def has_body(self) -> bool:
+        return self in (Route.MESSAGES, Route.COUNT_TOKENS)
+
+    @property
+    def admitted(self) -> bool:
+        """Whether calls on this route wait for a slot in the tenant's window."""
+        return self is Route.MESSAGES
+
+
+class CallKey(Generic[T]):
+    """A typed key for what a stage keeps on a call (``call.state[key]``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<CallKey {self.name}>"
+
+
+@dataclass(slots=True, eq=False)
 class Call:
-    """One client request as it travels through the stages.
-
-    ``raw_body`` is forwarded byte for byte unless a stage changes ``body``;
-    that keeps unknown fields untouched and spares a JSON encode on the hot path.
-    """
+    """One request through the stages; see the module docstring for the body rule."""
 
     request_id: str
-    path: str
-    headers: CIMultiDictProxy[str]
-    raw_body: bytes = b""
-    body: dict[str, Any] = field(default_factory=dict)
+    route: Route
+    method: str
+    path: str  # with the query string, as sent upstream
+    headers: MultiMapping[str]
+    peer: str | None
+    started: float  # perf_counter() when the request arrived
     stream: bool = False
-    started_at: float = 0.0
-    tenant: str = ""
-    # The answer's usage as the API reports it, once known (JSON body or stream events).
-    usage: dict[str, Any] | None = None
+    tenant: Tenant | None = None
+    max_continuations: int = 0  # times an answer cut at max_tokens is continued
+    # What happened to it (filled in on the way; read by the record and the release).
+    attempts: AttemptLog | None = None
+    queue_wait: float | None = None  # seconds waited for admission
+    usage: dict[str, Any] | None = None  # the answer's usage, once known
+    overhead: float | None = None  # the gateway's own seconds, once the answer is sent
+    generation: Generation | None = None  # a stream's: time to first token, how it ended
+    state: dict[CallKey[Any], Any] = field(default_factory=dict)
+    read_body: BodyReader | None = None
+    _raw: bytes | None = None
+    _body: dict[str, Any] | None = None
+    _changed: bool = False
+    _subcalls: itertools.count[int] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        request_id: str,
+        route: Route,
+        *,
+        path: str,
+        headers: MultiMapping[str],
+        method: str = "POST",
+        peer: str | None = None,
+        raw_body: bytes | None = None,
+        body: dict[str, Any] | None = None,
+        read_body: BodyReader | None = None,
+        started: float | None = None,
+    ) -> Call:
+        """The one constructor. Pass the body as bytes (parsed here), as an object, or
+        as a reader the body stage calls later (HTTP, after authentication)."""
+        call = cls(
+            request_id=request_id,
+            route=route,
+            method=method,
+            path=path,
+            headers=headers,
+            peer=peer,
+            started=time.perf_counter() if started is None else started,
+            read_body=read_body,
+        )
+        if raw_body is not None:
+            call.load_body(raw_body)
+        elif body is not None:
+            call.set_body(body)
+        return call
+
+    # -- the body -------------------------------------------------------------------
+
+    @property
+    def has_body(self) -> bool:
+        return self._body is not None
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        """The request body (read-only: change it with ``set_body``)."""
+        return self._body if self._body is not None else {}
+
+    def load_body(self, raw: bytes) -> None:
+        """Parse the client's bytes; they go upstream as they are unless a stage changes them."""
+        self._raw = raw
+        self._body = _parse_object(raw)
+        self._changed = False
+        self.stream = _stream_flag(self._body)
+
+    def set_body(self, body: dict[str, Any]) -> None:
+        """Replace the body; the upstream gets it re-encoded once."""
+        self._body = body
+        self._changed = True
+        self.stream = _stream_flag(body)
+
+    @property
+    def body_changed(self) -> bool:
+        return self._changed
+
+    @property
+    def upstream_body(self) -> bytes | None:
+        """The bytes to send: the original when unchanged, else one encode (kept)."""
+        if self._changed or self._raw is None:
+            if self._body is None:
+                return None
+            self._raw = orjson.dumps(self._body)
+            self._changed = False
+        return self._raw
+
+    @property
+    def model(self) -> str | None:
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+    # -- upstream -------------------------------------------------------------------
+
+    def upstream_request(self) -> UpstreamRequest:
+        return UpstreamRequest(self.request_id, self.method, self.path, self.headers)
+
+    def subcall(self, body: dict[str, Any]) -> Call:
+        """A call the gateway makes on this one's behalf (a map call, a summary...).
+
+        Same tenant, headers and credentials; its own request id, attempts and usage.
+        It goes through the upstream-call service like any call, so through admission.
+        """
+        if self._subcalls is None:
+            self._subcalls = itertools.count(1)
+        child = Call.create(
+            f"{self.request_id}.{next(self._subcalls)}",
+            Route.MESSAGES,
+            path="/v1/messages",
+            headers=self.headers,
+            peer=self.peer,
+            body=body,
+        )
+        child.tenant = self.tenant
+        return child
+
+    # -- timing ---------------------------------------------------------------------
+
+    def mark_overhead(self) -> float:
+        """The gateway's own time so far: total minus upstream, backoff and queue waits."""
+        elapsed = time.perf_counter() - self.started - (self.queue_wait or 0.0)
+        log = self.attempts
+        if log is not None:
+            elapsed -= log.upstream_seconds + log.backoff_seconds
+        self.overhead = max(elapsed, 0.0)
+        return self.overhead
+
+
+def _stream_flag(body: Mapping[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream: Input should be a valid boolean")
+    return stream
+
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):
+            raise InvalidRequest("Request body is not valid UTF-8.") from None
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    return body

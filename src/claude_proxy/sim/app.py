@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from claude_proxy.errors import GatewayError, error_response, new_request_id
+from claude_proxy.errors import GatewayError, new_request_id
+from claude_proxy.responses import error_response, gateway_error_response
 from claude_proxy.sim import handlers
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.state import STATE, SimState
@@ -58,7 +59,7 @@ async def _envelope(request: web.Request, handler: Handler) -> web.StreamRespons
         try:
             response = await handler(request)
         except GatewayError as exc:
-            response = exc.to_response(request_id)
+            response = gateway_error_response(exc, request_id)
         except web.HTTPException as exc:
             response = _http_error(exc, request_id)
         if not response.prepared and "request-id" not in response.headers:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from claude_proxy.errors import InvalidRequest, error_response
+from claude_proxy.errors import InvalidRequest
+from claude_proxy.responses import error_response
 from claude_proxy.sim.settings import FAULT_KINDS, SimSettings
 
 __all__ = ["Fault", "draw_fault", "error_fault_response", "parse_forced", "ratelimit_headers"]

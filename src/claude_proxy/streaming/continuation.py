@@ -1,13 +1,16 @@
 """The request that continues an answer from the text a client already has.
 
-Two forms, as ``anthropic-api.md`` section 6 documents: an assistant prefill of
-the text so far (the model carries on from it), or, on models that refuse
-prefill, the partial assistant turn followed by a user turn asking to continue.
+Two forms, as the API documents for continuing after ``max_tokens``: an assistant
+prefill of the text so far (the model carries on from it), or, on models that refuse
+prefill (Claude 4.6 and newer), the partial assistant turn followed by a user turn
+asking to continue. Used both to heal a broken stream and to continue past
+``max_tokens``; the caller says how many output tokens the new part may use.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +20,12 @@ __all__ = [
     "CONTINUE_PROMPT",
     "Continuation",
     "build_continuation",
-    "count_words",
     "refuses_prefill",
 ]
 
 CONTINUE_PROMPT = "Continue exactly where you left off."
+# A trailing word of Latin letters and digits (long runs are not words worth re-asking).
+_TRAILING_WORD = re.compile(r"(?<![A-Za-z0-9\u00c0-\u024f])[A-Za-z0-9\u00c0-\u024f]{1,40}$")
 # Claude 4.6 and newer (and the Claude 5 family) answer a prefill with a 400.
 _NO_PREFILL = re.compile(
     r"claude-(?:opus|sonnet|haiku)-4-(?:[6-9]|\d\d)|claude-[a-z]+-(?:[5-9]|\d\d)"
@@ -32,24 +36,21 @@ def refuses_prefill(model: str) -> bool:
     return bool(_NO_PREFILL.search(model))
 
 
-def count_words(text: str) -> int:
-    """Whitespace-separated words: a lower bound of the tokens in English text."""
-    return len(text.split())
-
-
 @dataclass(frozen=True, slots=True)
 class Continuation:
     body: bytes
     via_continue_turn: bool
-    # The whitespace stripped from the end of the prefill: the client already has
-    # it, and the continuation is expected to start with it.
+    # What the client has beyond the prefill (its trailing whitespace, and the word it
+    # ended in): the continuation is expected to start with it.
     stripped_tail: str
 
 
 def build_continuation(
-    body: dict[str, Any], sent_text: str, *, continue_turn: bool
+    body: Mapping[str, Any], sent_text: str, *, continue_turn: bool, max_tokens: int | None
 ) -> Continuation | None:
-    """The continuation request, or None when the conversation cannot be extended."""
+    """The request continuing ``body``'s answer from ``sent_text``, or None when the
+    conversation cannot be extended. ``max_tokens``: what the new part may use (at
+    least 1); None keeps the request's own."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
@@ -63,18 +64,31 @@ def build_continuation(
         prefill = earlier + sent_text
         messages.pop()
     stripped = prefill.rstrip()
+    if stripped == prefill:  # no whitespace at the end: the cut may be inside a word
+        stripped = _word_boundary(stripped)
     tail = prefill[len(stripped) :]
     if stripped:
         messages.append({"role": "assistant", "content": stripped})
         if continue_turn:
             messages.append({"role": "user", "content": CONTINUE_PROMPT})
     continued = {**body, "messages": messages}
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int):
-        # Words never outnumber tokens in English, so the continuation keeps at least
-        # the output budget the answer has left.
-        continued["max_tokens"] = max(1, max_tokens - count_words(sent_text))
+    if max_tokens is not None:
+        continued["max_tokens"] = max(1, max_tokens)
     return Continuation(orjson.dumps(continued), continue_turn and bool(stripped), tail)
+
+
+def _word_boundary(text: str) -> str:
+    """``text`` without a Latin word it ends in (the cut may have fallen inside it).
+
+    A model carries on far more faithfully from the end of a word than from inside one,
+    and the part dropped here is expected again at the start of the continuation (the
+    splicer skips it). Scripts without spaces (CJK) are cut anywhere already.
+    """
+    partial = _TRAILING_WORD.search(text)
+    if partial is None:
+        return text
+    head = text[: partial.start()].rstrip()
+    return head or text
 
 
 def _text_of(content: object) -> str | None:

@@ -1,10 +1,14 @@
-"""One streamed answer, generated in a task of its own: replay log first, then the client.
+"""One streamed answer, generated in a task of its own: answer stages, replay log, client.
 
 The generation outlives its client's connection. When the client goes away, it
 keeps the upstream call running for ``resume_grace`` seconds so that the client
 can resume from the replay log (``GET /v1/streams/{id}``); once nobody has read
-the stream for that long, it cancels the upstream call. The admission ticket is
-released when the generation ends, since the upstream slot is in use until then.
+the stream for that long, it cancels the upstream call. The answer (and with it the
+admission slot) is closed when the generation ends, since the slot is in use until then.
+
+Each batch of events goes through the answer stages' filters first, then into the
+replay log, then to the live client: a resumed stream replays exactly what the client
+was sent, and the client never has an event the log lacks.
 """
 
 from __future__ import annotations
@@ -13,21 +17,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from typing import Protocol
 
 from claude_proxy.observability import Metrics
-from claude_proxy.replay import ReplayLog
+from claude_proxy.replay import ReplayLog, StreamNotFound
 from claude_proxy.state import StateUnavailable
-from claude_proxy.streaming.relay import relay_events, sse_error_event
-from claude_proxy.streaming.splice import Splicer
-from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream
+from claude_proxy.streaming.relay import error_event
+from claude_proxy.streaming.sse import Event
 
-__all__ = ["ClientGone", "Generation", "Sink"]
+__all__ = ["AnswerSource", "ClientGone", "EventFilter", "Generation", "Sink"]
 
 _log = logging.getLogger("claude_proxy.streams")
-_CONTENT = b"event: content_block_delta"
-_ERROR = b"event: error"
+_ENDS = frozenset({"message_stop", "error"})
 
 
 class ClientGone(Exception):
@@ -44,24 +47,45 @@ class Sink(Protocol):
         """The answer ended (``error_type`` is set when it ended with an error event)."""
 
 
+class AnswerSource(Protocol):
+    """An upstream answer as events (``pipeline.service.LiveAnswer``)."""
+
+    @property
+    def error_type(self) -> str | None:
+        """The ``error.type`` the answer ended with (None: whole, or not ended)."""
+
+    def events(self) -> AsyncGenerator[list[Event], None]:
+        """Batches of client events until the answer ends."""
+
+    async def aclose(self) -> None:
+        """Release what the answer holds (connection, admission slot); idempotent."""
+
+
+class EventFilter(Protocol):
+    """An answer stage's view of one stream (see ``pipeline.stage``)."""
+
+    def on_events(self, events: list[Event]) -> list[Event]:
+        """The events to pass on for this batch; may hold some back for a later batch."""
+
+    def flush(self) -> list[Event]:
+        """The answer is ending early (abandoned, failed): everything still held."""
+
+
 class Generation:
-    """Relays one upstream stream into the replay log and to the live client, if any."""
+    """Relays one upstream answer into the replay log and to the live client, if any."""
 
     def __init__(
         self,
         *,
-        forwarder: Forwarder,
-        log: AttemptLog,
-        opened: OpenStream,
+        answer: AnswerSource,
         sink: Sink,
-        replay: ReplayLog | None,
-        stream_id: str,
-        resume_grace: float,
-        on_end: Callable[[Generation], Awaitable[None]],
+        metrics: Metrics,
+        filters: Sequence[EventFilter] = (),
+        replay: ReplayLog | None = None,
+        stream_id: str = "",
+        resume_grace: float = 0.0,
     ) -> None:
-        self.log = log
         self.stream_id = stream_id
-        self.splicer = Splicer()
         self.error_type: str | None = None
         # The whole answer (up to message_stop, or an error event) has been emitted: a
         # client that leaves now has missed nothing, and nothing is left to cancel.
@@ -69,14 +93,13 @@ class Generation:
         # Time to the first content event and the last one's time, on the gateway's clock.
         self.first_content: float | None = None
         self._last_content = 0.0
-        self._forwarder = forwarder
-        self._metrics: Metrics = forwarder.metrics
-        self._opened = opened
+        self._answer = answer
+        self._filters = tuple(filters)
+        self._metrics = metrics
         self._sink: Sink | None = sink
         self._replay = replay
         self._seq = 0
         self._grace = resume_grace
-        self._on_end = on_end
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.client_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -90,11 +113,10 @@ class Generation:
         return self._task
 
     async def abandon(self) -> None:
-        """It will never start: close the upstream stream and release what it holds."""
-        self._opened.response.close()
+        """It will never start: release what the answer holds."""
         if not self.client_done.done():
             self.client_done.set_result(None)
-        await self._on_end(self)
+        await self._answer.aclose()
 
     def detach(self) -> None:
         """The client went away: keep generating for a resume, within the grace period."""
@@ -113,14 +135,18 @@ class Generation:
     async def _run(self) -> None:
         self._metrics.stream_opened()
         try:
-            self.error_type = await relay_events(
-                self._forwarder, self.log, self._opened, self.splicer, self._emit
-            )
+            async with aclosing(self._answer.events()) as batches:
+                async for events in batches:
+                    for stage in self._filters:
+                        events = stage.on_events(events)
+                    if events:
+                        await self._emit(events)
+            self.error_type = self._answer.error_type
         except asyncio.CancelledError:
             self.error_type = "client_disconnect"
             # A late resumer learns the answer is incomplete, instead of a silent end.
             with contextlib.suppress(ClientGone, StateUnavailable):
-                await self._emit([_abandoned_event()])
+                await self._emit([*self._flush(), _abandoned_event()])
             raise
         except Exception:
             # A bug must not look like a complete answer: the SDK takes a stream that
@@ -129,9 +155,15 @@ class Generation:
             self.error_type = "api_error"
             if not self.answered:
                 with contextlib.suppress(ClientGone, StateUnavailable):
-                    await self._emit([_failed_event()])
+                    await self._emit([*self._flush(), _failed_event()])
         finally:
             await asyncio.shield(self._end())
+
+    def _flush(self) -> list[Event]:
+        held: list[Event] = []
+        for stage in self._filters:
+            held = [*stage.on_events(held), *stage.flush()] if held else stage.flush()
+        return held
 
     async def _end(self) -> None:
         self._metrics.stream_closed()
@@ -148,12 +180,12 @@ class Generation:
                 await sink.close(self.error_type)
         if not self.client_done.done():
             self.client_done.set_result(None)
-        await self._on_end(self)
+        await self._answer.aclose()
 
-    async def _emit(self, events: list[bytes]) -> None:
+    async def _emit(self, events: list[Event]) -> None:
         now = time.perf_counter()
-        for data in events:
-            if data.startswith(_CONTENT):
+        for event in events:
+            if event.name == "content_block_delta":
                 if self.first_content is None:
                     self.first_content = now
                 else:
@@ -164,7 +196,7 @@ class Generation:
         # The answer's last events: message_stop, or an error event (only final ones are
         # emitted). Marked before the send, which hands the bytes to the transport and may
         # then wait to drain: a client that leaves during that wait has the whole answer.
-        if self.splicer.finished or events[-1].startswith(_ERROR):
+        if events[-1].name in _ENDS:
             self.answered = True
         sink = self._sink
         if sink is not None:
@@ -174,20 +206,21 @@ class Generation:
                 self.answered = False
                 self.detach()
 
-    async def _append(self, events: list[bytes]) -> list[tuple[int, bytes]]:
+    async def _append(self, events: list[Event]) -> list[tuple[int, bytes]]:
         """Write the events to the replay log first, so that a client never has one it lacks."""
         numbered: list[tuple[int, bytes]] = []
-        for data in events:
+        for event in events:
             seq = self._seq + 1
             if self._replay is not None:
                 try:
-                    seq = await self._replay.append(self.stream_id, data)
-                except StateUnavailable as exc:
-                    # Availability over resumability: the live client still gets every event.
+                    seq = await self._replay.append(self.stream_id, event.raw)
+                except (StateUnavailable, StreamNotFound) as exc:
+                    # Availability over resumability: the live client still gets every
+                    # event, whether the store failed or evicted this stream's log.
                     _log.warning("replay log failed; %s is not resumable: %s", self.stream_id, exc)
                     self._replay = None
             self._seq = seq
-            numbered.append((seq, data))
+            numbered.append((seq, event.raw))
         return numbered
 
     async def _watch(self, replay: ReplayLog, task: asyncio.Task[None]) -> None:
@@ -200,12 +233,12 @@ class Generation:
             task.cancel()
 
 
-def _failed_event() -> bytes:
-    return sse_error_event("api_error", "Internal gateway error; the answer is incomplete.")
+def _failed_event() -> Event:
+    return error_event("api_error", "Internal gateway error; the answer is incomplete.")
 
 
-def _abandoned_event() -> bytes:
-    return sse_error_event(
+def _abandoned_event() -> Event:
+    return error_event(
         "api_error",
         "The stream was cancelled before it finished (its client went away and did not "
         "resume, or the gateway shut down).",

@@ -1,46 +1,56 @@
-"""Relay an upstream event stream as the client's events, healing it when it breaks.
+"""Relay an upstream event stream as one client answer, healing and continuing it.
 
-``relay_events`` starts from a stream that is already open (the client has its
-200) and hands each batch of client events to ``emit`` as soon as the upstream
-chunk that completed them arrives. When the upstream stream breaks (connection
-cut, an ``error`` event, an end without ``message_stop``):
-- before any content reached the client, the request is simply retried;
-- after content, a continuation request carries on from the text the client
-  already has, and its events are spliced into the same client stream;
-- when that is impossible (a tool_use or thinking block in progress, healing
-  off, attempts or budget spent) the client gets an Anthropic ``error`` event,
-  never a fake end.
+``Relay.events()`` starts from a stream that is already open and yields each batch
+of client events as soon as the upstream chunk that completed them arrives. Two
+triggers start another upstream part, spliced into the same answer:
+
+- a **break** (connection cut, an ``error`` event, an end without ``message_stop``):
+  before any content reached the client the request is simply retried; after content,
+  a heal carries on from the text the client already has, within the ``max_tokens``
+  the answer has left;
+- a **stop at max_tokens** while continuations are allowed: a continuation carries on
+  with a fresh ``max_tokens``, up to ``max_continuations`` times.
+
+When neither can be done (a tool_use or thinking block in progress, healing off,
+attempts or budget spent) the client gets an Anthropic ``error`` event after a break,
+and the honest ``max_tokens`` end after a stop: never a fake ``end_turn``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
-import aiohttp
 import orjson
 
 from claude_proxy.errors import GatewayError, error_body
+from claude_proxy.observability import Metrics
 from claude_proxy.streaming.continuation import build_continuation, refuses_prefill
 from claude_proxy.streaming.splice import Splicer
-from claude_proxy.streaming.sse import Event, EventSplitter, encode_event
+from claude_proxy.streaming.sse import Event, EventSplitter
+from claude_proxy.tokens import TokenCounter
 from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream, UpstreamReply
 
-__all__ = ["ATTEMPTS_HEADER", "Emit", "relay_events", "sse_error_event"]
+__all__ = ["ATTEMPTS_HEADER", "Relay", "error_event", "sse_error_event"]
 
 ATTEMPTS_HEADER = "x-proxy-attempts"
 # Error events that mean "try again", as the same statuses would.
 _RETRYABLE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 )
-_EVENT_END = b"\n\n"
-
-Emit = Callable[[list[bytes]], Awaitable[None]]
-"""Receives the client's next events, each a complete SSE event (``event:``/``data:``)."""
+_MESSAGE_STOP = Event.encode("message_stop", {"type": "message_stop"})
+# Model names are few; the bound only keeps a misbehaving upstream from growing the set.
+_MAX_LEARNED = 256
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:
     return b"event: error\ndata: " + error_body(error_type, message) + b"\n\n"
+
+
+def error_event(error_type: str, message: str) -> Event:
+    return Event("error", sse_error_event(error_type, message))
 
 
 @dataclass(slots=True)
@@ -61,148 +71,254 @@ class _Break:
         return self.error_type in ("overloaded_error", "rate_limit_error")
 
 
-async def relay_events(
-    forwarder: Forwarder, log: AttemptLog, opened: OpenStream, splicer: Splicer, emit: Emit
-) -> str | None:
-    """Relay until the answer ends; None when it ended whole, else the ``error.type`` sent.
+class Relay:
+    """The events of one answer, from its open first part to its end."""
 
-    ``splicer`` holds what the client has seen (its ``usage`` once the answer ends).
-    """
-    call = log.call
-    continue_turn = refuses_prefill(str(call.body.get("model", "")))
-    while True:
-        broke = await _pump(opened, splicer, emit)
-        call.usage = splicer.usage
-        if broke is None:
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        log: AttemptLog,
+        opened: OpenStream,
+        body: Mapping[str, Any],
+        raw_body: bytes | None,
+        *,
+        counter: TokenCounter,
+        max_continuations: int = 0,
+        refusing_prefill: set[str] | None = None,
+    ) -> None:
+        """``refusing_prefill``: models seen refusing a prefill (shared by the answers of one
+        gateway, so only the first heal on a model our table does not know costs a 400)."""
+        self.splicer = Splicer()
+        # The error.type the answer ended with; None while it runs and when it ended whole.
+        self.error_type: str | None = None
+        self._forwarder = forwarder
+        self._metrics: Metrics = forwarder.metrics
+        self._log = log
+        self._current = opened
+        self._body = body
+        self._raw_body = raw_body
+        self._counter = counter
+        self._continuations_left = max_continuations
+        self._allowed_per_part = log.allowed
+        model = body.get("model")
+        self._model = model if isinstance(model, str) else None
+        self._refusing_prefill = refusing_prefill if refusing_prefill is not None else set()
+        self._continue_turn = (
+            refuses_prefill(self._model or "") or self._model in self._refusing_prefill
+        )
+        max_tokens = body.get("max_tokens")
+        self._max_tokens = max_tokens if isinstance(max_tokens, int) else None
+        # The max_tokens the current part was asked for: it cannot have used more.
+        self._part_budget = self._max_tokens
+        thinking = body.get("thinking")
+        self._thinking = isinstance(thinking, dict) and thinking.get("type") in (
+            "enabled",
+            "adaptive",
+        )
+        self._broke: _Break | None = None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The answer's usage as the client saw it, once its message_delta was sent."""
+        return self.splicer.usage
+
+    def close(self) -> None:
+        """Drop the current part's connection (a no-op once the part was read to its end)."""
+        self._current.response.close()
+
+    async def events(self) -> AsyncGenerator[list[Event], None]:
+        """Batches of client events until the answer ends (whole, or with an error event)."""
+        splicer = self.splicer
+        while True:
+            splicer.may_continue = self._continuations_left > 0 and not self._thinking
+            async with aclosing(self._pump(self._current)) as batches:
+                async for batch in batches:
+                    yield batch
+            broke = self._broke
+            if broke is not None:
+                if broke.overloaded:
+                    self._log.overloaded = True
+                self._forwarder.stream_broke(self._current.deployment, broke.reason)
+            if splicer.truncated:
+                body = self._continuation()
+                if body is None:
+                    yield splicer.finish_held()
+                    return
+            elif broke is None:
+                return  # the answer ended whole
+            elif splicer.stop_reason_sent:
+                # Everything but message_stop arrived: the answer is whole.
+                yield [_MESSAGE_STOP]
+                return
+            else:
+                healed = await self._heal(broke)
+                if isinstance(healed, list):
+                    yield healed
+                    return
+                body = healed
+            reopened = await self._reopen(body)
+            if reopened is not None:
+                yield reopened
+                return
+
+    async def _pump(self, opened: OpenStream) -> AsyncGenerator[list[Event], None]:
+        """Forward events until the part ends (``_broke`` None) or the upstream breaks."""
+        splitter = EventSplitter()
+        splicer = self.splicer
+        ended = False
+        self._broke = None
+        try:
+            async with aclosing(opened.response.chunks()) as chunks:
+                async for chunk in chunks:
+                    out: list[Event] = []
+                    for event in splitter.feed(chunk):
+                        if event.name == "error":
+                            if out:
+                                yield out
+                            self._broke = _Break("error_event", event)
+                            return
+                        splicer.on_event(event, out)
+                    if out:
+                        yield out
+                    if splicer.part_ended:
+                        ended = True
+                        return
+            self._broke = _Break("eof")
+        except GatewayError:
+            self._broke = _Break("cut")
+        finally:
+            if ended:
+                opened.response.release()
+            else:
+                opened.response.close()
+
+    def _continuation(self) -> bytes | None:
+        """The body of the next part after a max_tokens stop, or None: end the answer."""
+        splicer = self.splicer
+        self._continuations_left -= 1
+        built = build_continuation(
+            self._body,
+            splicer.text_so_far(),
+            continue_turn=self._continue_turn,
+            max_tokens=self._max_tokens,
+        )
+        if built is None:
             return None
-        if broke.overloaded:
-            log.overloaded = True
-        forwarder.stream_broke(opened.deployment, broke.reason)
-        if splicer.stop_reason_sent:
-            # Everything but message_stop arrived: the answer is whole.
-            await emit([encode_event("message_stop", {"type": "message_stop"})])
-            return None
-        reason = _why_not_continue(broke, splicer, forwarder, log, call.body)
-        if reason is None and not await forwarder.may_retry(log, opened.deployment):
+        splicer.end_part(splicer.part_reported_tokens, new_segment=True)
+        self._log.continuations += 1
+        self._log.allowed += self._allowed_per_part  # each part gets its own retries
+        self._metrics.continuation()
+        self._part_budget = self._max_tokens
+        splicer.begin_part(built.stripped_tail, built.via_continue_turn)
+        return built.body
+
+    async def _heal(self, broke: _Break) -> bytes | list[Event] | None:
+        """The body of the part that heals ``broke``, or the events that end the answer."""
+        splicer = self.splicer
+        reason = self._why_not_heal(broke)
+        deployment = self._current.deployment
+        if reason is None and not await self._forwarder.may_retry(self._log, deployment):
             reason = "the retry limits were reached"
         if reason is not None:
-            forwarder.metrics.unhealable()
-            return await _fail(emit, _break_error_event(broke, reason))
-        body = call.raw_body
-        if splicer.content_sent:
-            continuation = build_continuation(
-                call.body, splicer.text_so_far(), continue_turn=continue_turn
-            )
-            if continuation is None:
-                return await _fail(
-                    emit, _break_error_event(broke, "the conversation cannot be continued")
-                )
-            log.heals += 1
-            forwarder.metrics.heal()
-            splicer.begin_continuation(continuation.stripped_tail, continuation.via_continue_turn)
-            body = continuation.body
-        elif splicer.message_started:
-            splicer.begin_continuation("", via_continue_turn=False)
+            self._metrics.unhealable()
+            return self._fail(_break_error_event(broke, reason))
+        if not splicer.content_sent:
+            if splicer.message_started:
+                splicer.begin_part("", via_continue_turn=False)
+            return self._raw_body  # nothing reached the client yet: a plain retry
+        spent = await self._counter.output_tokens(
+            self._model, splicer.part_text(), self._log.request.headers
+        )
+        if self._part_budget is not None:
+            spent = min(spent, self._part_budget)
+        splicer.end_part(spent, new_segment=False)
+        budget = None
+        if self._max_tokens is not None:
+            budget = self._max_tokens - splicer.segment_tokens
+            if budget < 1:
+                # What reached the client may already be all max_tokens allows.
+                return splicer.end_at_max_tokens()
+        built = build_continuation(
+            self._body, splicer.text_so_far(), continue_turn=self._continue_turn, max_tokens=budget
+        )
+        if built is None:
+            return self._fail(_break_error_event(broke, "the conversation cannot be continued"))
+        self._log.heals += 1
+        self._metrics.heal()
+        self._part_budget = budget
+        splicer.begin_part(built.stripped_tail, built.via_continue_turn)
+        return built.body
+
+    def _why_not_heal(self, broke: _Break) -> str | None:
+        settings = self._forwarder.settings
+        if not broke.retryable:
+            return "the upstream error is final"
+        if not self.splicer.content_sent:
+            return None  # nothing reached the client yet: a plain retry
+        if not settings.heal_streams:
+            return "stream healing is disabled"
+        if self._log.heals >= settings.max_heals:
+            return "the stream broke too many times"
+        if self._thinking:
+            return "extended thinking cannot be continued"
+        return self.splicer.blocker()
+
+    async def _reopen(self, body: bytes | None) -> list[Event] | None:
+        """Open the next part (None), or the error event that ends the answer."""
         while True:
             try:
-                reopened = await forwarder.open_stream(log, body)
+                reopened = await self._forwarder.open_stream(self._log, body)
             except GatewayError as exc:
                 # The last attempt failed without a reply (connection refused or cut,
-                # timeout, no deployment left). Before the client's 200 that is an error
-                # response; mid-stream it must be an error event, never a silent end.
-                return await _fail(emit, sse_error_event(exc.error_type, exc.message))
+                # timeout, no deployment left). Mid-stream that must be an error event,
+                # never a silent end.
+                return self._fail(error_event(exc.error_type, exc.message))
             if isinstance(reopened, OpenStream):
-                opened = reopened
-                break
-            if _prefill_refused(reopened) and not continue_turn and splicer.content_sent:
-                continue_turn = True  # a model our table did not know: use the continue turn
-                continuation = build_continuation(
-                    call.body, splicer.text_so_far(), continue_turn=True
-                )
-                if continuation is not None:
-                    splicer.begin_continuation(continuation.stripped_tail, True)
-                    body = continuation.body
-                    continue
-            return await _fail(emit, _reply_error_event(reopened))
-
-
-def _why_not_continue(
-    broke: _Break, splicer: Splicer, forwarder: Forwarder, log: AttemptLog, body: dict[str, object]
-) -> str | None:
-    if not broke.retryable:
-        return "the upstream error is final"
-    if not splicer.content_sent:
-        return None  # nothing reached the client yet: a plain retry
-    if not forwarder.settings.heal_streams:
-        return "stream healing is disabled"
-    if log.heals >= forwarder.settings.max_heals:
-        return "the stream broke too many times"
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
-        return "extended thinking cannot be continued"
-    return splicer.blocker()
-
-
-async def _pump(opened: OpenStream, splicer: Splicer, emit: Emit) -> _Break | None:
-    """Forward events until the message ends (None) or the upstream breaks."""
-    splitter = EventSplitter()
-    finished = False
-    try:
-        async for chunk in opened.response.content.iter_any():
-            out: list[bytes] = []
-            for event in splitter.feed(chunk):
-                if event.name == "error":
-                    if out:
-                        await emit(out)
-                    return _Break("error_event", event)
-                data = splicer.on_event(event)
-                if data is event.raw:
-                    out.append(data)  # the common case: passed through untouched
-                elif data:
-                    out.extend(_split_events(data))
-            if out:
-                await emit(out)
-            if splicer.finished:
-                finished = True
+                self._current = reopened
                 return None
-        return _Break("eof")
-    except (aiohttp.ClientError, TimeoutError):
-        return _Break("cut")
-    finally:
-        if finished:
-            opened.response.release()
-        else:
-            opened.response.close()
+            splicer = self.splicer
+            if _prefill_refused(reopened) and not self._continue_turn and splicer.content_sent:
+                self._continue_turn = True  # a model our table did not know
+                if self._model is not None and len(self._refusing_prefill) < _MAX_LEARNED:
+                    self._refusing_prefill.add(self._model)
+                self._part_budget = self._retry_budget()
+                built = build_continuation(
+                    self._body,
+                    splicer.text_so_far(),
+                    continue_turn=True,
+                    max_tokens=self._part_budget,
+                )
+                if built is not None:
+                    splicer.begin_part(built.stripped_tail, True)
+                    body = built.body
+                    continue
+            return self._fail(_reply_error_event(reopened))
 
+    def _retry_budget(self) -> int | None:
+        if self._max_tokens is None:
+            return None
+        return max(1, self._max_tokens - self.splicer.segment_tokens)
 
-def _split_events(data: bytes) -> list[bytes]:
-    """Rewritten output may hold several events; each gets its own id downstream."""
-    if data.count(_EVENT_END) == 1:
-        return [data]
-    return [part + _EVENT_END for part in data.split(_EVENT_END) if part]
+    def _fail(self, event: Event) -> list[Event]:
+        self.error_type = str(event.json().get("error", {}).get("type") or "api_error")
+        return [*self.splicer.release_stop(), event]
 
 
 def _prefill_refused(reply: UpstreamReply) -> bool:
     return reply.status == 400 and b"prefill" in reply.body
 
 
-def _reply_error_event(reply: UpstreamReply) -> bytes:
+def _reply_error_event(reply: UpstreamReply) -> Event:
     try:
         payload = orjson.loads(reply.body)
         error = payload["error"]
-        return sse_error_event(str(error["type"]), str(error["message"]))
+        return error_event(str(error["type"]), str(error["message"]))
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return sse_error_event("api_error", f"The upstream answered {reply.status}.")
+        return error_event("api_error", f"The upstream answered {reply.status}.")
 
 
-def _break_error_event(broke: _Break, reason: str) -> bytes:
+def _break_error_event(broke: _Break, reason: str) -> Event:
     if broke.event is not None:
-        return broke.event.raw  # the upstream's own error says it best
+        return broke.event  # the upstream's own error says it best
     what = "was cut" if broke.reason == "cut" else "ended before message_stop"
-    return sse_error_event("api_error", f"The upstream stream {what} and {reason}.")
-
-
-async def _fail(emit: Emit, event: bytes) -> str:
-    await emit([event])
-    error_type = Event("error", event).json().get("error", {}).get("type")
-    return str(error_type or "api_error")
+    return error_event("api_error", f"The upstream stream {what} and {reason}.")

@@ -20,6 +20,10 @@ class Event:
     name: str
     raw: bytes  # the whole event, terminating blank line included
 
+    @classmethod
+    def encode(cls, name: str, payload: dict[str, Any]) -> Event:
+        return cls(name, encode_event(name, payload))
+
     def json(self) -> dict[str, Any]:
         raw = self.raw
         start = raw.find(b"\ndata: ")

@@ -11,17 +11,16 @@ import asyncio
 import functools
 import hashlib
 import logging
-from collections.abc import Mapping
-
-from aiohttp import web
+from collections.abc import Mapping, Sequence
 
 from claude_proxy.config import StreamSettings
+from claude_proxy.observability import Metrics
 from claude_proxy.replay import ReplayLog, new_stream_id, open_replay_log
 from claude_proxy.state import StateUnavailable
-from claude_proxy.streaming.generation import ClientGone, Generation
+from claude_proxy.streaming.generation import AnswerSource, EventFilter, Generation, Sink
 from claude_proxy.tenancy import Tenant
 
-__all__ = ["SseSink", "Streams", "stream_owner"]
+__all__ = ["Streams", "stream_owner"]
 
 _log = logging.getLogger("claude_proxy.streams")
 
@@ -42,16 +41,19 @@ def _credential_owner(credential: str) -> str:
 class Streams:
     """Live generations and the replay log they write; drained on shutdown."""
 
-    def __init__(self, settings: StreamSettings, replay: ReplayLog | None) -> None:
+    def __init__(
+        self, settings: StreamSettings, replay: ReplayLog | None, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.replay = replay
+        self._metrics = metrics
         self._running: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, settings: StreamSettings, state_url: str) -> Streams:
+    async def open(cls, settings: StreamSettings, state_url: str, metrics: Metrics) -> Streams:
         """With ``resumable`` off there is no replay log (and nothing to resume)."""
         replay = await open_replay_log(state_url, settings.replay) if settings.resumable else None
-        return cls(settings, replay)
+        return cls(settings, replay, metrics)
 
     @property
     def running(self) -> int:
@@ -69,6 +71,29 @@ class Streams:
             _log.warning("replay log unavailable; stream not resumable: %s", exc)
             return None
         return stream_id
+
+    def generation(
+        self,
+        answer: AnswerSource,
+        sink: Sink,
+        *,
+        stream_id: str | None = None,
+        filters: Sequence[EventFilter] = (),
+    ) -> Generation:
+        """A generation for ``answer``, kept in the replay log when it has a ``stream_id``.
+
+        Start it with ``serve``; if it never starts, ``abandon`` it so that the answer
+        is released.
+        """
+        return Generation(
+            answer=answer,
+            sink=sink,
+            metrics=self._metrics,
+            filters=filters,
+            replay=self.replay if stream_id is not None else None,
+            stream_id=stream_id or "",
+            resume_grace=self.settings.resume_grace,
+        )
 
     def start(self, generation: Generation) -> None:
         task = generation.start()
@@ -97,30 +122,3 @@ class Streams:
     async def close(self) -> None:
         if self.replay is not None:
             await self.replay.close()
-
-
-class SseSink:
-    """Events to an SSE response, each with ``id: <stream_id>:<seq>`` when resumable."""
-
-    __slots__ = ("_id_prefix", "_response")
-
-    def __init__(self, response: web.StreamResponse, stream_id: str | None) -> None:
-        self._response = response
-        self._id_prefix = None if stream_id is None else b"id: " + stream_id.encode() + b":"
-
-    async def send(self, events: list[tuple[int, bytes]]) -> None:
-        prefix = self._id_prefix
-        if prefix is None:
-            data = b"".join(event for _, event in events)
-        else:
-            data = b"".join(prefix + str(seq).encode() + b"\n" + event for seq, event in events)
-        try:
-            await self._response.write(data)
-        except ConnectionResetError as exc:
-            raise ClientGone() from exc
-
-    async def close(self, error_type: str | None) -> None:
-        try:
-            await self._response.write_eof()
-        except ConnectionResetError as exc:
-            raise ClientGone() from exc

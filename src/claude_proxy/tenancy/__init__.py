@@ -1,7 +1,6 @@
 """Tenants: who may call the gateway, with which models, under which limits."""
 
 from claude_proxy.tenancy.directory import DEFAULT_TENANT, Tenant, TenantDirectory
-from claude_proxy.tenancy.estimate import estimate_input_tokens
 from claude_proxy.tenancy.settings import (
     AdmissionSettings,
     AdmissionTuning,
@@ -19,5 +18,4 @@ __all__ = [
     "TenantList",
     "TenantSettings",
     "check_tenants",
-    "estimate_input_tokens",
 ]

@@ -1,21 +1,68 @@
 """A pooled HTTP client towards one Messages API deployment.
 
-aiohttp's own exceptions stop here: callers only ever see ``GatewayError``s,
-so the rest of the gateway never imports aiohttp's error hierarchy.
+aiohttp stops here: callers get an ``UpstreamResponse`` (status, headers, body read
+whole or chunk by chunk) and only ever see ``GatewayError``s, so the rest of the
+gateway imports neither aiohttp's types nor its error hierarchy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Mapping
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from claude_proxy.config import TimeoutSettings, UpstreamSettings
 from claude_proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
-__all__ = ["UpstreamClient", "translate_client_error"]
+__all__ = ["UpstreamClient", "UpstreamResponse", "translate_client_error"]
+
+
+class UpstreamResponse:
+    """A response whose headers have arrived; its body is read with ``read`` or ``chunks``.
+
+    The caller must end it with ``release()`` (body read to the end: the connection goes
+    back to the pool) or ``close()`` (anything else: the connection is dropped).
+    """
+
+    __slots__ = ("_response", "_upstream")
+
+    def __init__(self, response: aiohttp.ClientResponse, upstream: str) -> None:
+        self._response = response
+        self._upstream = upstream
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._response.headers
+
+    @property
+    def content_type(self) -> str:
+        return self._response.content_type
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate_client_error(exc, self._upstream) from None
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives; a cut or silent connection raises a ``GatewayError``."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate_client_error(exc, self._upstream) from None
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
 
 
 class UpstreamClient:
@@ -38,29 +85,17 @@ class UpstreamClient:
             skip_auto_headers=("User-Agent",),
         )
 
-    @asynccontextmanager
-    async def request(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Open a request; the response's headers have arrived when this yields."""
-        try:
-            async with self._session.request(
-                method, self.base_url + path, headers=headers, data=body, allow_redirects=False
-            ) as response:
-                yield response
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise translate_client_error(exc, self.name) from None
-
     async def send(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """Send a request; the caller must ``release()`` or ``close()`` the response."""
         try:
-            return await self._session.request(
+            response = await self._session.request(
                 method, self.base_url + path, headers=headers, data=body, allow_redirects=False
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self.name) from None
+        return UpstreamResponse(response, self.name)
 
     async def close(self) -> None:
         await self._session.close()

@@ -5,6 +5,9 @@ deployment, the retry policy says whether and when to try again, the retry
 budget says whether the gateway can afford it, and the deadline bounds it all.
 Streams use ``open_stream`` for the attempt that opens them; the stream relay
 asks ``may_retry`` before continuing a broken one.
+
+What is sent is an ``UpstreamRequest`` (method, path, the client's headers); the body
+is passed per attempt, since a heal or a continuation sends another one.
 """
 
 from __future__ import annotations
@@ -17,24 +20,32 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from claude_proxy.config import Settings
 from claude_proxy.errors import GatewayError, Overloaded, RateLimited, UpstreamTimeout
 from claude_proxy.observability import Metrics
-from claude_proxy.pipeline.call import Call
 from claude_proxy.upstream.budget import RetryBudget
-from claude_proxy.upstream.client import translate_client_error
+from claude_proxy.upstream.client import UpstreamResponse
 from claude_proxy.upstream.headers import downstream_headers, upstream_headers
 from claude_proxy.upstream.retry import RetryPolicy, retry_after_seconds
 from claude_proxy.upstream.router import Deployment, Router
 
-__all__ = ["AttemptLog", "Forwarder", "OpenStream", "UpstreamReply"]
+__all__ = ["AttemptLog", "Forwarder", "OpenStream", "UpstreamReply", "UpstreamRequest"]
 
 _log = logging.getLogger("claude_proxy.upstream")
 _EVENT_STREAM = "text/event-stream"
 CLIENT_RETRY_HEADER = "x-stainless-retry-count"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What goes upstream for one client request, apart from the body."""
+
+    request_id: str  # for the logs
+    method: str
+    path: str  # with the query string
+    headers: MultiMapping[str]  # the client's: upstream_headers() picks what crosses
 
 
 @dataclass(slots=True)
@@ -51,7 +62,7 @@ class OpenStream:
     """A 200 event-stream response whose body has not been read yet."""
 
     deployment: Deployment
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse
     headers: CIMultiDict[str]
 
 
@@ -59,12 +70,13 @@ class OpenStream:
 class AttemptLog:
     """The attempts made for one client request."""
 
-    call: Call
+    request: UpstreamRequest
     allowed: int
     deadline_at: float
     count: int = 0
     retries: int = 0
     heals: int = 0
+    continuations: int = 0
     last_failed: str | None = None
     # The API said it is overloaded or rate limited (feeds the adaptive window).
     overloaded: bool = False
@@ -107,26 +119,26 @@ class Forwarder:
         )
         self.metrics = metrics if metrics is not None else Metrics()
 
-    def start(self, call: Call) -> AttemptLog:
+    def start(self, request: UpstreamRequest) -> AttemptLog:
         """Begin the attempts of one client request."""
         self.budget.record_request()
         # A client that is itself retrying gets fewer attempts from us, so that its
         # retries and ours multiply to a bounded number of upstream calls.
-        client_retries = _int_header(call.headers.get(CLIENT_RETRY_HEADER))
+        client_retries = _int_header(request.headers.get(CLIENT_RETRY_HEADER))
         allowed = max(1, self.settings.max_attempts - client_retries)
-        return AttemptLog(call, allowed, self._clock() + self.settings.deadline)
+        return AttemptLog(request, allowed, self._clock() + self.settings.deadline)
 
-    async def send_json(self, log: AttemptLog) -> UpstreamReply:
+    async def send(self, log: AttemptLog, body: bytes | None) -> UpstreamReply:
         """A complete answer: the first success, or the last failure once retrying stops."""
         while True:
-            outcome = await self._attempt(log, log.call.raw_body, stream=False)
+            outcome = await self._attempt(log, body, stream=False)
             if not isinstance(outcome, _Failure):
                 assert isinstance(outcome, UpstreamReply)
                 return outcome
             if not await self._may_retry_after(log, outcome):
                 return _give_up(outcome)
 
-    async def open_stream(self, log: AttemptLog, body: bytes) -> OpenStream | UpstreamReply:
+    async def open_stream(self, log: AttemptLog, body: bytes | None) -> OpenStream | UpstreamReply:
         """An open event stream, or the final error reply if none could be opened."""
         while True:
             outcome = await self._attempt(log, body, stream=True)
@@ -175,14 +187,14 @@ class Forwarder:
         self.metrics.gave_up(reason)
         _log.info(
             "upstream gave up request_id=%s attempts=%d reason=%s",
-            log.call.request_id,
+            log.request.request_id,
             log.count,
             reason,
         )
         return False
 
     async def _attempt(
-        self, log: AttemptLog, body: bytes, *, stream: bool
+        self, log: AttemptLog, body: bytes | None, *, stream: bool
     ) -> UpstreamReply | OpenStream | _Failure:
         deployment = await self._choose(log)
         log.count += 1
@@ -190,7 +202,7 @@ class Forwarder:
         deployment.breaker.on_attempt()
         started = self._clock()
         try:
-            result = await self._send(deployment, log.call, body, stream=stream)
+            result = await self._send(deployment, log.request, body, stream=stream)
         except asyncio.CancelledError:
             deployment.breaker.on_abandoned()
             raise
@@ -203,12 +215,12 @@ class Forwarder:
         return outcome
 
     async def _send(
-        self, deployment: Deployment, call: Call, body: bytes, *, stream: bool
+        self, deployment: Deployment, request: UpstreamRequest, body: bytes | None, *, stream: bool
     ) -> UpstreamReply | OpenStream | GatewayError:
-        headers = upstream_headers(call.headers, deployment.client.api_key)
+        headers = upstream_headers(request.headers, deployment.client.api_key)
         try:
             async with asyncio.timeout(self.settings.attempt_timeout):
-                response = await deployment.client.send("POST", call.path, headers, body)
+                response = await deployment.client.send(request.method, request.path, headers, body)
                 if stream and response.status == 200 and response.content_type == _EVENT_STREAM:
                     return OpenStream(deployment, response, downstream_headers(response.headers))
                 try:
@@ -221,8 +233,6 @@ class Forwarder:
                 f"upstream {deployment.name!r} did not answer within "
                 f"{self.settings.attempt_timeout:g} s"
             )
-        except aiohttp.ClientError as exc:
-            return translate_client_error(exc, deployment.name)
         except GatewayError as exc:
             return exc
 
@@ -290,7 +300,7 @@ class Forwarder:
             logging.DEBUG if outcome == "ok" else logging.INFO,
             "upstream attempt request_id=%s attempt=%d deployment=%s outcome=%s status=%d "
             "duration_ms=%.1f",
-            log.call.request_id,
+            log.request.request_id,
             log.count,
             deployment.name,
             outcome,

@@ -1,9 +1,10 @@
 """Which headers cross the gateway, in each direction.
 
 Requests: the client's headers go upstream except hop-by-hop ones, the ones the
-HTTP client sets itself, and the client's credential, which is replaced by the
-deployment's key (when one is configured). ``anthropic-version`` and
-``anthropic-beta`` pass through untouched, as does anything unknown.
+HTTP client sets itself, the gateway's own (``x-proxy-*``), and the client's
+credential, which is replaced by the deployment's key (when one is configured).
+``anthropic-version`` and ``anthropic-beta`` pass through untouched, as does anything
+unknown.
 
 Responses: upstream headers come back except hop-by-hop ones and the framing
 headers the gateway sets itself (it may re-frame or decompress the body).
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-__all__ = ["AUTH_HEADERS", "downstream_headers", "upstream_headers"]
+__all__ = ["AUTH_HEADERS", "GATEWAY_PREFIX", "downstream_headers", "upstream_headers"]
 
 # RFC 9110 section 7.6.1, plus headers the HTTP client must compute itself.
 _HOP_BY_HOP = frozenset(
@@ -32,16 +33,20 @@ _HOP_BY_HOP = frozenset(
     }
 )
 AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
+# The gateway's own request headers (x-proxy-max-continuations, ...) are for it alone.
+GATEWAY_PREFIX = "x-proxy-"
 _NOT_FORWARDED_UP = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expect"}
 _NOT_FORWARDED_DOWN = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 
 
-def upstream_headers(client: CIMultiDictProxy[str], api_key: str | None) -> CIMultiDict[str]:
+def upstream_headers(client: MultiMapping[str], api_key: str | None) -> CIMultiDict[str]:
     """Headers for the upstream request; the client's key is swapped for ``api_key``."""
     drop = _NOT_FORWARDED_UP | AUTH_HEADERS if api_key is not None else _NOT_FORWARDED_UP
     drop = drop | _connection_tokens(client.getall("connection", ()))
     headers: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in client.items() if name.lower() not in drop
+        (name, value)
+        for name, value in client.items()
+        if (lowered := name.lower()) not in drop and not lowered.startswith(GATEWAY_PREFIX)
     )
     if api_key is not None:
         headers["x-api-key"] = api_key

@@ -1,8 +1,8 @@
-"""The WebSocket side of a stream: SSE events as ``{"id": …, "event": …}`` text frames.
+"""Where a live client receives a stream: an SSE response, or a request on a WebSocket.
 
-The event object in a frame is the ``data:`` JSON of the SSE event, byte for byte,
-so a WebSocket client gets exactly what an SSE client would, without the gateway
-parsing and re-encoding each event.
+On a WebSocket each event is a ``{"id": …, "event": …}`` text frame whose event object
+is the ``data:`` JSON of the SSE event, byte for byte, so a WebSocket client gets
+exactly what an SSE client would, without the gateway parsing and re-encoding each event.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from claude_proxy.streaming.generation import ClientGone
 from claude_proxy.streaming.sse import Event
 
-__all__ = ["WsSink", "control_frame", "event_frame", "sse_data"]
+__all__ = ["SseSink", "WsSink", "control_frame", "event_frame", "sse_data"]
 
 _DATA = b"\ndata: "
 
@@ -64,3 +64,30 @@ class WsSink:
 
     async def close(self, error_type: str | None) -> None:
         """The request's last event (``message_stop`` or ``error``) was its end: nothing to do."""
+
+
+class SseSink:
+    """Events to an SSE response, each with ``id: <stream_id>:<seq>`` when resumable."""
+
+    __slots__ = ("_id_prefix", "_response")
+
+    def __init__(self, response: web.StreamResponse, stream_id: str | None) -> None:
+        self._response = response
+        self._id_prefix = None if stream_id is None else b"id: " + stream_id.encode() + b":"
+
+    async def send(self, events: list[tuple[int, bytes]]) -> None:
+        prefix = self._id_prefix
+        if prefix is None:
+            data = b"".join(event for _, event in events)
+        else:
+            data = b"".join(prefix + str(seq).encode() + b"\n" + event for seq, event in events)
+        try:
+            await self._response.write(data)
+        except ConnectionResetError as exc:
+            raise ClientGone() from exc
+
+    async def close(self, error_type: str | None) -> None:
+        try:
+            await self._response.write_eof()
+        except ConnectionResetError as exc:
+            raise ClientGone() from exc

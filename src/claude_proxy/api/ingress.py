@@ -1,0 +1,52 @@
+"""Ingress: an HTTP request becomes a ``Call``; its body is read only when the body stage asks.
+
+The reader refuses, with a clear 4xx, a body over ``max_body_bytes`` (before reading
+it when its length is declared) and one not declared as JSON. Everything else about
+the body (JSON, an object, ``stream`` a boolean) is checked where it is parsed, in
+``Call.load_body``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from claude_proxy.errors import RequestTooLarge, UnsupportedMediaType
+from claude_proxy.pipeline.call import Call, Route
+
+__all__ = ["REQUEST_ID", "STARTED", "call_from_request"]
+
+REQUEST_ID = web.RequestKey("request_id", str)
+STARTED = web.RequestKey("started", float)
+
+
+def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -> Call:
+    async def read_body() -> bytes:
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            raise RequestTooLarge(_too_large(max_body_bytes))
+        _check_content_type(request.content_type)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RequestTooLarge(_too_large(max_body_bytes)) from None
+
+    return Call.create(
+        request[REQUEST_ID],
+        route,
+        method=request.method,
+        path=request.path_qs,
+        headers=request.headers,
+        peer=request.remote,
+        read_body=read_body if route.has_body else None,
+        started=request[STARTED],
+    )
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body exceeds the gateway's limit of {limit} bytes."
+
+
+def _check_content_type(content_type: str) -> None:
+    # aiohttp reports a missing header as application/octet-stream.
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}.")

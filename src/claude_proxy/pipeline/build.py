@@ -1,0 +1,48 @@
+"""The stage list: the whole request path, in order, built from settings.
+
+Adding a stage is one module in ``pipeline/stages/`` and one line here; a feature that
+is off is not in the list, and costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from claude_proxy.config import Settings
+from claude_proxy.observability import Metrics
+from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.pipeline.stage import Stage
+from claude_proxy.pipeline.stages.authenticate import Authenticate
+from claude_proxy.pipeline.stages.body import ReadBody
+from claude_proxy.pipeline.stages.continuations import Continuations
+from claude_proxy.pipeline.stages.loopback import LoopbackOnly
+from claude_proxy.pipeline.stages.model_access import ModelAccess
+from claude_proxy.pipeline.stages.record import Record
+from claude_proxy.tenancy import TenantDirectory
+
+__all__ = ["build_pipeline"]
+
+
+def build_pipeline(
+    settings: Settings,
+    *,
+    tenants: TenantDirectory,
+    metrics: Metrics,
+    request_log: Any | None,
+    loopback_only: bool,
+    extra: Sequence[Stage] = (),
+) -> Pipeline:
+    """The gateway's stages in order; ``extra`` ones (an embedding application's) run last."""
+    stages: list[Stage] = [Record(metrics, request_log, open_access=tenants.is_open)]
+    if loopback_only:
+        stages.append(LoopbackOnly())
+    stages.append(Authenticate(tenants))
+    stages.append(ReadBody())
+    stages.append(ModelAccess(tenants))
+    if settings.continuations.max_per_request > 0:
+        stages.append(Continuations(settings.continuations.max_per_request))
+    # Features plug in here, in this order: session load, generation policy, redaction,
+    # prompt-cache breakpoints, response-cache lookup.
+    stages.extend(extra)
+    return Pipeline(stages)

@@ -1,0 +1,232 @@
+"""The upstream-call service: the one way any call reaches the API.
+
+Handlers, the WebSocket endpoint and internal sub-calls (continuations, map and reduce
+calls, summaries) all call through it, so none bypasses a tenant's window:
+
+- admission first (routes that are admitted: the tenant's window, the upstream window,
+  the per-minute limits, fair queueing), released when the answer ends, with its usage;
+- the forwarder's attempts (router, retries, breaker, budget);
+- for streams, the relay: healing after breaks and continuation past ``max_tokens``,
+  two triggers of one splice;
+- the tokens each upstream answer used, counted in the metrics where it ends.
+
+``send`` returns a whole answer (an ``UpstreamReply``); ``open_stream`` an open
+``LiveAnswer`` whose ``events()`` the caller relays (or the error reply); ``message``
+a parsed Message for sub-calls, through either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+from multidict import CIMultiDict
+
+from claude_proxy.admission import Admission, Ticket, Usage
+from claude_proxy.errors import GatewayError
+from claude_proxy.observability import Metrics
+from claude_proxy.pipeline.call import Call
+from claude_proxy.state import StateUnavailable
+from claude_proxy.streaming.accumulate import Accumulator
+from claude_proxy.streaming.relay import Relay
+from claude_proxy.streaming.sse import Event
+from claude_proxy.tokens import TokenCounter, estimate_input_tokens
+from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream, UpstreamReply
+
+__all__ = ["LiveAnswer", "UpstreamCalls"]
+
+_log = logging.getLogger("claude_proxy.upstream")
+
+
+class UpstreamCalls:
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        admission: Admission,
+        metrics: Metrics,
+        counter: TokenCounter,
+    ) -> None:
+        self._forwarder = forwarder
+        self._admission = admission
+        self._metrics = metrics
+        self.counter = counter
+        # Models the upstream answered "no prefill" for, learned by the relays' heals.
+        self.refusing_prefill: set[str] = set()
+
+    async def send(self, call: Call) -> UpstreamReply:
+        """The whole answer: the first success, or the last failure once retrying stops."""
+        if call.max_continuations > 0 and not call.stream:
+            return await self._send_continued(call)
+        ticket = await self._admit(call) if call.route.admitted else None
+        log = call.attempts = self._forwarder.start(call.upstream_request())
+        try:
+            reply = await self._forwarder.send(log, call.upstream_body)
+            if reply.status == 200 and call.route.admitted:
+                call.usage = usage_of(reply.body)
+                self._count_tokens(call)
+            return reply
+        finally:
+            if ticket is not None:
+                await self._settle(ticket, call, log)
+
+    async def open_stream(self, call: Call) -> LiveAnswer | UpstreamReply:
+        """An answer whose first part is open, or the upstream's final error reply."""
+        ticket = await self._admit(call)
+        log = call.attempts = self._forwarder.start(call.upstream_request())
+        try:
+            opened = await self._forwarder.open_stream(log, call.upstream_body)
+        except BaseException:
+            await self._settle(ticket, call, log)
+            raise
+        if isinstance(opened, UpstreamReply):
+            await self._settle(ticket, call, log)
+            return opened
+        return LiveAnswer(self, call, ticket, log, opened)
+
+    async def message(self, call: Call) -> dict[str, Any]:
+        """A sub-call's answer as a parsed Message; an error answer raises ``GatewayError``."""
+        reply = await self.send(call)
+        if reply.status != 200:
+            raise _reply_error(reply)
+        message: dict[str, Any] = orjson.loads(reply.body)
+        return message
+
+    async def _send_continued(self, call: Call) -> UpstreamReply:
+        """A JSON call continued past max_tokens: streamed upstream, spliced, returned whole."""
+        streamed = call.subcall({**call.body, "stream": True})
+        streamed.request_id = call.request_id
+        streamed.max_continuations = call.max_continuations
+        try:
+            opened = await self.open_stream(streamed)
+        finally:
+            call.attempts, call.queue_wait = streamed.attempts, streamed.queue_wait
+        if isinstance(opened, UpstreamReply):
+            return opened
+        accumulator = Accumulator()
+        try:
+            async for events in opened.events():
+                accumulator.feed(events)
+        finally:
+            await opened.aclose()
+            call.usage = streamed.usage
+        headers = CIMultiDict(opened.headers)
+        headers["content-type"] = "application/json"
+        return UpstreamReply(200, headers, orjson.dumps(accumulator.message))
+
+    async def _admit(self, call: Call) -> Ticket:
+        """Wait for the tenant's turn; the time waited goes into ``call.queue_wait``.
+
+        The tenant gauges (holding, waiting) are fed by the admission backend itself,
+        whose observer the metrics are (``admission.base.AdmissionObserver``).
+        """
+        assert call.tenant is not None, "the authenticate stage runs before any upstream call"
+        max_tokens = call.body.get("max_tokens")
+        reserved = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+        reserved *= 1 + call.max_continuations
+        started = time.perf_counter()
+        try:
+            return await self._admission.admit(
+                call.tenant, estimate_input_tokens(call.body), reserved
+            )
+        finally:
+            call.queue_wait = time.perf_counter() - started
+
+    async def _settle(self, ticket: Ticket, call: Call, log: AttemptLog) -> None:
+        """Release the slot with the real usage and tell the adaptive window how it went.
+
+        Shielded: this runs when the client has gone away too, and must not be cut
+        short. A shared store that fails here costs nothing the client sees: the
+        answer is delivered and the slot's lease expires.
+        """
+        usage = Usage.from_api(call.usage) if call.usage is not None else None
+
+        async def settle() -> None:
+            try:
+                await ticket.release(usage)
+                await self._admission.on_upstream_status(529 if log.overloaded else 200)
+            except StateUnavailable as exc:
+                _log.warning("admission settle failed for %s: %s", call.request_id, exc)
+
+        await asyncio.shield(settle())
+
+    def _count_tokens(self, call: Call) -> None:
+        if call.usage:
+            tenant = call.tenant.name if call.tenant is not None else None
+            self._metrics.tokens_used(tenant, call.model, Usage.from_api(call.usage))
+
+
+class LiveAnswer:
+    """A streamed answer in progress: relay its ``events()``, then ``aclose()`` it."""
+
+    __slots__ = ("_call", "_calls", "_closed", "_log", "_relay", "_ticket", "headers")
+
+    def __init__(
+        self, calls: UpstreamCalls, call: Call, ticket: Ticket, log: AttemptLog, opened: OpenStream
+    ) -> None:
+        self._calls = calls
+        self._call = call
+        self._ticket = ticket
+        self._log = log
+        self._closed = False
+        self.headers = opened.headers
+        self._relay = Relay(
+            calls._forwarder,
+            log,
+            opened,
+            call.body,
+            call.upstream_body,
+            counter=calls.counter,
+            max_continuations=call.max_continuations,
+            refusing_prefill=calls.refusing_prefill,
+        )
+
+    @property
+    def error_type(self) -> str | None:
+        return self._relay.error_type
+
+    def events(self) -> AsyncGenerator[list[Event], None]:
+        """Batches of client events until the answer ends (whole, or with an error event)."""
+        return self._relay.events()
+
+    async def aclose(self) -> None:
+        """Release the connection and the admission slot, and count the tokens; once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._relay.close()
+        self._call.usage = self._relay.usage
+        await self._calls._settle(self._ticket, self._call, self._log)
+        self._calls._count_tokens(self._call)
+
+
+def usage_of(body: bytes) -> dict[str, Any] | None:
+    # The API puts usage last: parse just that object when it is, the whole body if not.
+    start = body.rfind(b'"usage":')
+    if start > 0 and body.endswith(b"}}"):
+        try:
+            usage = orjson.loads(body[start + 8 : -1])
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if isinstance(usage, dict):
+                return usage
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def _reply_error(reply: UpstreamReply) -> GatewayError:
+    try:
+        error = orjson.loads(reply.body)["error"]
+        error_type, message = str(error["type"]), str(error["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        error_type, message = "api_error", f"The upstream answered {reply.status}."
+    failure = GatewayError(message)
+    failure.status, failure.error_type = reply.status, error_type
+    return failure

@@ -1,0 +1,81 @@
+"""What a stage is: one step of the request path, with optional hooks on the answer.
+
+Every stage has a ``name``, the ``routes`` it applies to, and ``on_request``, which
+gets the ``Call`` in order with the other stages and may change it (through the
+call's methods) or refuse it by raising a ``GatewayError``. A stage may also have any
+of these hooks, found when the chain is built (a stage without one costs nothing on
+that path):
+
+- ``on_message(call, message)``: a whole JSON answer on its way back (a parsed
+  Messages response); returns the message to send on.
+- ``event_filter(call)``: an ``EventFilter`` for one stream (or None), whose
+  ``on_events`` sees each batch of events on its way back and may hold some back
+  (a placeholder split across two deltas), and whose ``flush`` gives back what it
+  holds when the answer ends early (abandoned, failed). Filters run before the
+  replay log, so a resumed stream replays what the client was sent.
+- ``on_finish(call, outcome)``: the call is over (answered, refused, failed or left);
+  called for every stage whose ``on_request`` ran, in reverse order.
+
+Answer hooks run in reverse order of the chain, as Bifrost's post-hooks do: the stage
+nearest the upstream sees the answer first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from claude_proxy.pipeline.call import Call, Route
+from claude_proxy.streaming.generation import EventFilter
+
+__all__ = [
+    "ALL_ROUTES",
+    "API_ROUTES",
+    "EventFilter",
+    "EventStage",
+    "FinishStage",
+    "MessageStage",
+    "Outcome",
+    "Stage",
+]
+
+ALL_ROUTES = frozenset(Route)
+# Every route a client calls the API by (the WebSocket upgrade is not a call itself).
+API_ROUTES = ALL_ROUTES - {Route.WEBSOCKET}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a call ended: the status sent (499: the client left) and the error type."""
+
+    status: int
+    error_type: str | None = None
+
+
+class Stage(Protocol):
+    name: str
+    routes: frozenset[Route]
+
+    async def on_request(self, call: Call) -> None:
+        """Look at or change ``call``; raise a ``GatewayError`` to refuse it."""
+
+
+@runtime_checkable
+class MessageStage(Protocol):
+    name: str
+
+    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class EventStage(Protocol):
+    name: str
+
+    def event_filter(self, call: Call) -> EventFilter | None: ...
+
+
+@runtime_checkable
+class FinishStage(Protocol):
+    name: str
+
+    def on_finish(self, call: Call, outcome: Outcome) -> None: ...

@@ -1,0 +1,51 @@
+"""The default chains: which stages each route runs, in which order; off features are absent."""
+
+from __future__ import annotations
+
+from claude_proxy.config import ContinuationSettings, Settings
+from claude_proxy.observability import NullMetrics
+from claude_proxy.pipeline.build import build_pipeline
+from claude_proxy.pipeline.call import Route
+from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.tenancy import TenantDirectory
+
+
+def pipeline(settings: Settings, *, loopback_only: bool = False) -> Pipeline:
+    return build_pipeline(
+        settings,
+        tenants=TenantDirectory.from_settings(settings.tenants),
+        metrics=NullMetrics(),
+        request_log=None,
+        loopback_only=loopback_only,
+    )
+
+
+def test_the_default_chains() -> None:
+    chains = pipeline(Settings())
+    assert chains.chain(Route.MESSAGES).names == [
+        "record",
+        "authenticate",
+        "body",
+        "model_access",
+        "continuations",
+    ]
+    assert chains.chain(Route.COUNT_TOKENS).names == [
+        "record",
+        "authenticate",
+        "body",
+        "model_access",
+    ]
+    assert chains.chain(Route.RELAY).names == ["record", "authenticate"]
+    assert chains.chain(Route.RESUME).names == ["record", "authenticate"]
+    assert chains.chain(Route.WEBSOCKET).names == []
+
+
+def test_an_open_gateway_on_a_public_address_checks_the_peer_first() -> None:
+    chains = pipeline(Settings(), loopback_only=True)
+    assert chains.chain(Route.MESSAGES).names[:3] == ["record", "loopback", "authenticate"]
+    assert chains.chain(Route.WEBSOCKET).names == ["loopback"]
+
+
+def test_a_feature_that_is_off_is_not_in_the_chain() -> None:
+    off = Settings(continuations=ContinuationSettings(max_per_request=0))
+    assert "continuations" not in pipeline(off).chain(Route.MESSAGES).names
