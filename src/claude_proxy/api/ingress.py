@@ -34,7 +34,7 @@ def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -
         request[REQUEST_ID],
         route,
         method=request.method,
-        path=request.path_qs,
+        path=request.raw_path,
         headers=request.headers,
         peer=request.remote,
         read_body=read_body if route.has_body else None,

@@ -80,6 +80,7 @@ class Call:
     stream: bool = False
     tenant: Tenant | None = None
     max_continuations: int = 0  # times an answer cut at max_tokens is continued
+    model: str | None = None  # the body's model, when it names one
     # What happened to it (filled in on the way; read by the record and the release).
     attempts: AttemptLog | None = None
     queue_wait: float | None = None  # seconds waited for admission
@@ -140,15 +141,17 @@ class Call:
     def load_body(self, raw: bytes) -> None:
         """Parse the client's bytes; they go upstream as they are unless a stage changes them."""
         self._raw = raw
-        self._body = _parse_object(raw)
+        self._body = body = _parse_object(raw)
         self._changed = False
-        self.stream = _stream_flag(self._body)
+        self.stream = _stream_flag(body)
+        self.model = _model_of(body)
 
     def set_body(self, body: dict[str, Any]) -> None:
         """Replace the body; the upstream gets it re-encoded once."""
         self._body = body
         self._changed = True
         self.stream = _stream_flag(body)
+        self.model = _model_of(body)
 
     @property
     def body_changed(self) -> bool:
@@ -163,11 +166,6 @@ class Call:
             self._raw = orjson.dumps(self._body)
             self._changed = False
         return self._raw
-
-    @property
-    def model(self) -> str | None:
-        model = self.body.get("model")
-        return model if isinstance(model, str) else None
 
     # -- upstream -------------------------------------------------------------------
 
@@ -203,6 +201,11 @@ class Call:
             elapsed -= log.upstream_seconds + log.backoff_seconds
         self.overhead = max(elapsed, 0.0)
         return self.overhead
+
+
+def _model_of(body: Mapping[str, Any]) -> str | None:
+    model = body.get("model")
+    return model if isinstance(model, str) else None
 
 
 def _stream_flag(body: Mapping[str, Any]) -> bool:

@@ -67,7 +67,6 @@ class UpstreamCalls:
             reply = await self._forwarder.send(log, call.upstream_body)
             if reply.status == 200 and call.route.admitted:
                 call.usage = usage_of(reply.body)
-                self._count_tokens(call)
             return reply
         finally:
             if ticket is not None:
@@ -136,13 +135,17 @@ class UpstreamCalls:
             call.queue_wait = time.perf_counter() - started
 
     async def _settle(self, ticket: Ticket, call: Call, log: AttemptLog) -> None:
-        """Release the slot with the real usage and tell the adaptive window how it went.
+        """Count the answer's tokens, release the slot with the real usage and tell the
+        adaptive window how it went.
 
         Shielded: this runs when the client has gone away too, and must not be cut
         short. A shared store that fails here costs nothing the client sees: the
         answer is delivered and the slot's lease expires.
         """
         usage = Usage.from_api(call.usage) if call.usage is not None else None
+        if usage is not None:
+            tenant = call.tenant.name if call.tenant is not None else None
+            self._metrics.tokens_used(tenant, call.model, usage)
 
         async def settle() -> None:
             try:
@@ -153,25 +156,21 @@ class UpstreamCalls:
 
         await asyncio.shield(settle())
 
-    def _count_tokens(self, call: Call) -> None:
-        if call.usage:
-            tenant = call.tenant.name if call.tenant is not None else None
-            self._metrics.tokens_used(tenant, call.model, Usage.from_api(call.usage))
-
 
 class LiveAnswer:
     """A streamed answer in progress: relay its ``events()``, then ``aclose()`` it."""
 
-    __slots__ = ("_call", "_calls", "_closed", "_log", "_relay", "_ticket", "headers")
+    __slots__ = ("_call", "_calls", "_log", "_relay", "_ticket", "headers")
 
     def __init__(
         self, calls: UpstreamCalls, call: Call, ticket: Ticket, log: AttemptLog, opened: OpenStream
     ) -> None:
         self._calls = calls
-        self._call = call
+        # Dropped once closed: the call holds its generation, which holds this answer, and
+        # a cycle would leave every stream's objects to the garbage collector.
+        self._call: Call | None = call
         self._ticket = ticket
         self._log = log
-        self._closed = False
         self.headers = opened.headers
         self._relay = Relay(
             calls._forwarder,
@@ -194,13 +193,12 @@ class LiveAnswer:
 
     async def aclose(self) -> None:
         """Release the connection and the admission slot, and count the tokens; once."""
-        if self._closed:
+        call, self._call = self._call, None
+        if call is None:
             return
-        self._closed = True
         self._relay.close()
-        self._call.usage = self._relay.usage
-        await self._calls._settle(self._ticket, self._call, self._log)
-        self._calls._count_tokens(self._call)
+        call.usage = self._relay.usage
+        await self._calls._settle(self._ticket, call, self._log)
 
 
 def usage_of(body: bytes) -> dict[str, Any] | None:

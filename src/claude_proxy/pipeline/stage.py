@@ -44,7 +44,7 @@ ALL_ROUTES = frozenset(Route)
 API_ROUTES = ALL_ROUTES - {Route.WEBSOCKET}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen dataclasses init slowly
 class Outcome:
     """How a call ended: the status sent (499: the client left) and the error type."""
 

@@ -19,7 +19,6 @@ and the honest ``max_tokens`` end after a stop: never a fake ``end_turn``.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,9 +102,9 @@ class Relay:
         model = body.get("model")
         self._model = model if isinstance(model, str) else None
         self._refusing_prefill = refusing_prefill if refusing_prefill is not None else set()
-        self._continue_turn = (
-            refuses_prefill(self._model or "") or self._model in self._refusing_prefill
-        )
+        # Whether a continuation needs a user turn: decided on the first one (most answers
+        # never need one, and the look-up is not free).
+        self._turn: bool | None = None
         max_tokens = body.get("max_tokens")
         self._max_tokens = max_tokens if isinstance(max_tokens, int) else None
         # The max_tokens the current part was asked for: it cannot have used more.
@@ -115,7 +114,13 @@ class Relay:
             "enabled",
             "adaptive",
         )
-        self._broke: _Break | None = None
+
+    @property
+    def _continue_turn(self) -> bool:
+        if self._turn is None:
+            model = self._model or ""
+            self._turn = refuses_prefill(model) or model in self._refusing_prefill
+        return self._turn
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -131,14 +136,39 @@ class Relay:
         splicer = self.splicer
         while True:
             splicer.may_continue = self._continuations_left > 0 and not self._thinking
-            async with aclosing(self._pump(self._current)) as batches:
-                async for batch in batches:
-                    yield batch
-            broke = self._broke
+            # One part, inline rather than in a generator of its own: this is the hot path.
+            opened = self._current
+            splitter = EventSplitter()
+            broke: _Break | None = None
+            ended = False
+            try:
+                async for chunk in opened.response.chunks():
+                    out: list[Event] = []
+                    for event in splitter.feed(chunk):
+                        if event.name == "error":
+                            broke = _Break("error_event", event)
+                            break
+                        splicer.on_event(event, out)
+                    if out:
+                        yield out
+                    if broke is not None:
+                        break
+                    if splicer.part_ended:
+                        ended = True
+                        break
+                else:
+                    broke = _Break("eof")
+            except GatewayError:
+                broke = _Break("cut")
+            finally:
+                if ended:
+                    opened.response.release()
+                else:
+                    opened.response.close()
             if broke is not None:
                 if broke.overloaded:
                     self._log.overloaded = True
-                self._forwarder.stream_broke(self._current.deployment, broke.reason)
+                self._forwarder.stream_broke(opened.deployment, broke.reason)
             if splicer.truncated:
                 body = self._continuation()
                 if body is None:
@@ -160,37 +190,6 @@ class Relay:
             if reopened is not None:
                 yield reopened
                 return
-
-    async def _pump(self, opened: OpenStream) -> AsyncGenerator[list[Event], None]:
-        """Forward events until the part ends (``_broke`` None) or the upstream breaks."""
-        splitter = EventSplitter()
-        splicer = self.splicer
-        ended = False
-        self._broke = None
-        try:
-            async with aclosing(opened.response.chunks()) as chunks:
-                async for chunk in chunks:
-                    out: list[Event] = []
-                    for event in splitter.feed(chunk):
-                        if event.name == "error":
-                            if out:
-                                yield out
-                            self._broke = _Break("error_event", event)
-                            return
-                        splicer.on_event(event, out)
-                    if out:
-                        yield out
-                    if splicer.part_ended:
-                        ended = True
-                        return
-            self._broke = _Break("eof")
-        except GatewayError:
-            self._broke = _Break("cut")
-        finally:
-            if ended:
-                opened.response.release()
-            else:
-                opened.response.close()
 
     def _continuation(self) -> bytes | None:
         """The body of the next part after a max_tokens stop, or None: end the answer."""
@@ -278,7 +277,7 @@ class Relay:
                 return None
             splicer = self.splicer
             if _prefill_refused(reopened) and not self._continue_turn and splicer.content_sent:
-                self._continue_turn = True  # a model our table did not know
+                self._turn = True  # a model our table did not know
                 if self._model is not None and len(self._refusing_prefill) < _MAX_LEARNED:
                     self._refusing_prefill.add(self._model)
                 self._part_budget = self._retry_budget()

@@ -8,7 +8,7 @@ gateway imports neither aiohttp's types nor its error hierarchy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -50,19 +50,35 @@ class UpstreamResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self._upstream) from None
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a cut or silent connection raises a ``GatewayError``."""
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise translate_client_error(exc, self._upstream) from None
+        return _Chunks(self._response.content.iter_any(), self._upstream)
 
     def release(self) -> None:
         self._response.release()
 
     def close(self) -> None:
         self._response.close()
+
+
+class _Chunks:
+    """An iterator rather than an async generator: no generator bookkeeping per stream, and
+    nothing to close (the response is released or closed by its owner)."""
+
+    __slots__ = ("_chunks", "_upstream")
+
+    def __init__(self, chunks: AsyncIterator[bytes], upstream: str) -> None:
+        self._chunks = chunks
+        self._upstream = upstream
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise translate_client_error(exc, self._upstream) from None
 
 
 class UpstreamClient:

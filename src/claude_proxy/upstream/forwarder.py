@@ -38,7 +38,7 @@ _EVENT_STREAM = "text/event-stream"
 CLIENT_RETRY_HEADER = "x-stainless-retry-count"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen dataclasses init slowly
 class UpstreamRequest:
     """What goes upstream for one client request, apart from the body."""
 

@@ -39,15 +39,20 @@ _NOT_FORWARDED_UP = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", 
 _NOT_FORWARDED_DOWN = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 
 
+_DROP_UP_KEYED = _NOT_FORWARDED_UP | AUTH_HEADERS
+
+
 def upstream_headers(client: MultiMapping[str], api_key: str | None) -> CIMultiDict[str]:
     """Headers for the upstream request; the client's key is swapped for ``api_key``."""
-    drop = _NOT_FORWARDED_UP | AUTH_HEADERS if api_key is not None else _NOT_FORWARDED_UP
-    drop = drop | _connection_tokens(client.getall("connection", ()))
-    headers: CIMultiDict[str] = CIMultiDict(
-        (name, value)
-        for name, value in client.items()
-        if (lowered := name.lower()) not in drop and not lowered.startswith(GATEWAY_PREFIX)
-    )
+    drop = _DROP_UP_KEYED if api_key is not None else _NOT_FORWARDED_UP
+    named = client.getall("connection", None)
+    if named:
+        drop = drop | _connection_tokens(named)
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in client.items():
+        lowered = name.lower()
+        if lowered not in drop and not lowered.startswith(GATEWAY_PREFIX):
+            headers.add(name, value)
     if api_key is not None:
         headers["x-api-key"] = api_key
     return headers
@@ -55,10 +60,15 @@ def upstream_headers(client: MultiMapping[str], api_key: str | None) -> CIMultiD
 
 def downstream_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Headers for the client's response, taken from the upstream response."""
-    drop = _NOT_FORWARDED_DOWN | _connection_tokens(upstream.getall("connection", ()))
-    return CIMultiDict(
-        (name, value) for name, value in upstream.items() if name.lower() not in drop
-    )
+    drop = _NOT_FORWARDED_DOWN
+    named = upstream.getall("connection", None)
+    if named:
+        drop = drop | _connection_tokens(named)
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        if name.lower() not in drop:
+            headers.add(name, value)
+    return headers
 
 
 def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
