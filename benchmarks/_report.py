@@ -11,6 +11,8 @@ TARGETS = ("direct", "floor", "gateway")
 COST_TARGETS = ("gateway-nolog", "gateway-bare")
 # --resume-cost: the same gateway with plain (not resumable) streams.
 RESUME_TARGETS = ("gateway-noresume",)
+# --baseline DIR: the gateway of another source tree (an earlier commit), same settings.
+BASELINE_TARGETS = ("gateway-baseline",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,25 @@ _RESUME_COLUMNS: tuple[tuple[str, str, str, Callable[[Sample, Sample], float | N
     ("resumable - plain p50 ms", "gateway", "gateway-noresume", _diff("p50_ms"), "+.2f"),
     ("resumable - plain TTFB ms", "gateway", "gateway-noresume", _diff("ttfb_p50_ms"), "+.2f"),
 )
+
+
+_BASELINE_COLUMNS: tuple[
+    tuple[str, str, str, Callable[[Sample, Sample], float | None], str], ...
+] = (
+    ("this +p50 ms", "gateway", "direct", _diff("p50_ms"), "+.2f"),
+    ("baseline +p50 ms", "gateway-baseline", "direct", _diff("p50_ms"), "+.2f"),
+    ("this +TTFB ms", "gateway", "direct", _diff("ttfb_p50_ms"), "+.2f"),
+    ("baseline +TTFB ms", "gateway-baseline", "direct", _diff("ttfb_p50_ms"), "+.2f"),
+    ("this/baseline req/s", "gateway", "gateway-baseline", _ratio, ".2f"),
+    ("this/floor req/s", "gateway", "floor", _ratio, ".2f"),
+    ("baseline/floor req/s", "gateway-baseline", "floor", _ratio, ".2f"),
+    ("this - baseline CPU µs/req", "gateway", "gateway-baseline", _diff("proxy_cpu_us"), "+.0f"),
+)
+
+
+def baseline_table(samples: list[Sample], modes: list[str], concs: list[int]) -> str:
+    """This tree's gateway against another tree's, measured in the same rounds."""
+    return _paired_table(samples, modes, concs, _BASELINE_COLUMNS)
 
 
 def _paired_table(

@@ -12,6 +12,8 @@ bottleneck, req/s understates the difference and CPU per request does not.
     python benchmarks/overhead.py --metrics-cost   # also the gateway without its request
                                                    # log, and without metrics either
     python benchmarks/overhead.py --resume-cost    # also the gateway with plain streams
+    python benchmarks/overhead.py --baseline DIR   # also the gateway of another checkout
+                                                   # (git worktree add DIR <commit>)
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ from _procs import (
     wait_ready,
 )
 from _report import (
+    BASELINE_TARGETS,
     COST_TARGETS,
     RESUME_TARGETS,
     TARGETS,
     Sample,
+    baseline_table,
     checks,
     cost_table,
     derived_table,
@@ -69,6 +73,7 @@ class Options:
     modes: list[str]
     json_out: str | None
     targets: tuple[str, ...] = TARGETS
+    baseline: str | None = None  # another checkout's root, for gateway-baseline
 
 
 @dataclass(slots=True)
@@ -120,8 +125,12 @@ VARIANT_CONFIG = {
 }
 
 
+# Runs the CLI of whichever claude_proxy is first on PYTHONPATH.
+_CLI_OF_PATH = "import sys; from claude_proxy.cli import main; sys.exit(main())"
+
+
 @contextlib.contextmanager
-def running_cluster(targets: tuple[str, ...]) -> Iterator[Cluster]:
+def running_cluster(targets: tuple[str, ...], baseline: str | None = None) -> Iterator[Cluster]:
     """Start every process once, wait until each is ready, stop them all on the way out."""
     python, cli = sys.executable, str(Path(sys.executable).with_name("claude-proxy"))
     sim_port, floor_port = free_port(), free_port()
@@ -144,9 +153,11 @@ def running_cluster(targets: tuple[str, ...]) -> Iterator[Cluster]:
                     config.flush()
                     gw_args += f" --config {config.name}"
                 argv = [cli, *gw_args.split()]
-                procs.append(
-                    proxies.setdefault(target, spawn(target, PROXY_CORE, argv, env=gw_env))
-                )
+                env = gw_env
+                if target in BASELINE_TARGETS and baseline is not None:
+                    argv = [python, "-c", _CLI_OF_PATH, *gw_args.split()]
+                    env = {**gw_env, "PYTHONPATH": str(Path(baseline) / "src")}
+                procs.append(proxies.setdefault(target, spawn(target, PROXY_CORE, argv, env=env)))
             floor_argv = [python, str(HERE / "passthrough.py"), "--port", str(floor_port)]
             floor_argv += ["--upstream", sim_url]
             procs.append(proxies.setdefault("floor", spawn("floor", PROXY_CORE, floor_argv)))
@@ -234,7 +245,7 @@ def sim_stats(cluster: Cluster) -> Any:
 
 
 def benchmark(opts: Options) -> int:
-    with running_cluster(opts.targets) as cluster:
+    with running_cluster(opts.targets, opts.baseline) as cluster:
         idle_rss = {name: rss_mb(proc.pid) for name, proc in cluster.proxies.items()}
         warm_up(cluster, opts)
         samples = run_rounds(cluster, opts)
@@ -265,6 +276,12 @@ def benchmark(opts: Options) -> int:
             "replay log); median over rounds of paired values.\n"
         )
         print(resume_cost_table(samples, opts.concurrency) + "\n")
+    if set(BASELINE_TARGETS) <= set(opts.targets):
+        print(
+            f"This tree's gateway against the baseline's ({opts.baseline}), in the same rounds; "
+            "median over rounds of paired values.\n"
+        )
+        print(baseline_table(samples, opts.modes, opts.concurrency) + "\n")
     if isinstance(stats, dict) and stats.get("requests"):
         print(
             f"Simulator served {stats['requests']} requests, "
@@ -307,6 +324,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         action="store_true",
         help="also measure the gateway with plain (not resumable) streams",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure the gateway of another checkout (e.g. a git worktree of an "
+        "earlier commit), to compare in the same run",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"json", "stream"}:
@@ -323,7 +346,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
             TARGETS
             + (COST_TARGETS if args.metrics_cost else ())
             + (RESUME_TARGETS if args.resume_cost else ())
+            + (BASELINE_TARGETS if args.baseline else ())
         ),
+        baseline=args.baseline,
     )
 
 
