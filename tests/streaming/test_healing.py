@@ -254,3 +254,18 @@ async def test_a_heal_that_cannot_reach_the_upstream_ends_with_an_error_event(
                 await s.get_final_message()
     finally:
         await cut.stop()
+
+
+async def test_with_the_upstreams_count_the_healed_usage_is_what_was_billed(
+    sim: RunningServer, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    exact = RetrySettings(base_delay=0.01, max_delay=0.05, heal_token_count="count_tokens")
+    gateway = await start_gateway(sim.url, retry=exact)
+    for k in (15, 25, 30):  # late cuts: the broken part is most of the answer
+        body = message_body(f"Exact {k}", stream=True, max_tokens=1000)
+        expected = await reference(http, sim, body)
+        healed = await stream(http, gateway.url, body, cut_once(f"cut:{k}"))
+        assert text_of(healed) == text_of(expected)
+        # Exact, but for the word a heal cut inside is asked for (and billed) again.
+        true = expected[-2][1]["usage"]["output_tokens"]
+        assert true <= healed[-2][1]["usage"]["output_tokens"] <= true + 4

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from multidict import MultiMapping
+from multidict import CIMultiDict, MultiMapping
 
 from claude_proxy.errors import GatewayError
 from claude_proxy.tokens import estimate_text_tokens
@@ -22,6 +22,7 @@ __all__ = ["UpstreamCounter"]
 _log = logging.getLogger("claude_proxy.upstream")
 _PATH = "/v1/messages/count_tokens"
 _ONE_TOKEN = "."
+_KEPT_HEADERS = frozenset({"anthropic-version", "anthropic-beta", "x-api-key", "authorization"})
 
 
 class UpstreamCounter:
@@ -44,7 +45,11 @@ class UpstreamCounter:
             return estimate_text_tokens(text)
 
     async def _count(self, model: str, text: str, headers: MultiMapping[str]) -> int:
-        request = UpstreamRequest("count_tokens", "POST", _PATH, headers)
+        # Only what the API needs from the client's request: its version, betas and (in
+        # transparent mode) its credential; nothing else of the client's is for this call.
+        kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() in _KEPT_HEADERS)
+        kept["content-type"] = "application/json"
+        request = UpstreamRequest("count_tokens", "POST", _PATH, kept)
         body = {"model": model, "messages": [{"role": "user", "content": text}]}
         reply = await self._forwarder.send(self._forwarder.start(request), orjson.dumps(body))
         if reply.status != 200:
