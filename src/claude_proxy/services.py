@@ -85,7 +85,9 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         rng=random.Random(),
     )
     admission = await open_admission(settings.admission_settings, tenants.tenants, metrics)
-    streams = await Streams.open(settings.streams, settings.state, metrics)
+    streams = await Streams.open(
+        settings.streams, settings.replay_settings, settings.state, metrics
+    )
     forwarder = Forwarder(settings, router, metrics=metrics)
     counter: TokenCounter = EstimatingCounter()
     if settings.retry.heal_token_count == "count_tokens":

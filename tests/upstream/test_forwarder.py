@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 import uuid
+from random import Random
 
 import aiohttp
 import anthropic
@@ -13,6 +16,8 @@ from claude_proxy.app import create_app
 from claude_proxy.config import BreakerSettings, RetrySettings, Settings, UpstreamSettings
 from claude_proxy.server import RunningServer, start_server
 from claude_proxy.sim import FaultRates
+from claude_proxy.upstream.forwarder import Forwarder
+from claude_proxy.upstream.router import Router
 from tests.conftest import SIM_KEY, StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
 
@@ -215,3 +220,31 @@ async def test_sdk_without_retries_sees_success_through_faults(
     client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="k", max_retries=0)
     message = await client.messages.create(**message_body(), extra_headers=faulty("529", 1))
     assert message.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_an_attempt_waits_as_long_as_its_answer_may_take() -> None:
+    forwarder = Forwarder(Settings(), Router((), BreakerSettings(), time.monotonic, Random()))
+    assert forwarder.attempt_timeout(True, 4096) == 60  # a stream: its headers
+    assert forwarder.attempt_timeout(False, None) == 60  # count_tokens, model reads
+    assert forwarder.attempt_timeout(False, 350) == 70  # 60 s + 350 tokens at 35/s
+    assert forwarder.attempt_timeout(False, 64000) == 600  # capped
+
+
+async def test_a_silent_upstream_costs_the_first_byte_timeout_not_ten_minutes(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    retry = RetrySettings(first_byte_timeout=0.2, max_attempts=2, base_delay=0.01)
+    gateway = await start_gateway(f"http://127.0.0.1:{port}", retry=retry)
+    try:
+        started = time.monotonic()
+        async with http.post(
+            f"{gateway.url}/v1/messages", json=message_body(stream=True), headers=API_HEADERS
+        ) as r:
+            assert r.status == 504
+            assert (await r.json())["error"]["type"] == "timeout_error"
+            assert r.headers["x-proxy-attempts"] == "2"
+        assert time.monotonic() - started < 2
+    finally:
+        silent.close()

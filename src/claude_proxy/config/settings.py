@@ -78,9 +78,9 @@ class TimeoutSettings(_Section):
     """Upstream timeouts in seconds."""
 
     connect: float = Field(default=5.0, gt=0)
-    # Longest silence allowed while reading a response; streams send pings, so a
-    # long gap means a dead connection rather than a slow model.
-    read: float = Field(default=600.0, gt=0)
+    # Longest silence allowed while reading a response once it has begun; streams send
+    # pings, so a long gap means a dead connection rather than a slow model.
+    read: float = Field(default=120.0, gt=0)
 
 
 class RetrySettings(_Section):
@@ -97,7 +97,12 @@ class RetrySettings(_Section):
     budget: float = Field(default=0.2, ge=0)
     budget_window: float = Field(default=10.0, gt=0)
     budget_min_per_second: float = Field(default=10.0, ge=0)
-    # Longest wait for one attempt's response (JSON: the whole body; streams: the headers).
+    # Longest wait for one attempt's response. A stream waits first_byte_timeout for its
+    # headers; a JSON answer comes whole, later the more it may say: first_byte_timeout +
+    # max_tokens / min_output_rate seconds (the SDK's own expectation, 128,000 tokens an
+    # hour), never more than attempt_timeout.
+    first_byte_timeout: float = Field(default=60.0, gt=0)
+    min_output_rate: float = Field(default=35.0, gt=0)
     attempt_timeout: float = Field(default=600.0, gt=0)
     # No new attempt starts after this many seconds since the request arrived.
     deadline: float = Field(default=900.0, gt=0)
@@ -148,7 +153,7 @@ class StreamSettings(_Section):
     # After the client disconnects, the upstream call goes on this long waiting for a
     # resume; then it is cancelled. 0 cancels at once (nothing generates for nobody).
     resume_grace: float = Field(default=30.0, ge=0)
-    replay: ReplaySettings = ReplaySettings(max_bytes=64 * 1024 * 1024)
+    replay: ReplaySettings = ReplaySettings()
     # WebSocket keep-alive: a ping this often; a peer that misses the pong is closed.
     ws_heartbeat: float = Field(default=20.0, gt=0)
     # Requests one WebSocket may run at once; more are answered with an error event.
@@ -158,6 +163,11 @@ class StreamSettings(_Section):
 class MetricsSettings(_Section):
     # false: nothing is recorded (GET /metrics answers 404); the request log is separate.
     enabled: bool = True
+    # Who may read /metrics and /dashboard: with a key, callers that send it (as
+    # Authorization: Bearer, or x-api-key); without one, clients on the gateway's own host
+    # (unless allow_remote_without_auth). Tenant keys never do: the pages show every
+    # tenant's traffic.
+    operator_key: SecretStr | None = None
     # Several worker processes share one exposition through this directory (it is
     # prometheus_client's PROMETHEUS_MULTIPROC_DIR, which the environment sets).
     multiprocess_dir: str | None = None
@@ -245,6 +255,18 @@ class Settings(_Section):
             # Clients then send tenant keys, which must never be forwarded upstream.
             raise ValueError("with tenants configured, every upstream needs an api_key")
         return self
+
+    @property
+    def replay_settings(self) -> ReplaySettings:
+        """The replay log's settings; its Redis keys follow ``admission.key_prefix`` unless
+        ``streams.replay.key_prefix`` is set, so two gateways sharing a Redis by prefix
+        share neither admission nor replay keys."""
+        replay = self.streams.replay
+        if "key_prefix" in replay.model_fields_set:
+            return replay
+        base = self.admission.key_prefix
+        prefix = base[: -len("admission:")] if base.endswith("admission:") else base
+        return replay.model_copy(update={"key_prefix": prefix + "replay:"})
 
     @property
     def primary(self) -> UpstreamSettings:

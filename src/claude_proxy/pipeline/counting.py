@@ -51,7 +51,8 @@ class UpstreamCounter:
         kept["content-type"] = "application/json"
         request = UpstreamRequest("count_tokens", "POST", _PATH, kept)
         body = {"model": model, "messages": [{"role": "user", "content": text}]}
-        reply = await self._forwarder.send(self._forwarder.start(request), orjson.dumps(body))
+        log = self._forwarder.start(request, stream=False)
+        reply = await self._forwarder.send(log, orjson.dumps(body))
         if reply.status != 200:
             raise ValueError(f"count_tokens answered {reply.status}")
         count = orjson.loads(reply.body).get("input_tokens")

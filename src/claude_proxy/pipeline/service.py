@@ -62,7 +62,12 @@ class UpstreamCalls:
         if call.max_continuations > 0 and not call.stream:
             return await self._send_continued(call)
         ticket = await self._admit(call) if call.route.admitted else None
-        log = call.attempts = self._forwarder.start(call.upstream_request())
+        max_tokens = call.body.get("max_tokens")
+        log = call.attempts = self._forwarder.start(
+            call.upstream_request(),
+            stream=False,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+        )
         try:
             reply = await self._forwarder.send(log, call.upstream_body)
             if reply.status == 200 and call.route.admitted:

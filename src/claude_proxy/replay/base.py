@@ -44,7 +44,7 @@ class ReplaySettings(BaseModel):
     """A stream is forgotten this long after its last write (append, finish)."""
     max_streams: int = Field(default=10_000, ge=1)
     """Memory backend: at most this many streams (finished ones are evicted first)."""
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Memory backend: at most this many bytes of event data over all streams."""
     key_prefix: str = "claude-proxy:replay:"
     """Redis backend: every key starts with this."""

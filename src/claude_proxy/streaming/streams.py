@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from claude_proxy.config import StreamSettings
 from claude_proxy.observability import Metrics
-from claude_proxy.replay import ReplayLog, new_stream_id, open_replay_log
+from claude_proxy.replay import ReplayLog, ReplaySettings, new_stream_id, open_replay_log
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.generation import AnswerSource, EventFilter, Generation, Sink
 from claude_proxy.tenancy import Tenant
@@ -50,10 +50,12 @@ class Streams:
         self._running: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, settings: StreamSettings, state_url: str, metrics: Metrics) -> Streams:
+    async def open(
+        cls, settings: StreamSettings, replay: ReplaySettings, state_url: str, metrics: Metrics
+    ) -> Streams:
         """With ``resumable`` off there is no replay log (and nothing to resume)."""
-        replay = await open_replay_log(state_url, settings.replay) if settings.resumable else None
-        return cls(settings, replay, metrics)
+        log = await open_replay_log(state_url, replay) if settings.resumable else None
+        return cls(settings, log, metrics)
 
     @property
     def running(self) -> int:

@@ -73,6 +73,7 @@ class AttemptLog:
     request: UpstreamRequest
     allowed: int
     deadline_at: float
+    timeout: float  # seconds one attempt may wait for its response
     count: int = 0
     retries: int = 0
     heals: int = 0
@@ -119,14 +120,25 @@ class Forwarder:
         )
         self.metrics = metrics if metrics is not None else Metrics()
 
-    def start(self, request: UpstreamRequest) -> AttemptLog:
-        """Begin the attempts of one client request."""
+    def start(
+        self, request: UpstreamRequest, *, stream: bool = True, max_tokens: int | None = None
+    ) -> AttemptLog:
+        """Begin the attempts of one client request (see ``attempt_timeout``)."""
         self.budget.record_request()
         # A client that is itself retrying gets fewer attempts from us, so that its
         # retries and ours multiply to a bounded number of upstream calls.
         client_retries = _int_header(request.headers.get(CLIENT_RETRY_HEADER))
         allowed = max(1, self.settings.max_attempts - client_retries)
-        return AttemptLog(request, allowed, self._clock() + self.settings.deadline)
+        deadline = self._clock() + self.settings.deadline
+        return AttemptLog(request, allowed, deadline, self.attempt_timeout(stream, max_tokens))
+
+    def attempt_timeout(self, stream: bool, max_tokens: int | None) -> float:
+        """How long one attempt waits for its response: a stream for its headers, a whole
+        answer for as long as its max_tokens may take, within ``attempt_timeout``."""
+        s = self.settings
+        if stream or not max_tokens or max_tokens < 0:
+            return min(s.first_byte_timeout, s.attempt_timeout)
+        return min(s.first_byte_timeout + max_tokens / s.min_output_rate, s.attempt_timeout)
 
     async def send(self, log: AttemptLog, body: bytes | None) -> UpstreamReply:
         """A complete answer: the first success, or the last failure once retrying stops."""
@@ -202,7 +214,7 @@ class Forwarder:
         deployment.breaker.on_attempt()
         started = self._clock()
         try:
-            result = await self._send(deployment, log.request, body, stream=stream)
+            result = await self._send(deployment, log.request, body, stream, log.timeout)
         except asyncio.CancelledError:
             deployment.breaker.on_abandoned()
             raise
@@ -215,11 +227,16 @@ class Forwarder:
         return outcome
 
     async def _send(
-        self, deployment: Deployment, request: UpstreamRequest, body: bytes | None, *, stream: bool
+        self,
+        deployment: Deployment,
+        request: UpstreamRequest,
+        body: bytes | None,
+        stream: bool,
+        seconds: float,
     ) -> UpstreamReply | OpenStream | GatewayError:
         headers = upstream_headers(request.headers, deployment.client.api_key)
         try:
-            async with asyncio.timeout(self.settings.attempt_timeout):
+            async with asyncio.timeout(seconds):
                 response = await deployment.client.send(request.method, request.path, headers, body)
                 if stream and response.status == 200 and response.content_type == _EVENT_STREAM:
                     return OpenStream(deployment, response, downstream_headers(response.headers))
@@ -230,8 +247,7 @@ class Forwarder:
                 return UpstreamReply(response.status, downstream_headers(response.headers), payload)
         except TimeoutError:
             return UpstreamTimeout(
-                f"upstream {deployment.name!r} did not answer within "
-                f"{self.settings.attempt_timeout:g} s"
+                f"upstream {deployment.name!r} did not answer within {seconds:g} s"
             )
         except GatewayError as exc:
             return exc
