@@ -1,7 +1,8 @@
 """``GET /metrics`` (Prometheus) and ``GET /dashboard`` (the live page) of the gateway.
 
 Gauges that describe state rather than events (admission windows and queues,
-circuit breakers) are refreshed from their owners just before each scrape.
+circuit breakers) are refreshed from their owners just before each scrape. Who may
+read them: ``api.operators``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from claude_proxy.api.operators import require_operator
 from claude_proxy.errors import NotFound
 from claude_proxy.observability import add_dashboard_routes
 from claude_proxy.services import SERVICES, Services
@@ -30,6 +32,7 @@ async def _refresh_gauges(services: Services) -> None:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
+    require_operator(request)
     services = request.app[SERVICES]
     if not services.settings.metrics.enabled:
         raise NotFound("Metrics are disabled on this gateway (metrics.enabled: false).")
@@ -45,4 +48,4 @@ def add_observability_routes(app: web.Application) -> None:
         return services.metrics.snapshot()
 
     app.router.add_get("/metrics", metrics_page)
-    add_dashboard_routes(app, snapshot)
+    add_dashboard_routes(app, snapshot, guard=require_operator)

@@ -27,19 +27,27 @@ def dashboard_html() -> bytes:
 
 
 def add_dashboard_routes(
-    app: web.Application, snapshot: Snapshot, *, prefix: str = "/dashboard"
+    app: web.Application,
+    snapshot: Snapshot,
+    *,
+    prefix: str = "/dashboard",
+    guard: Callable[[web.Request], None] | None = None,
 ) -> None:
     """Serve the page at ``prefix`` and ``snapshot()`` as JSON at ``prefix + "/data"``.
 
     ``snapshot`` is ``Metrics.snapshot`` or a function adding more to it (admission
-    state, ...); it may be a coroutine function.
+    state, ...); it may be a coroutine function. ``guard`` raises to refuse a request.
     """
     page = dashboard_html()
 
     async def show(request: web.Request) -> web.Response:
+        if guard is not None:
+            guard(request)
         return web.Response(body=page, content_type="text/html", charset="utf-8", headers=_NO_STORE)
 
     async def data(request: web.Request) -> web.Response:
+        if guard is not None:
+            guard(request)
         result = snapshot()
         numbers = await result if inspect.isawaitable(result) else result
         return web.Response(
