@@ -39,6 +39,12 @@ BAD_BODIES = [
     (b'{"model": "caf\xe9"}', 400, "invalid_request_error", "not valid UTF-8"),
     (b'["a", "list"]', 400, "invalid_request_error", "must be a JSON object"),
     (b'{"model": "claude-haiku-4-5", "stream": "yes"}', 400, "invalid_request_error", "stream"),
+    (
+        b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [], "model": "claude-x"}',
+        400,
+        "invalid_request_error",
+        "'model' twice",
+    ),
 ]
 
 

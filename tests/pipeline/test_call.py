@@ -79,3 +79,27 @@ def test_a_subcall_keeps_the_tenant_and_credentials_but_not_the_accounting() -> 
     assert (first.request_id, second.request_id) == ("req_1.1", "req_1.2")
     assert first.queue_wait is None and first.attempts is None and first.usage is None
     assert first.route is Route.MESSAGES
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "claude-haiku-4-5", "max_tokens": 5, "model": "claude-opus-4-8"}',
+        b'{"model": "m", "stream": false, "messages": [], "stream": true}',
+        b'{"model": "m", "tools": [{"name": "t", "input_schema": {"a": 1, "a": 2}}],'
+        b' "messages": [{"role": "user", "content": "say \\"model\\""}], "max_tokens": 1,'
+        b' "max_tokens": 9}',
+    ],
+)
+def test_a_key_sent_twice_is_refused(raw: bytes) -> None:
+    # Authorised on its last value here, perhaps run on its first upstream.
+    with pytest.raises(InvalidRequest, match="twice"):
+        call(raw_body=raw)
+
+
+def test_a_field_named_like_a_top_level_key_deeper_down_is_fine() -> None:
+    raw = (
+        b'{"model": "m", "max_tokens": 5, "tools": [{"name": "pick", "input_schema":'
+        b' {"properties": {"model": {"type": "string"}}}}], "messages": []}'
+    )
+    assert call(raw_body=raw).upstream_body is raw

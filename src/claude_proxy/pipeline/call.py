@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -224,4 +225,26 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    # A key sent twice is read here as its last value, and perhaps as its first by the
+    # API: a body authorised for one model could then run on another. The bytes of a key
+    # the gateway acts on appearing twice is rare enough to check the slow way.
+    if any(raw.count(key) > 1 for key in _ACTED_ON):
+        _refuse_duplicate_keys(raw)
     return body
+
+
+_ACTED_ON = (b'"model"', b'"stream"', b'"max_tokens"')
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise InvalidRequest(
+                    f"Request body has the key {key!r} twice in one object; send each once."
+                )
+            seen.add(key)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
