@@ -220,3 +220,31 @@ async def test_a_resumed_reader_keeps_an_abandoned_stream_alive(
         after = events_with_ids(await r.read())
     assert after[0][0] == f"{stream_id}:5"
     assert after[-1][1] == "message_stop"  # not cancelled while this reader was attached
+
+
+async def test_a_log_evicted_under_memory_pressure_costs_the_resume_never_the_answer(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    # With a small replay budget, concurrent long streams evict each other's logs. Before,
+    # the evicted stream's next append raised and its client got a 200 that just stopped.
+    sim = await start_sim(speed=0.05)  # fast, but slow enough for the three to overlap
+    gateway = await start_gateway(sim.url, streams=StreamSettings(replay={"max_bytes": 50_000}))
+    headers = {**API_HEADERS, "x-sim-answer-tokens": "2000"}
+
+    async def one(n: int) -> tuple[list[tuple[str, str, dict[str, Any]]], str]:
+        body = message_body(f"Long answer {n}", stream=True, max_tokens=4000)
+        async with http.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+            return events_with_ids(await r.read()), r.headers["x-proxy-stream-id"]
+
+    answers = await asyncio.gather(*(one(n) for n in range(3)))
+    for events, _ in answers:
+        names = [name for _, name, _ in events]
+        assert names[-1] == "message_stop" and "error" not in names
+        assert events[-2][2]["delta"]["stop_reason"] == "end_turn"
+    gone = 0
+    for events, stream_id in answers:
+        async with http.get(
+            f"{gateway.url}/v1/streams/{stream_id}", headers={**API_HEADERS, "last-event-id": "0"}
+        ) as r:
+            gone += r.status == 404
+    assert gone >= 1  # the budget really was too small for all three
