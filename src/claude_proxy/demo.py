@@ -32,7 +32,9 @@ async def _demo(gateway_port: int, sim_port: int, speed: float) -> None:
         ],
     )
     try:
-        gateway = await start_server(create_app(settings), "127.0.0.1", gateway_port)
+        gateway = await start_server(
+            create_app(settings), "127.0.0.1", gateway_port, clients=settings.clients
+        )
     except OSError as exc:
         await sim.stop()
         raise click.ClickException(

@@ -12,6 +12,7 @@ Exception tree::
     ├── AuthenticationFailed     401 authentication_error
     ├── PermissionDenied         403 permission_error
     ├── NotFound                 404 not_found_error
+    ├── RequestTimeout           408 timeout_error (a request body that came too slowly)
     ├── RequestTooLarge          413 request_too_large
     ├── UnsupportedMediaType     415 invalid_request_error
     ├── RateLimited              429 rate_limit_error
@@ -36,6 +37,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RequestIds",
+    "RequestTimeout",
     "RequestTooLarge",
     "UnsupportedMediaType",
     "UpstreamTimeout",
@@ -113,6 +115,13 @@ class PermissionDenied(GatewayError):
 class NotFound(GatewayError):
     status = 404
     error_type = "not_found_error"
+
+
+class RequestTimeout(GatewayError):
+    """A request body that did not arrive in time: 408, which the SDKs retry."""
+
+    status = 408
+    error_type = "timeout_error"
 
 
 class RequestTooLarge(GatewayError):

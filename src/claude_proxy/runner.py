@@ -36,6 +36,7 @@ async def _serve(settings: Settings, sock: socket.socket | None) -> None:
         settings.listen.port,
         shutdown_timeout=settings.shutdown.drain_seconds,
         sock=sock,
+        clients=settings.clients,
     )
     # After start-up, so that what it built is frozen out of collections.
     collector = CollectionPolicy(settings.runtime, observe=app[SERVICES].metrics.gc_pause)
@@ -46,6 +47,9 @@ async def _serve(settings: Settings, sock: socket.socket | None) -> None:
         server.url,
         ", ".join(f"{u.name} {u.base_url}" for u in settings.upstreams),
     )
+    _log.info("client connections: %s", server.clients.describe())
+    if (warning := server.clients.descriptor_warning()) is not None:
+        _log.warning(warning)
     try:
         await wait_for_signal()
         app[SERVICES].ready = False
@@ -59,4 +63,5 @@ async def _serve(settings: Settings, sock: socket.socket | None) -> None:
         await server.stop()
         collecting.cancel()
         collector.uninstall()
+    _log.info("client connections since start: %s", server.clients.stats.summary())
     _log.info("stopped")

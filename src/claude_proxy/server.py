@@ -11,6 +11,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from claude_proxy.config.settings import ClientSettings
+from claude_proxy.connections import ClientGuard, ClientRunner
+
 __all__ = ["RunningServer", "run_event_loop", "start_server", "wait_for_signal"]
 
 T = TypeVar("T")
@@ -21,6 +24,7 @@ class RunningServer:
     runner: web.AppRunner
     host: str
     port: int
+    clients: ClientGuard  # its client limits, and their counters
 
     @property
     def url(self) -> str:
@@ -38,16 +42,19 @@ async def start_server(
     *,
     shutdown_timeout: float = 5.0,
     sock: socket.socket | None = None,
+    clients: ClientSettings | None = None,
 ) -> RunningServer:
     """Serve ``app`` on host:port (port 0 picks a free one) and return where it listens.
 
     ``sock``: an already listening socket to accept on instead (a worker process
-    shares its supervisor's).
+    shares its supervisor's). ``clients``: limits on client connections (the defaults
+    when None).
     """
+    guard = ClientGuard(clients if clients is not None else ClientSettings())
     # handler_cancellation: a client that disconnects cancels its handler, and with it
     # the upstream call, instead of leaving the API generating for nobody.
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+    runner = ClientRunner(
+        app, guard, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
     site: web.BaseSite
@@ -59,7 +66,7 @@ async def start_server(
     server = site._server
     sockets = [sock] if sock is not None else getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port
-    return RunningServer(runner=runner, host=host, port=bound_port)
+    return RunningServer(runner=runner, host=host, port=bound_port, clients=guard)
 
 
 async def wait_for_signal() -> None:

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from claude_proxy.config import Settings, worker_environment
+from claude_proxy.connections import describe_limits, resolve_limits
 from claude_proxy.observability import mark_worker_dead
 from claude_proxy.server import run_event_loop, wait_for_signal
 
@@ -139,6 +140,11 @@ async def _supervise(settings: Settings, command: list[str]) -> int:
         asyncio.create_task(supervisor.run_worker(slot, env)) for slot in range(settings.workers)
     ]
     _log.info("claude-proxy listening on %s with %d workers", url, settings.workers)
+    # Each worker applies them to its own connections: together, N times as many.
+    clients = settings.clients
+    _log.info(
+        "client connections, per worker: %s", describe_limits(clients, resolve_limits(clients))
+    )
     stop = asyncio.create_task(wait_for_signal())
     try:
         while not stop.done() and not supervisor.failed:

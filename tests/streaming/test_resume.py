@@ -242,7 +242,7 @@ async def test_a_log_evicted_under_memory_pressure_costs_the_resume_never_the_an
         assert names[-1] == "message_stop" and "error" not in names
         assert events[-2][2]["delta"]["stop_reason"] == "end_turn"
     gone = 0
-    for events, stream_id in answers:
+    for _, stream_id in answers:
         async with http.get(
             f"{gateway.url}/v1/streams/{stream_id}", headers={**API_HEADERS, "last-event-id": "0"}
         ) as r:

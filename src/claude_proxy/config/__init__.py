@@ -3,6 +3,7 @@
 from claude_proxy.config.loading import ConfigError, load_settings, worker_environment
 from claude_proxy.config.settings import (
     BreakerSettings,
+    ClientSettings,
     ContinuationSettings,
     ListenSettings,
     LogSettings,
@@ -16,6 +17,7 @@ from claude_proxy.config.settings import (
 
 __all__ = [
     "BreakerSettings",
+    "ClientSettings",
     "ConfigError",
     "ContinuationSettings",
     "ListenSettings",

@@ -8,7 +8,7 @@ rejected so that a typo in a YAML file is reported instead of silently ignored.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -22,6 +22,7 @@ from claude_proxy.tenancy.settings import (
 
 __all__ = [
     "BreakerSettings",
+    "ClientSettings",
     "ContinuationSettings",
     "ListenSettings",
     "LogSettings",
@@ -144,6 +145,33 @@ class ShutdownSettings(_Section):
     drain_seconds: float = Field(default=30.0, ge=0)
 
 
+class ClientSettings(_Section):
+    """Limits on client connections, so that no client can hold all of a process's sockets.
+
+    Every worker process applies them on its own. See ``claude_proxy.connections``.
+    """
+
+    # A new connection must send a complete request head (request line and headers)
+    # within this many seconds, however many bytes it trickles in; else it is closed.
+    header_timeout: float = Field(default=30.0, gt=0)
+    # A request body must be complete this many seconds after its head, plus one second
+    # for every body_min_rate bytes received: a large upload on a slow link goes on, a
+    # body sent a byte at a time does not. Else: 408 timeout_error, and the connection
+    # closes. body_min_rate 0: body_timeout alone.
+    body_timeout: float = Field(default=30.0, gt=0)
+    body_min_rate: int = Field(default=65_536, ge=0)
+    # Between requests, a keep-alive connection has this long to send its next complete
+    # head. Behind a load balancer, keep it above the balancer's own idle timeout (AWS
+    # ALB 60 s, nginx 60 s, Google Cloud 600 s), or it may reuse a connection being closed.
+    keepalive_timeout: float = Field(default=75.0, gt=0)
+    # Open client connections per process. auto: the open-file limit (ulimit -n) less
+    # headroom for upstream connections, Redis and files, at most 50,000.
+    max_connections: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # Per client address (IPv6: per /64). auto: half of max_connections; 0: no limit.
+    # Behind a load balancer or a NAT every client shares an address: raise it or use 0.
+    max_connections_per_address: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+
+
 class StreamSettings(_Section):
     """Resumable streams and the WebSocket endpoint."""
 
@@ -205,6 +233,7 @@ class Settings(_Section):
     continuations: ContinuationSettings = ContinuationSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    clients: ClientSettings = ClientSettings()
     # The API's own limit is 32 MB; larger bodies are refused before they are read.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     # Pooled connections towards the upstream (0 = unbounded).
