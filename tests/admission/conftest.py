@@ -11,8 +11,9 @@ from claude_proxy.admission import Admission, AdmissionSettings, open_admission
 from claude_proxy.admission.base import NO_OBSERVER, AdmissionObserver
 from claude_proxy.tenancy import Tenant
 from tests.state.redis_fixtures import key_prefix, redis_url
+from tests.state.redis_server import start_redis
 
-__all__ = ["key_prefix", "redis_url"]
+__all__ = ["key_prefix", "redis_url", "start_redis"]
 
 MakeAdmission = Callable[..., Awaitable[Admission]]
 

@@ -9,8 +9,9 @@ import pytest
 
 from claude_proxy.replay import ReplayLog, ReplaySettings, open_replay_log
 from tests.state.redis_fixtures import key_prefix, redis_url
+from tests.state.redis_server import start_redis
 
-__all__ = ["key_prefix", "redis_url"]
+__all__ = ["key_prefix", "redis_url", "start_redis"]
 
 MakeLog = Callable[..., Awaitable[ReplayLog]]
 

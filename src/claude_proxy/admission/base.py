@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from claude_proxy.tenancy import Tenant
 
@@ -15,6 +15,7 @@ __all__ = [
     "Admission",
     "AdmissionObserver",
     "AdmissionSnapshot",
+    "StateFailureObserver",
     "TenantLoad",
     "Ticket",
     "TicketContext",
@@ -135,6 +136,17 @@ class _NoObserver:
 NO_OBSERVER: AdmissionObserver = _NoObserver()
 
 
+@runtime_checkable
+class StateFailureObserver(Protocol):
+    """An observer that also counts requests admitted without the shared state.
+
+    Optional: with ``admission.on_state_failure: open``, an observer that has this method
+    hears of every request admitted on this replica's own limits while the store is down.
+    """
+
+    def admitted_without_shared_state(self, tenant: str | None) -> None: ...
+
+
 class Admission(Protocol):
     """Waits for capacity fairly, enforces per-tenant limits, adapts the upstream window."""
 
@@ -148,9 +160,20 @@ class Admission(Protocol):
         """
 
     async def on_upstream_status(self, status: int) -> None:
-        """Feed the adaptive window: 429/529 shrink it, successes grow it back."""
+        """Feed the adaptive window: 429/529 shrink it, successes grow it back.
+
+        Never raises for a store that is down (neither does ``Ticket.release``): both run
+        after an answer the client has paid for.
+        """
 
     async def snapshot(self) -> AdmissionSnapshot: ...
+
+    async def healthy(self) -> bool:
+        """Whether the store behind the limits answers now (memory: always).
+
+        Cheap enough for every readiness probe: a backend with a remote store asks it at
+        most about once a second, never twice at once, and never raises.
+        """
 
     async def close(self) -> None:
         """Stop background work. Tickets still held are left to expire (a clean shutdown

@@ -249,6 +249,9 @@ class MemoryAdmission:
             },
         )
 
+    async def healthy(self) -> bool:
+        return True
+
     async def close(self) -> None:
         if self._refill_timer is not None:
             self._refill_timer.cancel()

@@ -7,11 +7,20 @@ its grant from the ``grants`` channel, and polls (20 ms backing off to 0.5 s) in
 message was lost or a dead replica's lease has to run out. A poll also grants what only
 time makes eligible: a token-blocked head, or a waiter held back by a spare slot kept for
 another tenant (see ``memory``) whose reservation lapsed; PUMP says when that will be.
+
+Redis may lose everything: then the replica that notices first runs SETUP again (see
+``redis_store``) and renews at once, which counts its held slots and queues its waiters
+again. SETUP tells the other replicas on the grants channel, and they renew at once too;
+a replica that misses the notice renews within a third of a lease anyway. While Redis
+cannot be reached, requests fail with ``StateUnavailable`` (admission fails closed; see
+``fallback`` for failing open), the background loops retry with a backoff, and the
+outage is logged when it starts and when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
@@ -20,7 +29,6 @@ from collections.abc import Iterable
 from typing import Any, Self
 
 from redis import asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from claude_proxy.admission import redis_scripts as lua
@@ -33,6 +41,7 @@ from claude_proxy.admission.base import (
     Usage,
 )
 from claude_proxy.admission.headers import LIMIT_NAMES, LimitLevel, rate_limited
+from claude_proxy.admission.redis_store import ScriptStore
 from claude_proxy.errors import RateLimited
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
@@ -45,7 +54,11 @@ _log = logging.getLogger("claude_proxy.admission")
 
 POLL_MIN = 0.02
 POLL_MAX = 0.5
+LISTEN_RETRY_MAX = 2.0  # the grant channel's longest wait between reconnects (polls go on)
 STOP_SECONDS = 1.0  # close() waits this long for the background tasks, then gives up
+# A release or an upstream status waits this long for Redis, then goes on in the background:
+# both come after an answer, which must not wait on a stalled Redis (a socket timeout each).
+SETTLE_SECONDS = 0.25
 
 
 class _QueueTimeout(Exception):
@@ -53,12 +66,14 @@ class _QueueTimeout(Exception):
 
 
 class _Waiter:
-    __slots__ = ("future", "input_tokens", "output_tokens", "tenant")
+    __slots__ = ("future", "input_tokens", "output_tokens", "queued", "tenant")
 
     def __init__(self, tenant: Tenant, input_tokens: int, output_tokens: int) -> None:
         self.tenant = tenant
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
+        # In the Redis queue (ADMIT said so): RENEW and PUMP queue it again if Redis lost it.
+        self.queued = False
         self.future: asyncio.Future[_RedisTicket] = asyncio.get_running_loop().create_future()
 
 
@@ -104,11 +119,10 @@ class RedisAdmission:
         self._observer = observer
         self._client = client
         self._tenants = {tenant.name: tenant for tenant in tenants}
-        self._base = [settings.key_prefix, str(max(1, int(settings.lease_seconds * 1000)))]
+        base = [settings.key_prefix, str(max(1, int(settings.lease_seconds * 1000)))]
+        setup = _setup_args(settings, self._tenants.values())
+        self._store = ScriptStore(client, base, setup, self._recount)
         self._poll_max = min(POLL_MAX, settings.lease_seconds / 4)
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(getattr(lua, name)) for name in lua.__all__
-        }
         self._waiting: dict[str, _Waiter] = {}
         self._held: dict[str, _RedisTicket] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -116,6 +130,7 @@ class RedisAdmission:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._renew_now = asyncio.Event()
 
     @classmethod
     async def open(
@@ -133,31 +148,12 @@ class RedisAdmission:
         return self
 
     async def _start(self) -> None:
-        args: list[Any] = list(self._base)
-        for tenant in self._tenants.values():
-            maxc = tenant.settings.max_concurrent
-            weight = tenant.settings.weight
-            args += [tenant.name, -1 if maxc is None else maxc, repr(1.0 / weight), repr(weight)]
-            args += [-1 if limit is None else limit for limit in _limits(tenant)]
-        s = self._settings
-        args += [
-            s.upstream_max_concurrent,
-            s.window_min,
-            repr(s.decrease_factor),
-            s.increase_step,
-            int(s.decrease_cooldown * 1000),
-            int(s.active_seconds * 1000),
-        ]
         with translate_redis_errors("configuring admission"):
-            await self._scripts["SETUP"](args=args)
-            await self._pubsub.subscribe(s.key_prefix + "grants")
+            await self._store.setup()
+            await self._pubsub.subscribe(self._settings.key_prefix + "grants")
         jobs = {"listen": self._listen(), "pump": self._pump(), "renew": self._renew()}
         for name, job in jobs.items():
             self._tasks.append(asyncio.create_task(job, name=f"admission-{name}"))
-
-    async def _run(self, name: str, *args: Any) -> Any:
-        with translate_redis_errors("admitting a request"):
-            return await self._scripts[name](args=[*self._base, *args])
 
     async def admit(
         self, tenant: Tenant, input_tokens: int, max_output_tokens: int
@@ -170,7 +166,7 @@ class RedisAdmission:
         ticket_id = secrets.token_hex(12)
         waiter = self._waiting[ticket_id] = _Waiter(tenant, input_tokens, max_output_tokens)
         try:
-            code, wait, levels = await self._run(
+            code, wait, levels = await self._store.run(
                 "ADMIT",
                 tenant.name,
                 ticket_id,
@@ -189,6 +185,7 @@ class RedisAdmission:
                 return self._hold(ticket_id, waiter)
             wait_s = float(wait) / 1000
             raise self._limited(tenant, "per-minute limit reached", wait_s, levels)
+        waiter.queued = True
         self._wake.set()
         timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter.future)
         self._observer.tenant_waiting(tenant.name, 1)
@@ -196,7 +193,9 @@ class RedisAdmission:
             return await waiter.future
         except _QueueTimeout:
             self._waiting.pop(ticket_id, None)
-            granted, wait, levels = await self._run("CANCEL", tenant.name, ticket_id, *needs[1:], 0)
+            granted, wait, levels = await self._store.run(
+                "CANCEL", tenant.name, ticket_id, *needs[1:], 0
+            )
             if granted:  # the grant raced the timeout: take it
                 return self._hold(ticket_id, waiter)
             reason = f"no capacity within queue_timeout ({timeout:g} s)"
@@ -209,11 +208,17 @@ class RedisAdmission:
             self._observer.tenant_waiting(tenant.name, -1)
 
     async def on_upstream_status(self, status: int) -> None:
-        await self._run("STATUS", status)
+        # Not raised: it comes after the answer, which must reach the client whatever
+        # Redis does, and one signal less to the window costs nothing.
+        await self._settle(self._store.run("STATUS", status))
+
+    async def healthy(self) -> bool:
+        """Whether Redis answers a PING (asked at most once a second, one at a time)."""
+        return await self._store.healthy()
 
     async def snapshot(self) -> AdmissionSnapshot:
         names = list(self._tenants)
-        data = await self._run("SNAPSHOT", *names)
+        data = await self._store.run("SNAPSHOT", *names)
         tenants = {
             name: TenantLoad(int(data[3 + 2 * i]), int(data[4 + 2 * i]))
             for i, name in enumerate(names)
@@ -229,6 +234,7 @@ class RedisAdmission:
         self._wake.set()
         await stop_tasks(self._tasks, deadline=STOP_SECONDS)
         self._tasks.clear()
+        await self._store.close()
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=1.0)
         pubsub_closed = self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated
@@ -257,16 +263,17 @@ class RedisAdmission:
         self._observer.tenant_holding(ticket.tenant.name, -1)
         used_in = usage.rate_limited_input_tokens if usage else 0
         used_out = usage.output_tokens if usage else 0
-        try:
-            await self._run(
+        # Not raised: the slot's lease runs out anyway, and a slot Redis has lost is no
+        # slot to release.
+        await self._settle(
+            self._store.run(
                 "RELEASE",
                 ticket.tenant.name,
                 ticket.id,
                 ticket.input_tokens - used_in,
                 ticket.output_tokens - used_out,
             )
-        except StateUnavailable as exc:  # not raised: the lease frees the slot anyway
-            _log.warning("admission release failed; the slot lease will expire: %s", exc)
+        )
 
     def _abandon(self, ticket_id: str, waiter: _Waiter) -> None:
         """Undo the admission of a request whose caller is gone, granted or not."""
@@ -276,20 +283,29 @@ class RedisAdmission:
             self._cleanup(future.result().release(None))  # a grant can beat ADMIT's reply
         else:
             needs = (waiter.input_tokens, waiter.output_tokens)
-            self._cleanup(self._run("CANCEL", waiter.tenant.name, ticket_id, *needs, 1))
+            self._cleanup(self._store.run("CANCEL", waiter.tenant.name, ticket_id, *needs, 1))
 
-    def _cleanup(self, job: Any) -> None:
+    def _cleanup(self, job: Any) -> asyncio.Task[None]:
         """Run ``job`` to completion even though its caller is being cancelled."""
         task: asyncio.Task[None] = asyncio.ensure_future(self._quietly(job))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def _settle(self, job: Any) -> None:
+        """Run ``job`` to completion, waiting for it at most ``SETTLE_SECONDS``."""
+        await asyncio.wait([self._cleanup(job)], timeout=SETTLE_SECONDS)
 
     @staticmethod
     async def _quietly(job: Any) -> None:
+        # Nobody awaits this task: an exception left in it would only surface as "Task
+        # exception was never retrieved".
         try:
             await job
-        except Exception as exc:
-            _log.warning("admission clean-up failed; leases will expire: %s", exc)
+        except StateUnavailable:
+            pass  # the outage, logged once by the store; the leases expire anyway
+        except Exception:
+            _log.exception("admission clean-up failed; leases will expire")
 
     def _limited(
         self, tenant: Tenant, reason: str, wait: float, levels: list[str] | None
@@ -302,17 +318,25 @@ class RedisAdmission:
         return rate_limited(tenant.name, reason, wait, items, time.time())
 
     async def _listen(self) -> None:
+        """Resolve this replica's waiters granted by others; reconnect after a failure."""
         while not self._stopping():
             try:
                 async for message in self._pubsub.listen():
-                    if message.get("type") == "message":
-                        self._resolve(message["data"])
+                    data = message.get("data") if message.get("type") == "message" else None
+                    if data == lua.SETUP_NOTICE:
+                        self._renew_now.set()  # count this replica's tickets again now
+                    elif data is not None:
+                        self._resolve(data)
                     if self._stopping():
                         return
             except (RedisError, OSError) as exc:
-                _log.warning("admission grant channel failed, polling until it is back: %s", exc)
+                # redis-py subscribes again on its next connection; polls cover the gap.
+                self._store.failed(exc)
             # listen() also ends when the subscription is gone; never spin on it.
-            await asyncio.sleep(self._poll_max)
+            if self._store.outage.down:
+                await asyncio.sleep(self._store.outage.backoff(POLL_MIN, LISTEN_RETRY_MAX))
+            else:
+                await asyncio.sleep(self._poll_max)
 
     async def _pump(self) -> None:
         """Poll for grants while this replica has waiters (timers, dead leases, lost pushes)."""
@@ -324,15 +348,18 @@ class RedisAdmission:
                 delay = POLL_MIN
                 continue
             await asyncio.sleep(delay)
-            ids = list(self._waiting)
-            if not ids:
+            if not self._waiting:
                 continue
+            queued = self._queued()
+            admitting = [ticket_id for ticket_id, w in self._waiting.items() if not w.queued]
             try:
-                result = await self._scripts["PUMP"](args=[*self._base, *ids])
+                result = await self._store.script("PUMP", len(queued) // 4, *queued, *admitting)
             except (RedisError, OSError) as exc:
-                _log.warning("admission poll failed: %s", exc)
-                delay = self._poll_max
+                self._store.failed(exc)
+                delay = self._store.outage.backoff(POLL_MIN, self._poll_max)
                 continue
+            if self._store.outage.down:
+                self._store.answered()
             for ticket_id in result[1:]:
                 self._resolve(ticket_id)
             delay = min(delay * 2, self._poll_max)
@@ -341,23 +368,76 @@ class RedisAdmission:
                 delay = min(delay, max(wake, POLL_MIN))
 
     async def _renew(self) -> None:
-        """Extend the leases of held slots and of queued tickets, three times per lease."""
+        """Extend the leases of held slots and queued tickets, three times per lease, and
+        at once when another replica set the state up again."""
         interval = self._settings.lease_seconds / 3
         while not self._stopping():
-            await asyncio.sleep(interval)
-            held = list(self._held.values())
-            waiting = list(self._waiting.items())
-            if not held and not waiting:
-                continue
-            args: list[Any] = [*self._base, len(held)]
-            for ticket in held:
-                args += [ticket.tenant.name, ticket.id]
-            for ticket_id, waiter in waiting:
-                args += [waiter.tenant.name, ticket_id]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._renew_now.wait()
+            self._renew_now.clear()
             try:
-                lost = await self._scripts["RENEW"](args=args)
+                await self._renew_once()
             except (RedisError, OSError) as exc:
-                _log.warning("admission lease renewal failed: %s", exc)
+                self._store.failed(exc)
                 continue
-            if lost:
-                _log.warning("%d admission leases expired before renewal", len(lost))
+            if self._store.outage.down:
+                self._store.answered()
+
+    def _queued(self) -> list[Any]:
+        """(tenant, id, input, output) of each waiter in the Redis queue, as script args."""
+        args: list[Any] = []
+        for ticket_id, waiter in self._waiting.items():
+            if waiter.queued:
+                args += [waiter.tenant.name, ticket_id, waiter.input_tokens, waiter.output_tokens]
+        return args
+
+    async def _recount(self) -> None:
+        """After SETUP, within the store's retry: renew now, without a second SETUP."""
+        await self._renew_once(restoring=True)
+
+    async def _renew_once(self, *, restoring: bool = False) -> None:
+        """Renew; what Redis lost of this replica's tickets is counted and queued again."""
+        held = list(self._held.values())
+        queued = self._queued()
+        if not held and not queued:
+            return
+        args: list[Any] = [len(held)]
+        for ticket in held:
+            args += [ticket.tenant.name, ticket.id]
+        args += queued
+        if restoring:
+            lost = await self._store.raw("RENEW", *args)
+        else:
+            lost = await self._store.script("RENEW", *args)
+        if not lost:
+            return
+        _log.warning(
+            "%d held admission slots were gone from Redis (lease expired, or state lost); "
+            "counted again",
+            len(lost),
+        )
+        tickets = {ticket.id: ticket for ticket in held}
+        for ticket_id in lost:
+            ticket = tickets[ticket_id]
+            if ticket.released:  # its RELEASE reached Redis first: it is no slot any more
+                await self._store.raw("RELEASE", ticket.tenant.name, ticket.id, 0, 0)
+
+
+def _setup_args(settings: AdmissionSettings, tenants: Iterable[Tenant]) -> list[Any]:
+    """SETUP's arguments after P and the lease: the tenants, then the window."""
+    args: list[Any] = []
+    for tenant in tenants:
+        maxc = tenant.settings.max_concurrent
+        weight = tenant.settings.weight
+        args += [tenant.name, -1 if maxc is None else maxc, repr(1.0 / weight), repr(weight)]
+        args += [-1 if limit is None else limit for limit in _limits(tenant)]
+    return [
+        *args,
+        settings.upstream_max_concurrent,
+        settings.window_min,
+        repr(settings.decrease_factor),
+        settings.increase_step,
+        int(settings.decrease_cooldown * 1000),
+        int(settings.active_seconds * 1000),
+    ]

@@ -16,15 +16,30 @@ Data model (P = key prefix, t = tenant name, times in ms from Redis' own clock):
 * ``P peak``    hash  tenant -> "n at": the most slots it held at once recently, and when
 * ``P vt``      hash  tenant -> virtual finish time; ``P vclock`` the system virtual time
 * ``P tb:t``    hash  ts l1 l2 l3: token-bucket levels at ts (expires once surely full)
-* channel ``P grants``: ids of tickets granted on behalf of a waiting replica
+* ``P gone``    zset  cancelled ticket -> expiry (a lease): never queued again (see below)
+* channel ``P grants``: ids of tickets granted on behalf of a waiting replica, and
+  ``SETUP_NOTICE`` when SETUP found no state (every replica then renews at once)
 
 Every script takes ARGV[1] = P and ARGV[2] = lease in ms. Keys are built inside the
 scripts (the tenant set is dynamic), which standalone Redis and a single-slot prefix allow.
+
+Redis may lose all of this (FLUSHDB, a restart without persistence, a failover to an empty
+replica). Every script but SETUP then fails with an error starting with ``MISSING``
+before it writes anything, and the backend runs SETUP again and retries: deciding with
+defaults instead would mean a window of one and no tenant limits at all. Each replica
+knows its own tickets, so RENEW counts again the held slots Redis lost, and RENEW and
+PUMP queue again the waiting tickets it lost (not those CANCEL removed, which it marks
+``gone`` for a lease: the replica's list of waiters may be one round trip late).
 """
 
 from __future__ import annotations
 
 __all__ = ["ADMIT", "CANCEL", "PUMP", "RELEASE", "RENEW", "SETUP", "SNAPSHOT", "STATUS"]
+
+# How the error of ``require_setup`` (in every script) starts: the configuration is gone.
+MISSING = "NOSETUP"
+# Published on the grants channel (ticket ids are hex) when SETUP created the state.
+SETUP_NOTICE = "*setup"
 
 _COMMON = r"""
 local P = ARGV[1]
@@ -32,6 +47,15 @@ local LEASE = tonumber(ARGV[2])
 local t0 = redis.call('TIME')
 local NOW = tonumber(t0[1]) * 1000 + math.floor(tonumber(t0[2]) / 1000)
 local cfgs = {}
+
+-- Called first by every script that needs the configuration (Lua writes are not rolled
+-- back on error): without it, fail so that the replica runs SETUP and retries.
+local function require_setup(t)
+  if redis.call('EXISTS', P .. 'win') == 0
+     or (t ~= nil and redis.call('EXISTS', P .. 'cfg:' .. t) == 0) then
+    error({err = 'NOSETUP admission state missing from Redis'})
+  end
+end
 
 local function cfg(t)
   local c = cfgs[t]
@@ -254,10 +278,27 @@ local function refund(t, d_in, d_out)
     save_bucket(t, lv)
   end
 end
+
+-- A ticket the calling replica still waits on, missing from Redis (the state was lost, or
+-- its queue lease ran out while Redis was unreachable): queue it again, last in line.
+-- Not if it was granted, is queued, or was cancelled. -> true if queued again.
+local function requeue(t, id, input, output)
+  local gone = tonumber(redis.call('ZSCORE', P .. 'gone', id))
+  if (gone and gone > NOW) or redis.call('ZSCORE', P .. 'slots', id)
+     or redis.call('ZSCORE', P .. 'q:' .. t, id) then
+    return false
+  end
+  redis.call('ZADD', P .. 'q:' .. t, redis.call('INCR', P .. 'seq'), id)
+  redis.call('ZADD', P .. 'ql:' .. t, NOW + LEASE, id)
+  redis.call('HSET', P .. 'need:' .. t, id, input .. ' ' .. output)
+  redis.call('SADD', P .. 'active', t)
+  return true
+end
 """
 
 # ARGV: P, lease, then per tenant: name maxc winv w l1 l2 l3;
-# then max min factor step cooldown act.
+# then max min factor step cooldown act.  -> 1 if there was no state (created), else 0.
+# Idempotent: the replicas that find the state gone at once may all run it.
 SETUP = r"""
 local P = ARGV[1]
 local n = (#ARGV - 8) / 7
@@ -272,6 +313,8 @@ redis.call('HSET', P .. 'win', 'max', max, 'min', ARGV[w + 1], 'factor', ARGV[w 
            'step', ARGV[w + 3], 'cooldown', ARGV[w + 4], 'act', ARGV[w + 5])
 local cur = tonumber(redis.call('HGET', P .. 'win', 'cur'))
 if cur == nil or cur > max then redis.call('HSET', P .. 'win', 'cur', max) end
+if cur ~= nil then return 0 end
+redis.call('PUBLISH', P .. 'grants', '*setup')
 return 1
 """
 
@@ -280,6 +323,7 @@ return 1
 ADMIT = (
     _COMMON
     + r"""
+require_setup(ARGV[3])
 local t, id = ARGV[3], ARGV[4]
 local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
 local w = token_wait(t, bucket(t), need)
@@ -304,6 +348,7 @@ return {0, '0', levels(t)}
 RELEASE = (
     _COMMON
     + r"""
+require_setup(nil)
 local t, id = ARGV[3], ARGV[4]
 local held = redis.call('ZREM', P .. 'slots', id)
 redis.call('ZREM', P .. 'slots:' .. t, id)
@@ -318,11 +363,15 @@ return held
 CANCEL = (
     _COMMON
     + r"""
+require_setup(nil)
 local t, id = ARGV[3], ARGV[4]
 local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
 local queued = redis.call('ZREM', P .. 'q:' .. t, id)
 redis.call('ZREM', P .. 'ql:' .. t, id)
 redis.call('HDEL', P .. 'need:' .. t, id)
+redis.call('ZREMRANGEBYSCORE', P .. 'gone', '-inf', NOW)
+redis.call('ZADD', P .. 'gone', NOW + LEASE, id)
+redis.call('PEXPIRE', P .. 'gone', LEASE)
 local granted = 0
 if queued == 0 and redis.call('ZSCORE', P .. 'slots', id) then
   granted = 1
@@ -338,39 +387,50 @@ return {granted, tostring(token_wait(t, bucket(t), need)), levels(t)}
 """
 )
 
-# ARGV: P, lease, then waiting ids of this replica.  -> {wake_ms, granted ids of those...}
+# ARGV: P, lease, n, then n (tenant, id, input, output) queued tickets of this replica,
+# then the ids of its tickets still being admitted.  -> {wake_ms, granted ids of those...}
 PUMP = (
     _COMMON
     + r"""
+require_setup(nil)
+local last = 3 + 4 * tonumber(ARGV[3])
+for i = 4, last, 4 do requeue(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
 local _, wake = dispatch(nil)
 local out = {tostring(wake)}
-for i = 3, #ARGV do
-  if redis.call('ZSCORE', P .. 'slots', ARGV[i]) then out[#out + 1] = ARGV[i] end
+local function report(id)
+  if redis.call('ZSCORE', P .. 'slots', id) then out[#out + 1] = id end
 end
+for i = 4, last, 4 do report(ARGV[i + 1]) end
+for i = last + 1, #ARGV do report(ARGV[i]) end
 return out
 """
 )
 
-# ARGV: P, lease, n_held, then (tenant, id) held pairs, then (tenant, id) waiting pairs.
-# -> ids whose slot lease was already gone (their capacity may have been reissued).
+# ARGV: P, lease, n, then n (tenant, id) held pairs, then (tenant, id, input, output)
+# queued tickets, all of this replica.
+# -> ids of held slots that were gone (lease expired, or the state lost), now counted again.
 RENEW = (
     _COMMON
     + r"""
-local n = tonumber(ARGV[3])
+require_setup(nil)
+local last = 3 + 2 * tonumber(ARGV[3])
 local lost = {}
 local exp = NOW + LEASE
-for i = 4, #ARGV, 2 do
+for i = 4, last, 2 do
   local t, id = ARGV[i], ARGV[i + 1]
-  if i < 4 + 2 * n then
-    if redis.call('ZADD', P .. 'slots', 'XX', 'CH', exp, id) == 0
-       and not redis.call('ZSCORE', P .. 'slots', id) then
-      lost[#lost + 1] = id
-    end
-    redis.call('ZADD', P .. 'slots:' .. t, 'XX', exp, id)
+  if redis.call('ZADD', P .. 'slots', exp, id) == 1 then lost[#lost + 1] = id end
+  redis.call('ZADD', P .. 'slots:' .. t, exp, id)
+end
+local requeued = false
+for i = last + 1, #ARGV, 4 do
+  local t, id = ARGV[i], ARGV[i + 1]
+  if requeue(t, id, ARGV[i + 2], ARGV[i + 3]) then
+    requeued = true
   else
     redis.call('ZADD', P .. 'ql:' .. t, 'XX', exp, id)
   end
 end
+if requeued then dispatch(nil) end
 return lost
 """
 )
@@ -379,6 +439,7 @@ return lost
 STATUS = (
     _COMMON
     + r"""
+require_setup(nil)
 local status = tonumber(ARGV[3])
 local k = P .. 'win'
 local v = redis.call('HMGET', k, 'cur', 'max', 'min', 'succ', 'dec_at', 'factor', 'step',
@@ -409,6 +470,7 @@ return cur
 SNAPSHOT = (
     _COMMON
     + r"""
+require_setup(nil)
 local v = redis.call('HMGET', P .. 'win', 'cur', 'max')
 local out = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, live(P .. 'slots')}
 for i = 3, #ARGV do

@@ -7,6 +7,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from claude_proxy.admission.base import NO_OBSERVER, Admission, AdmissionObserver
+from claude_proxy.admission.fallback import FailOpenAdmission
+from claude_proxy.admission.memory import MemoryAdmission
 from claude_proxy.state.backends import load_backend
 from claude_proxy.tenancy import AdmissionSettings, Tenant
 
@@ -28,8 +30,15 @@ async def open_admission(
 ) -> Admission:
     """The backend for ``settings.state``, started (connected, configured); close it later.
 
-    ``observer`` hears what this process's requests wait for and hold.
+    ``observer`` hears what this process's requests wait for and hold. With
+    ``on_state_failure: open`` a shared backend is wrapped so that it falls back to this
+    process's own limits while its store is down.
     """
+    tenants = list(tenants)
     scheme = urlsplit(settings.state).scheme
     backend = load_backend(BACKENDS, scheme)
-    return cast(Admission, await backend.open(settings, list(tenants), observer))
+    shared = cast(Admission, await backend.open(settings, tenants, observer))
+    if settings.on_state_failure == "closed" or isinstance(shared, MemoryAdmission):
+        return shared
+    local = await MemoryAdmission.open(settings, tenants, observer)
+    return FailOpenAdmission(shared, local, observer)

@@ -117,6 +117,13 @@ class Families:
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r
         )
+        self.admitted_without_shared_state = Counter(
+            "api_admission_without_shared_state",
+            "Requests admitted on this process's own limits while Redis was unreachable "
+            "(admission.on_state_failure: open).",
+            ("tenant",),
+            registry=r,
+        )
         # No stream label: a call is counted as it arrives, before its body says
         # whether it streams (api_open_streams counts the streams).
         self.in_flight = Gauge(

@@ -245,6 +245,10 @@ class Metrics:
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()
 
+    def admitted_without_shared_state(self, tenant: str | None) -> None:
+        """A request admitted on local limits while the shared state was unreachable."""
+        self.families.admitted_without_shared_state.labels(self._tenant(tenant)).inc()
+
     def set_breaker(self, deployment: str, state: int | str) -> None:
         """``state``: 0/1/2 or a ``BreakerState`` value (``"closed"``, ``"half_open"``, ...)."""
         value = state if isinstance(state, int) else BREAKER_STATES[state]

@@ -72,6 +72,9 @@ class NullMetrics(Metrics):
     def session_cache_hit(self) -> None:
         pass
 
+    def admitted_without_shared_state(self, tenant: str | None) -> None:
+        pass
+
     def set_breaker(self, deployment: str, state: int | str) -> None:
         pass
 

@@ -158,6 +158,9 @@ class UpstreamCalls:
                 await self._admission.on_upstream_status(529 if log.overloaded else 200)
             except StateUnavailable as exc:
                 _log.warning("admission settle failed for %s: %s", call.request_id, exc)
+            except Exception:
+                # Shielded: if the caller has gone, nobody would ever read this exception.
+                _log.exception("admission settle failed for %s", call.request_id)
 
         await asyncio.shield(settle())
 

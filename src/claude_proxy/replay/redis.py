@@ -18,6 +18,11 @@ reader needs no ordering with the writer: it asks for ids after the last one it 
 the explicit ids make the backlog (XRANGE) and the live tail (XREAD BLOCK) join without a
 gap or a duplicate. A live reader that hears nothing for ``block_seconds`` checks the
 writer key: once it is gone without a finish marker, the stream is lost.
+
+Replay fails open: while Redis is down, or after it lost a stream's keys, the stream goes
+on for its live client without being resumable (``append`` raises, the generation stops
+writing; a resume is answered 404). The background writes log one line when Redis starts
+failing and one when it answers again, not one per attempt.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from redis import asyncio as aioredis
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
 from claude_proxy.state import StateUnavailable
+from claude_proxy.state.outage import Outage
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
 from claude_proxy.state.tasks import cancel_requested, stop_tasks
 
@@ -45,6 +51,9 @@ _T = TypeVar("_T")
 BATCH = 512  # entries per XRANGE/XREAD reply
 MAX_PENDING = 4096  # buffered appends per stream before append waits for Redis
 DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
+# finish() waits this long for the finish marker to reach Redis, then lets the flusher
+# go on alone: the end of a client's stream must not wait on a stalled Redis.
+FINISH_SECONDS = 0.25
 STOP_SECONDS = 1.0  # then waits this long for its tasks to stop, and gives up
 
 
@@ -91,6 +100,7 @@ class RedisReplayLog:
         self._flusher: asyncio.Task[None] | None = None
         self._round = asyncio.Event()
         self._closing = False
+        self._outage = Outage(_log, "the replay log's Redis")
 
     @classmethod
     async def open(cls, url: str, settings: ReplaySettings) -> Self:
@@ -149,7 +159,7 @@ class RedisReplayLog:
         writer.pending.append((f"0-{writer.seq}", b""))  # the finish marker
         self._dirty[stream_id] = writer
         try:
-            await self._flushed(writer)
+            await self._flushed(writer, within=FINISH_SECONDS)
         finally:
             self._writers.pop(stream_id, None)
 
@@ -260,13 +270,15 @@ class RedisReplayLog:
                     with translate_redis_errors("appending to replay streams"):
                         await pipe.execute()
                 except StateUnavailable as exc:
-                    _log.warning("replay stream writes failed: %s", exc.__cause__)
+                    self._outage.failed(exc)
                     for writer in dirty.values():
                         writer.error = exc
                 except asyncio.CancelledError:  # by close(): these writes may not have landed
                     for writer in dirty.values():
                         writer.error = StateUnavailable("replay stream writes were interrupted")
                     raise
+                else:
+                    self._outage.ok()
                 for writer in dirty.values():
                     writer.flushed = max(writer.flushed, writer.seq - len(writer.pending))
                 self._round.set()
@@ -295,14 +307,25 @@ class RedisReplayLog:
             if not writer.finishing:
                 pipe.pexpire(keys.writer, self._lease_ms)
 
-    async def _flushed(self, writer: _Writer) -> None:
-        """Wait until every append so far is in Redis; raise if writing failed."""
+    async def _flushed(self, writer: _Writer, within: float | None = None) -> None:
+        """Wait until every append so far is in Redis (or ``within`` seconds have passed:
+        the writes go on); raise if writing failed."""
         target = writer.seq
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
         while writer.flushed < target and writer.error is None:
             round_done = self._round
             if self._flusher is None and writer.pending:
                 self._start_flusher()
-            await round_done.wait()
+            if deadline is None:
+                await round_done.wait()
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await round_done.wait()
         if writer.error is not None:
             raise writer.error
 
@@ -321,7 +344,9 @@ class RedisReplayLog:
                 with translate_redis_errors("renewing replay writer leases"):
                     await pipe.execute()
             except StateUnavailable as exc:
-                _log.warning("replay writer heartbeat failed: %s", exc.__cause__)
+                self._outage.failed(exc)
+            else:
+                self._outage.ok()
 
     async def _attach(self, keys: _Keys, token: str) -> bool:
         pipe = self._redis.pipeline(transaction=False)

@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from claude_proxy.state.errors import StateUnavailable
@@ -35,6 +38,11 @@ def open_redis(
     Replies are decoded as UTF-8 strings. A burst of commands beyond ``max_connections``
     waits for a free connection (up to ``socket_timeout``) instead of failing at once,
     as the default pool would.
+
+    A command that fails on a broken connection is sent once more on a new one: after
+    Redis restarts, every pooled connection is to the old process, and without this the
+    first command on each would fail although Redis is back. Only connection errors are
+    retried, not timeouts: a host that does not answer must not cost twice the timeout.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
@@ -44,6 +52,7 @@ def open_redis(
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
@@ -54,7 +63,9 @@ def translate_redis_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        raise StateUnavailable(f"shared state unavailable while {action}") from exc
+        raise StateUnavailable(
+            f"The gateway's shared state is unavailable while {action}; retry shortly."
+        ) from exc
 
 
 async def close_within(

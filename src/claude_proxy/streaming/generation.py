@@ -27,7 +27,7 @@ from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.relay import error_event
 from claude_proxy.streaming.sse import Event
 
-__all__ = ["AnswerSource", "ClientGone", "EventFilter", "Generation", "Sink"]
+__all__ = ["AnswerSource", "ClientGone", "EventFilter", "Generation", "Sink", "log_failure"]
 
 _log = logging.getLogger("claude_proxy.streams")
 _ENDS = frozenset({"message_stop", "error"})
@@ -131,6 +131,7 @@ class Generation:
             self._task.cancel()
         else:
             self._watcher = asyncio.create_task(self._watch(self._replay, self._task))
+            self._watcher.add_done_callback(log_failure)
 
     async def _run(self) -> None:
         self._metrics.stream_opened()
@@ -217,7 +218,8 @@ class Generation:
                 except (StateUnavailable, StreamNotFound) as exc:
                     # Availability over resumability: the live client still gets every
                     # event, whether the store failed or evicted this stream's log.
-                    _log.warning("replay log failed; %s is not resumable: %s", self.stream_id, exc)
+                    # The backend logs an outage once; a line per stream would drown it.
+                    _log.debug("replay log failed; %s is not resumable: %s", self.stream_id, exc)
                     self._replay = None
             self._seq = seq
             numbered.append((seq, event.raw))
@@ -231,6 +233,13 @@ class Generation:
         if abandoned and not task.done():
             _log.info("stream %s abandoned: cancelling its upstream call", self.stream_id)
             task.cancel()
+
+
+def log_failure(task: asyncio.Task[None]) -> None:
+    """A background task's exception, logged: nobody awaits it, and asyncio would only say
+    "Task exception was never retrieved" when it is collected, if ever."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        _log.error("%s failed", task.get_name(), exc_info=exc)
 
 
 def _failed_event() -> Event:

@@ -17,7 +17,13 @@ from claude_proxy.config import StreamSettings
 from claude_proxy.observability import Metrics
 from claude_proxy.replay import ReplayLog, ReplaySettings, new_stream_id, open_replay_log
 from claude_proxy.state import StateUnavailable
-from claude_proxy.streaming.generation import AnswerSource, EventFilter, Generation, Sink
+from claude_proxy.streaming.generation import (
+    AnswerSource,
+    EventFilter,
+    Generation,
+    Sink,
+    log_failure,
+)
 from claude_proxy.tenancy import Tenant
 
 __all__ = ["Streams", "stream_owner"]
@@ -70,7 +76,8 @@ class Streams:
             await self.replay.create(stream_id, owner)
         except StateUnavailable as exc:
             # Availability over resumability: the stream still flows, without an id.
-            _log.warning("replay log unavailable; stream not resumable: %s", exc)
+            # The backend logs the outage once; this would be a line per stream.
+            _log.debug("replay log unavailable; stream not resumable: %s", exc)
             return None
         return stream_id
 
@@ -101,6 +108,7 @@ class Streams:
         task = generation.start()
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(log_failure)
 
     async def serve(self, generation: Generation) -> None:
         """Start ``generation``; return once its client has all of it, or has gone."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -83,7 +83,8 @@ TenantList = Annotated[list[TenantSettings], AfterValidator(check_tenants)]
 
 
 class AdmissionTuning(_Section):
-    """How admission behaves: leases, the AIMD window and the Redis key prefix.
+    """How admission behaves: leases, the AIMD window, the Redis key prefix, and what to do
+    when Redis is down.
 
     The ``admission:`` section of the configuration; the window's ceiling and the
     state URL are top-level settings (``upstream_max_concurrent``, ``state``).
@@ -107,6 +108,12 @@ class AdmissionTuning(_Section):
     # least one), so a flood by others cannot take every slot it frees. 0 turns spare
     # slots off (purely work-conserving fair queueing).
     active_seconds: float = Field(default=2.0, ge=0)
+    # While the shared state (Redis) cannot be reached: "closed" refuses requests (503
+    # api_error with retry-after; /readyz unready), so no replica can spend more than
+    # the shared limits allow; "open" admits on each replica's own windows and limits
+    # (so N replicas may allow N times the limits) and returns to the shared ones when
+    # Redis answers again. Memory state never fails.
+    on_state_failure: Literal["closed", "open"] = "closed"
 
 
 class AdmissionSettings(AdmissionTuning):
