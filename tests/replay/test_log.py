@@ -168,3 +168,15 @@ async def test_a_finished_stream_is_not_abandoned(make_log: MakeLog) -> None:
     await asyncio.sleep(0.02)
     await log.finish(stream_id)
     assert not await asyncio.wait_for(watch, 2)
+
+
+async def test_a_finished_stream_knows_its_last_event(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = await _stream(log, events=5)
+    assert await log.final_seq(stream_id) is None  # still being written: no end yet
+    await log.finish(stream_id)
+    assert await log.final_seq(stream_id) == 5
+    empty = await _stream(log)
+    await log.finish(empty)
+    assert await log.final_seq(empty) == 0
+    assert await log.final_seq(new_stream_id()) is None

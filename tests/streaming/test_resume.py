@@ -248,3 +248,27 @@ async def test_a_log_evicted_under_memory_pressure_costs_the_resume_never_the_an
         ) as r:
             gone += r.status == 404
     assert gone >= 1  # the budget really was too small for all three
+
+
+async def test_a_last_event_id_past_the_end_is_a_clear_400(
+    gateway: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    # It used to be an empty 200: a stream that ends without a word.
+    async with http.post(
+        f"{gateway.url}/v1/messages", json=message_body(stream=True), headers=HEADERS
+    ) as r:
+        events = events_with_ids(await r.read())
+        stream_id = r.headers["x-proxy-stream-id"]
+    last = len(events)
+    for after, status in ((last - 1, 200), (last, 200), (last + 1, 400), (last + 500, 400)):
+        async with http.get(
+            f"{gateway.url}/v1/streams/{stream_id}",
+            headers={**API_HEADERS, "last-event-id": f"{stream_id}:{after}"},
+        ) as r:
+            assert r.status == status, after
+            if status == 400:
+                error = (await r.json())["error"]
+                assert error["type"] == "invalid_request_error"
+                assert f"{stream_id}:{last}" in error["message"]
+            else:
+                assert len(events_with_ids(await r.read())) == last - after

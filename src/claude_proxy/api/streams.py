@@ -67,6 +67,13 @@ async def _replay(request: web.Request, run: Run) -> web.StreamResponse:
         raise InvalidRequest(f"last-event-id: {exc}") from None
     owner = stream_owner(tenant, request.headers, services.tenants.is_open)
     await require_owner(replay, stream_id, owner)
+    # A live stream's log may lag its client by a flush: only a finished one has an end.
+    final = await replay.final_seq(stream_id)
+    if final is not None and after > final:
+        raise InvalidRequest(
+            f"last-event-id: {stream_id}:{after} is past the end of the stream "
+            f"(its last event is {stream_id}:{final})."
+        )
     services.metrics.resume()
     response = web.StreamResponse(
         status=200,

@@ -99,6 +99,10 @@ class ReplayLog(Protocol):
     async def owner(self, stream_id: str) -> str | None:
         """The tenant that created the stream, or None if it is unknown or expired."""
 
+    async def final_seq(self, stream_id: str) -> int | None:
+        """The sequence number of a finished stream's last event (0: it had none); None
+        while it is still being written, or when it is unknown."""
+
     def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         """``(seq, data)`` for every event after ``after``, then live ones until finish.
 

@@ -99,6 +99,10 @@ class MemoryReplayLog:
         self._finished[stream_id] = None
         stream.notify()
 
+    async def final_seq(self, stream_id: str) -> int | None:
+        stream = self._live(stream_id)
+        return len(stream.events) if stream is not None and stream.finished else None
+
     async def owner(self, stream_id: str) -> str | None:
         stream = self._live(stream_id)
         return None if stream is None else stream.tenant

@@ -168,6 +168,19 @@ class RedisReplayLog:
             tenant = await self._redis.hget(self._keys(stream_id).meta, "tenant")
         return None if tenant is None else str(tenant)
 
+    async def final_seq(self, stream_id: str) -> int | None:
+        events = self._keys(stream_id).events
+        reply: Any = await _call(
+            "reading a replay stream's end",
+            lambda: self._redis.xrevrange(events, "+", "-", count=1),
+        )
+        if not reply:
+            return None
+        entry_id, fields = reply[0]
+        if fields.get("d") is not None:
+            return None  # no finish marker yet: still being written
+        return int(entry_id[2:]) - 1
+
     async def read(self, stream_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         keys = self._keys(stream_id)
         token = secrets.token_hex(8)
