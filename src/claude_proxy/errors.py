@@ -17,6 +17,7 @@ Exception tree::
     ├── UnsupportedMediaType     415 invalid_request_error
     ├── RateLimited              429 rate_limit_error
     ├── UpstreamUnavailable      502 api_error (upstream unreachable / broken)
+    │   └── UpstreamUnreachable  502 api_error (could not connect: nothing was sent)
     ├── UpstreamTimeout          504 timeout_error
     └── Overloaded               529 overloaded_error
 """
@@ -42,6 +43,7 @@ __all__ = [
     "UnsupportedMediaType",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "UpstreamUnreachable",
     "error_body",
     "new_request_id",
 ]
@@ -142,6 +144,11 @@ class RateLimited(GatewayError):
 class UpstreamUnavailable(GatewayError):
     status = 502
     error_type = "api_error"
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """The connection could not be made, so the request never left: any method may be
+    tried again, a POST that creates something included."""
 
 
 class UpstreamTimeout(GatewayError):

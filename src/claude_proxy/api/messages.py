@@ -1,4 +1,4 @@
-"""The Messages API routes: /v1/messages (JSON and SSE), count_tokens, and the model reads.
+"""The Messages API routes: /v1/messages (JSON and SSE) and count_tokens.
 
 Each handler is one line: its route through the pipeline (``serve``), then its answer
 from the upstream-call service. The stages (record, loopback, authenticate, body,
@@ -19,7 +19,7 @@ from claude_proxy.services import SERVICES, Services
 from claude_proxy.streaming.streams import stream_owner
 from claude_proxy.upstream.forwarder import UpstreamReply
 
-__all__ = ["count_tokens", "create_message", "get_model", "list_models"]
+__all__ = ["count_tokens", "create_message"]
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -29,14 +29,6 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Token counting is free upstream: authenticated, but not admitted against limits."""
     return await serve(request, Route.COUNT_TOKENS, _answer_whole)
-
-
-async def list_models(request: web.Request) -> web.StreamResponse:
-    return await serve(request, Route.RELAY, _answer_whole)
-
-
-async def get_model(request: web.Request) -> web.StreamResponse:
-    return await serve(request, Route.RELAY, _answer_whole)
 
 
 async def _answer_message(request: web.Request, run: Run) -> web.StreamResponse:

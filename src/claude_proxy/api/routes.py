@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from claude_proxy.api import health, messages, streams, websocket
+from claude_proxy.api import health, messages, relay, streams, websocket
 from claude_proxy.api.observability import add_observability_routes
 
 __all__ = ["add_routes"]
@@ -13,10 +13,10 @@ __all__ = ["add_routes"]
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages", messages.create_message)
     app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
-    app.router.add_get("/v1/models", messages.list_models)
-    app.router.add_get("/v1/models/{model_id}", messages.get_model)
     app.router.add_get("/v1/streams/{stream_id}", streams.resume_stream)
     app.router.add_get("/v1/ws", websocket.websocket_endpoint)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     add_observability_routes(app)
+    # Last: every other /v1 route (models, batches, files, ...) goes to the API as it is.
+    app.router.add_route("*", "/v1/{tail:.*}", relay.relay_call)

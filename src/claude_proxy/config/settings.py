@@ -236,6 +236,9 @@ class Settings(_Section):
     clients: ClientSettings = ClientSettings()
     # The API's own limit is 32 MB; larger bodies are refused before they are read.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    # Relayed routes (files, message batches, any /v1 route the gateway does not parse)
+    # stream their bodies through, never holding them: the Files API takes 500 MB files.
+    max_relay_body_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     # Pooled connections towards the upstream (0 = unbounded).
     upstream_pool_size: int = Field(default=0, ge=0)
     # Without tenants the gateway has no way to authenticate callers, so by default

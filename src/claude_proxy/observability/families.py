@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["REQUEST_LABELS", "Families"]
 
-REQUEST_LABELS = ("tenant", "model", "stream", "status_class", "error_type")
+REQUEST_LABELS = ("tenant", "model", "route", "stream", "status_class", "error_type")
 
 # Requests to a model run for seconds to minutes; the gateway's own work for microseconds.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)

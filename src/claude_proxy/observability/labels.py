@@ -19,6 +19,7 @@ __all__ = [
     "REASON_NAME",
     "BoundedLabels",
     "ModelLabels",
+    "RouteLabels",
     "TenantLabels",
     "error_label",
     "status_class",
@@ -166,6 +167,55 @@ class ModelLabels:
         if len(name) > MAX_MODEL_LABEL or not _MODEL_SHAPE.fullmatch(name):
             return OTHER
         return name
+
+
+_WORD = re.compile(r"[a-z_]{1,32}|v[0-9]{1,2}")  # words and versions (v1) stay
+MAX_ROUTE_SEGMENTS = 6
+# The gateway's own routes, labelled from the start.
+GATEWAY_ROUTES = (
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/models",
+    "/v1/models/{id}",
+    "/v1/streams/{id}",
+)
+
+
+class RouteLabels:
+    """Request paths as a bounded set of route labels, never raw paths.
+
+    The query goes, and every segment that is not a plain lower-case word becomes
+    ``{id}``: ``/v1/files/file_011CNha8/content`` is ``/v1/files/{id}/content``. A
+    template becomes a label of its own once the upstream has answered it below 400,
+    at most ``limit`` of them, so requests for made-up paths cannot add series; until
+    then, and beyond the limit, it is ``"other"``.
+    """
+
+    __slots__ = ("_confirmed", "_limit")
+
+    def __init__(self, *, limit: int = 32) -> None:
+        self._limit = limit
+        self._confirmed: set[str] = set(GATEWAY_ROUTES)
+
+    def __call__(self, path: str, *, confirmed: bool = False) -> str:
+        template = route_template(path)
+        if template in self._confirmed:
+            return template
+        if confirmed and template != OTHER and len(self._confirmed) < self._limit:
+            self._confirmed.add(template)
+            return template
+        return OTHER
+
+
+def route_template(path: str) -> str:
+    """``path`` (with or without its query) with ids templated; ``"other"`` if too long."""
+    path = path.partition("?")[0]
+    if path in GATEWAY_ROUTES:
+        return path
+    segments = path.strip("/").split("/")
+    if len(segments) > MAX_ROUTE_SEGMENTS:
+        return OTHER
+    return "/" + "/".join(s if _WORD.fullmatch(s) else "{id}" for s in segments)
 
 
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

@@ -29,6 +29,7 @@ from claude_proxy.observability.labels import (
     REASON_NAME,
     BoundedLabels,
     ModelLabels,
+    RouteLabels,
     TenantLabels,
     error_label,
     status_class,
@@ -81,6 +82,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._tenant = TenantLabels(tenants)
         self._model = ModelLabels(models)
+        self._route = RouteLabels()
         self._deployment = BoundedLabels(CONFIG_NAME)
         self._outcome = BoundedLabels()
         self._entity = BoundedLabels()
@@ -120,8 +122,11 @@ class Metrics:
         overhead: float | None = None,
         ttft: float | None = None,
         usage: UsageLike | None = None,
+        path: str = "/v1/messages",
     ) -> None:
         """Record one finished request (durations in seconds).
+
+        ``path``: the request's path, labelled as its route (ids templated).
 
         ``status``: the status sent (499 for a client that went away, with
         ``error_type="client_disconnect"``). ``error_type``: the Anthropic
@@ -132,8 +137,10 @@ class Metrics:
         self._in_flight.dec()
         tenant_l = self._tenant(tenant)
         model_l = self._model(model, confirmed=200 <= status < 300)
+        route_l = self._route(path, confirmed=200 <= status < 400)
         error_l = error_label(error_type, status)
-        key = (tenant_l, model_l, "yes" if stream else "no", status_class(status), error_l)
+        stream_l = "yes" if stream else "no"
+        key = (tenant_l, model_l, route_l, stream_l, status_class(status), error_l)
         children = self._request_children.get(key)
         if children is None:
             errors = None if error_l == "none" else self.families.errors.labels(*key)

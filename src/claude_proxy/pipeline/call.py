@@ -41,7 +41,9 @@ class Route(enum.Enum):
 
     MESSAGES = "messages"  # POST /v1/messages: JSON, SSE, and requests on /v1/ws
     COUNT_TOKENS = "count_tokens"  # POST /v1/messages/count_tokens
-    RELAY = "relay"  # reads relayed as they are: GET /v1/models[/{id}]
+    # Every other /v1 route (models, batches, files, what the API adds later), relayed
+    # as it is: not parsed, not admitted, streamed both ways.
+    RELAY = "relay"
     RESUME = "resume"  # GET /v1/streams/{id}
     WEBSOCKET = "websocket"  # the upgrade of /v1/ws (its requests are MESSAGES calls)
 
@@ -88,6 +90,8 @@ class Call:
     usage: dict[str, Any] | None = None  # the answer's usage, once known
     overhead: float | None = None  # the gateway's own seconds, once the answer is sent
     generation: Generation | None = None  # a stream's: time to first token, how it ended
+    # The error type of an answer that failed after its status was sent (a relayed body).
+    answer_error: str | None = None
     state: dict[CallKey[Any], Any] = field(default_factory=dict)
     read_body: BodyReader | None = None
     _raw: bytes | None = None

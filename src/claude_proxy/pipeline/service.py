@@ -12,7 +12,8 @@ calls, summaries) all call through it, so none bypasses a tenant's window:
 
 ``send`` returns a whole answer (an ``UpstreamReply``); ``open_stream`` an open
 ``LiveAnswer`` whose ``events()`` the caller relays (or the error reply); ``message``
-a parsed Message for sub-calls, through either.
+a parsed Message for sub-calls, through either; ``relay`` a relayed route's answer
+with its body unread (files, batches: not admitted, not parsed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
 import orjson
@@ -35,7 +36,12 @@ from claude_proxy.streaming.accumulate import Accumulator
 from claude_proxy.streaming.relay import Relay
 from claude_proxy.streaming.sse import Event
 from claude_proxy.tokens import TokenCounter, estimate_input_tokens
-from claude_proxy.upstream.forwarder import AttemptLog, Forwarder, OpenStream, UpstreamReply
+from claude_proxy.upstream.forwarder import (
+    AttemptLog,
+    Forwarder,
+    OpenStream,
+    UpstreamReply,
+)
 
 __all__ = ["LiveAnswer", "UpstreamCalls"]
 
@@ -90,6 +96,17 @@ class UpstreamCalls:
             await self._settle(ticket, call, log)
             return opened
         return LiveAnswer(self, call, ticket, log, opened)
+
+    async def relay(
+        self, call: Call, body: bytes | AsyncIterable[bytes] | None
+    ) -> OpenStream | UpstreamReply:
+        """A relayed route: its answer open (below 400: the caller streams the body and
+        releases it) or an error read whole. ``body`` as bytes may be sent again; as an
+        iterable it streams through once."""
+        log = call.attempts = self._forwarder.start_relayed(
+            call.upstream_request(), replayable=not isinstance(body, AsyncIterable)
+        )
+        return await self._forwarder.open_relayed(log, body)
 
     async def message(self, call: Call) -> dict[str, Any]:
         """A sub-call's answer as a parsed Message; an error answer raises ``GatewayError``."""

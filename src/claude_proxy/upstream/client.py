@@ -8,13 +8,18 @@ gateway imports neither aiohttp's types nor its error hierarchy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
 from claude_proxy.config import TimeoutSettings, UpstreamSettings
-from claude_proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from claude_proxy.errors import (
+    GatewayError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
 
 __all__ = ["UpstreamClient", "UpstreamResponse", "translate_client_error"]
 
@@ -81,6 +86,10 @@ class _Chunks:
             raise translate_client_error(exc, self._upstream) from None
 
 
+# A relayed body goes back encoded as the upstream sent it: only what the client accepts.
+_NO_ACCEPT_ENCODING = ("Accept-Encoding",)
+
+
 class UpstreamClient:
     """Sends requests to one deployment over a shared keep-alive connection pool."""
 
@@ -102,12 +111,29 @@ class UpstreamClient:
         )
 
     async def send(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes] | None = None,
+        *,
+        decompress: bool = True,
     ) -> UpstreamResponse:
-        """Send a request; the caller must ``release()`` or ``close()`` the response."""
+        """Send a request; the caller must ``release()`` or ``close()`` the response.
+
+        ``decompress=False`` relays the body as encoded: no Accept-Encoding of the
+        gateway's own (only the client's), and no decoding (its Content-Length holds).
+        A body given as an iterable is streamed as it comes.
+        """
         try:
             response = await self._session.request(
-                method, self.base_url + path, headers=headers, data=body, allow_redirects=False
+                method,
+                self.base_url + path,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                auto_decompress=decompress,
+                skip_auto_headers=None if decompress else _NO_ACCEPT_ENCODING,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self.name) from None
@@ -122,7 +148,7 @@ def translate_client_error(exc: BaseException, upstream_name: str) -> GatewayErr
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout(f"upstream {upstream_name!r} did not answer in time")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(f"could not connect to upstream {upstream_name!r}")
+        return UpstreamUnreachable(f"could not connect to upstream {upstream_name!r}")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         return UpstreamUnavailable(f"upstream {upstream_name!r} closed the connection")
     if isinstance(exc, aiohttp.ClientPayloadError):

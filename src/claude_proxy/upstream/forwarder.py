@@ -17,13 +17,19 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 
 from multidict import CIMultiDict, MultiMapping
 
 from claude_proxy.config import Settings
-from claude_proxy.errors import GatewayError, Overloaded, RateLimited, UpstreamTimeout
+from claude_proxy.errors import (
+    GatewayError,
+    Overloaded,
+    RateLimited,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from claude_proxy.observability import Metrics
 from claude_proxy.upstream.budget import RetryBudget
 from claude_proxy.upstream.client import UpstreamResponse
@@ -59,7 +65,8 @@ class UpstreamReply:
 
 @dataclass(slots=True)
 class OpenStream:
-    """A 200 event-stream response whose body has not been read yet."""
+    """A response whose body has not been read yet: a 200 event stream, or a relayed
+    route's answer below 400."""
 
     deployment: Deployment
     response: UpstreamResponse
@@ -73,7 +80,10 @@ class AttemptLog:
     request: UpstreamRequest
     allowed: int
     deadline_at: float
-    timeout: float  # seconds one attempt may wait for its response
+    timeout: float | None  # seconds one attempt may wait for its response (None: no limit)
+    # False: a failure is retried only where the API says nothing was processed (a POST
+    # that creates a batch or a file must not run twice).
+    idempotent: bool = True
     count: int = 0
     retries: int = 0
     heals: int = 0
@@ -132,6 +142,18 @@ class Forwarder:
         deadline = self._clock() + self.settings.deadline
         return AttemptLog(request, allowed, deadline, self.attempt_timeout(stream, max_tokens))
 
+    def start_relayed(self, request: UpstreamRequest, *, replayable: bool) -> AttemptLog:
+        """Begin a relayed route's attempts. A GET or HEAD is retried like any call; another
+        method only after a failure the API says it did not process; a body that is
+        streamed through (not ``replayable``) only once. Sending a streamed body may take
+        as long as the client takes to send it, so its attempt has no overall limit (the
+        client's body deadlines and the upstream read timeout bound it)."""
+        log = self.start(request)
+        log.idempotent = request.method in _IDEMPOTENT
+        if not replayable:
+            log.allowed, log.timeout = 1, None
+        return log
+
     def attempt_timeout(self, stream: bool, max_tokens: int | None) -> float:
         """How long one attempt waits for its response: a stream for its headers, a whole
         answer for as long as its max_tokens may take, within ``attempt_timeout``."""
@@ -159,6 +181,19 @@ class Forwarder:
             if not await self._may_retry_after(log, outcome):
                 return _give_up(outcome)
 
+    async def open_relayed(
+        self, log: AttemptLog, body: bytes | AsyncIterable[bytes] | None
+    ) -> OpenStream | UpstreamReply:
+        """A relayed route's answer: open, its body unread, below 400; an error read whole.
+
+        The body goes up and comes down as encoded, with its own length."""
+        while True:
+            outcome = await self._attempt(log, body, stream=True, relay=True)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            if not await self._may_retry_after(log, outcome):
+                return _give_up(outcome)
+
     def stream_broke(self, deployment: Deployment, reason: str) -> None:
         """An open stream failed: that counts against its deployment."""
         deployment.breaker.on_failure()
@@ -172,6 +207,8 @@ class Forwarder:
         log.last_failed = failure.deployment.name
         if log.count >= log.allowed:
             return self._stop(log, "attempts exhausted")
+        if not log.idempotent and not _not_processed(failure.error):
+            return self._stop(log, "not idempotent")
         if failure.cooled:
             delay = 0.0  # choosing the next deployment waits for the cooldown if need be
         elif failure.advised_delay is not None:
@@ -206,7 +243,12 @@ class Forwarder:
         return False
 
     async def _attempt(
-        self, log: AttemptLog, body: bytes | None, *, stream: bool
+        self,
+        log: AttemptLog,
+        body: bytes | AsyncIterable[bytes] | None,
+        *,
+        stream: bool,
+        relay: bool = False,
     ) -> UpstreamReply | OpenStream | _Failure:
         deployment = await self._choose(log)
         log.count += 1
@@ -214,7 +256,7 @@ class Forwarder:
         deployment.breaker.on_attempt()
         started = self._clock()
         try:
-            result = await self._send(deployment, log.request, body, stream, log.timeout)
+            result = await self._send(deployment, log.request, body, stream, log.timeout, relay)
         except asyncio.CancelledError:
             deployment.breaker.on_abandoned()
             raise
@@ -230,25 +272,31 @@ class Forwarder:
         self,
         deployment: Deployment,
         request: UpstreamRequest,
-        body: bytes | None,
+        body: bytes | AsyncIterable[bytes] | None,
         stream: bool,
-        seconds: float,
+        seconds: float | None,
+        relay: bool,
     ) -> UpstreamReply | OpenStream | GatewayError:
-        headers = upstream_headers(request.headers, deployment.client.api_key)
+        headers = upstream_headers(request.headers, deployment.client.api_key, relay=relay)
         try:
             async with asyncio.timeout(seconds):
-                response = await deployment.client.send(request.method, request.path, headers, body)
+                response = await deployment.client.send(
+                    request.method, request.path, headers, body, decompress=not relay
+                )
+                if relay and response.status < 400:
+                    headers = downstream_headers(response.headers, relay=True)
+                    return OpenStream(deployment, response, headers)
                 if stream and response.status == 200 and response.content_type == _EVENT_STREAM:
                     return OpenStream(deployment, response, downstream_headers(response.headers))
                 try:
                     payload = await response.read()
                 finally:
                     response.release()
-                return UpstreamReply(response.status, downstream_headers(response.headers), payload)
+                headers = downstream_headers(response.headers, relay=relay)
+                return UpstreamReply(response.status, headers, payload)
         except TimeoutError:
-            return UpstreamTimeout(
-                f"upstream {deployment.name!r} did not answer within {seconds:g} s"
-            )
+            within = f" within {seconds:g} s" if seconds is not None else ""
+            return UpstreamTimeout(f"upstream {deployment.name!r} did not answer{within}")
         except GatewayError as exc:
             return exc
 
@@ -323,6 +371,16 @@ class Forwarder:
             status,
             seconds * 1000,
         )
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _not_processed(error: GatewayError | UpstreamReply) -> bool:
+    """The API did not act on the request: it was never sent, or refused for load."""
+    if isinstance(error, UpstreamReply):
+        return error.status in (429, 529)
+    return isinstance(error, UpstreamUnreachable)
 
 
 def _give_up(failure: _Failure) -> UpstreamReply:

@@ -8,6 +8,11 @@ unknown.
 
 Responses: upstream headers come back except hop-by-hop ones and the framing
 headers the gateway sets itself (it may re-frame or decompress the body).
+
+Relayed routes (files, batches, anything the gateway does not parse) keep the body
+exactly as sent, encoding and length included: ``relay=True`` forwards the client's
+Accept-Encoding and Content-Length up, and the upstream's Content-Encoding and
+Content-Length down.
 """
 
 from __future__ import annotations
@@ -37,14 +42,23 @@ AUTH_HEADERS = frozenset({"x-api-key", "authorization"})
 GATEWAY_PREFIX = "x-proxy-"
 _NOT_FORWARDED_UP = _HOP_BY_HOP | {"host", "content-length", "accept-encoding", "expect"}
 _NOT_FORWARDED_DOWN = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+_RELAY_NOT_UP = _HOP_BY_HOP | {"host", "expect"}
+_RELAY_NOT_DOWN = _HOP_BY_HOP | {"date", "server"}
+
+# [relay][keyed]: what is dropped on the way up.
+_DROP_UP = {
+    (False, False): _NOT_FORWARDED_UP,
+    (False, True): _NOT_FORWARDED_UP | AUTH_HEADERS,
+    (True, False): _RELAY_NOT_UP,
+    (True, True): _RELAY_NOT_UP | AUTH_HEADERS,
+}
 
 
-_DROP_UP_KEYED = _NOT_FORWARDED_UP | AUTH_HEADERS
-
-
-def upstream_headers(client: MultiMapping[str], api_key: str | None) -> CIMultiDict[str]:
+def upstream_headers(
+    client: MultiMapping[str], api_key: str | None, *, relay: bool = False
+) -> CIMultiDict[str]:
     """Headers for the upstream request; the client's key is swapped for ``api_key``."""
-    drop = _DROP_UP_KEYED if api_key is not None else _NOT_FORWARDED_UP
+    drop = _DROP_UP[relay, api_key is not None]
     named = client.getall("connection", None)
     if named:
         drop = drop | _connection_tokens(named)
@@ -58,9 +72,9 @@ def upstream_headers(client: MultiMapping[str], api_key: str | None) -> CIMultiD
     return headers
 
 
-def downstream_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def downstream_headers(upstream: CIMultiDictProxy[str], *, relay: bool = False) -> CIMultiDict[str]:
     """Headers for the client's response, taken from the upstream response."""
-    drop = _NOT_FORWARDED_DOWN
+    drop = _RELAY_NOT_DOWN if relay else _NOT_FORWARDED_DOWN
     named = upstream.getall("connection", None)
     if named:
         drop = drop | _connection_tokens(named)

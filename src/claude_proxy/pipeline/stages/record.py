@@ -47,6 +47,8 @@ class Record:
                 ttft = generation.first_content - call.started
             if status == 200 and error_type is None:
                 error_type = generation.error_type
+        if error_type is None:
+            error_type = call.answer_error
         overhead = call.overhead if call.overhead is not None else call.mark_overhead()
         self._metrics.request_finished(
             tenant=tenant,
@@ -57,6 +59,7 @@ class Record:
             error_type=error_type,
             overhead=overhead,
             ttft=ttft,
+            path=call.path,
         )
         if call.queue_wait is not None:
             self._metrics.queue_wait(tenant, call.queue_wait)

@@ -1,0 +1,122 @@
+"""Every other ``/v1`` route, relayed as it is: models, message batches, files, skills,
+and whatever the API adds later.
+
+The call runs the relay route's chain (record, loopback, authenticate: a tenant is
+known before anything is sent), then goes upstream with its method, path, query,
+headers and body, the credential swapped as for messages. Bodies are never held: a
+request body streams up as it arrives (small ones, up to ``REPLAYABLE_BYTES``, are
+read first so that a failed attempt can be sent again), and the answer streams down
+with its own encoding and length. ``max_relay_body_bytes`` bounds what a client may
+send. When the upstream breaks in the middle of a body, the client's connection is
+cut, so that no client takes a truncated file for a whole one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import StreamReader, web
+
+from claude_proxy.api.serve import reply_headers, serve
+from claude_proxy.errors import GatewayError, RequestTooLarge
+from claude_proxy.pipeline.call import Route
+from claude_proxy.pipeline.chain import Run
+from claude_proxy.services import SERVICES
+from claude_proxy.upstream.forwarder import OpenStream, UpstreamReply
+
+__all__ = ["REPLAYABLE_BYTES", "relay_call"]
+
+# Bodies up to this size are read before sending, so that an attempt that failed can be
+# made again (batch creations, skill uploads are mostly this small); larger ones stream.
+REPLAYABLE_BYTES = 1024 * 1024
+_log = logging.getLogger("claude_proxy.api")
+
+
+async def relay_call(request: web.Request) -> web.StreamResponse:
+    return await serve(request, Route.RELAY, _answer_relayed)
+
+
+async def _answer_relayed(request: web.Request, run: Run) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    limit = services.settings.max_relay_body_bytes
+    body: bytes | BodyStream | None = None
+    if request.body_exists:
+        length = request.content_length
+        if length is not None and length > limit:
+            raise RequestTooLarge(_too_large(limit))
+        if length is not None and length <= REPLAYABLE_BYTES:
+            body = await request.read()
+        else:
+            body = BodyStream(request.content, limit)
+    try:
+        answer = await services.calls.relay(run.call, body)
+    except GatewayError:
+        # The client's own body failing (too large, too slow) is the cause to report.
+        if isinstance(body, BodyStream) and body.failure is not None:
+            raise body.failure from None
+        raise
+    if isinstance(answer, UpstreamReply):
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+    return await _stream_down(request, run, answer)
+
+
+async def _stream_down(request: web.Request, run: Run, answer: OpenStream) -> web.StreamResponse:
+    """The answer's body as it arrives; cut short if the upstream breaks."""
+    upstream = answer.response
+    response = web.StreamResponse(status=upstream.status, headers=answer.headers)
+    reply_headers(response.headers, run.call)
+    try:
+        await response.prepare(request)
+        async for chunk in upstream.chunks():
+            await response.write(chunk)
+        await response.write_eof()
+    except GatewayError as exc:
+        upstream.close()
+        run.call.answer_error = exc.error_type
+        _log.warning("relayed answer broke request_id=%s: %s", run.call.request_id, exc.message)
+        # Ending the response normally would hand the client a truncated body as whole.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    except BaseException:
+        upstream.close()
+        raise
+    upstream.release()
+    return response
+
+
+class BodyStream:
+    """A client's request body as an async iterator of chunks, at most ``limit`` bytes.
+
+    It is read by the HTTP client as it sends, which reports a failure here only as a
+    failed upstream request: ``failure`` keeps the real cause (too large, too slow).
+    """
+
+    __slots__ = ("_content", "_limit", "failure", "received")
+
+    def __init__(self, content: StreamReader, limit: int) -> None:
+        self._content = content
+        self._limit = limit
+        self.received = 0
+        self.failure: GatewayError | None = None
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._content.readany()
+        except GatewayError as exc:  # the connection's body deadline (408)
+            self.failure = exc
+            raise
+        if not chunk:
+            raise StopAsyncIteration
+        self.received += len(chunk)
+        if self.received > self._limit:
+            self.failure = RequestTooLarge(_too_large(self._limit))
+            raise self.failure
+        return chunk
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body exceeds the gateway's limit of {limit} bytes for this route."
