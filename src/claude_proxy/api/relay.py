@@ -9,13 +9,19 @@ read first so that a failed attempt can be sent again), and the answer streams d
 with its own encoding and length. ``max_relay_body_bytes`` bounds what a client may
 send. When the upstream breaks in the middle of a body, the client's connection is
 cut, so that no client takes a truncated file for a whole one.
+
+One answer is changed on the way: a message batch's ``results_url`` is the API's own
+address, which a client would call directly, past the gateway and with a key only the
+gateway holds. It is rewritten to the address the client called.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import StreamReader, web
+from multidict import CIMultiDict
 
 from claude_proxy.api.serve import reply_headers, serve
 from claude_proxy.errors import GatewayError, RequestTooLarge
@@ -38,6 +44,13 @@ async def relay_call(request: web.Request) -> web.StreamResponse:
 
 async def _answer_relayed(request: web.Request, run: Run) -> web.StreamResponse:
     services = request.app[SERVICES]
+    call = run.call
+    rewrite = _names_results_url(call.path)
+    if rewrite:
+        # Identity encoding, so that the answer can be read and rewritten.
+        headers = CIMultiDict(call.headers)
+        headers.popall("accept-encoding", None)
+        call.headers = headers
     limit = services.settings.max_relay_body_bytes
     body: bytes | BodyStream | None = None
     if request.body_exists:
@@ -57,6 +70,8 @@ async def _answer_relayed(request: web.Request, run: Run) -> web.StreamResponse:
         raise
     if isinstance(answer, UpstreamReply):
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+    if rewrite and answer.response.content_type == "application/json":
+        return await _with_own_results_url(request, answer)
     return await _stream_down(request, run, answer)
 
 
@@ -83,6 +98,36 @@ async def _stream_down(request: web.Request, run: Run, answer: OpenStream) -> we
         raise
     upstream.release()
     return response
+
+
+def _names_results_url(path: str) -> bool:
+    """A batch, or a page of batches (not the results themselves)."""
+    path = path.partition("?")[0]
+    return path.startswith("/v1/messages/batches") and not path.endswith("/results")
+
+
+async def _with_own_results_url(request: web.Request, answer: OpenStream) -> web.Response:
+    upstream = answer.response
+    try:
+        body = await upstream.read()
+    except BaseException:
+        upstream.close()
+        raise
+    upstream.release()
+    api = answer.deployment.client.base_url.rstrip("/")
+    own = _own_base_url(request)
+    pattern = rb'("results_url"\s*:\s*")' + re.escape(api.encode())
+    body = re.sub(pattern, lambda m: m.group(1) + own.encode(), body)
+    headers = answer.headers
+    headers.popall("content-length", None)
+    return web.Response(status=upstream.status, body=body, headers=headers)
+
+
+def _own_base_url(request: web.Request) -> str:
+    """The address the client called; behind a reverse proxy, the one it says it was."""
+    scheme = request.headers.get("x-forwarded-proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("x-forwarded-host", request.host).split(",")[0].strip()
+    return f"{scheme}://{host}"
 
 
 class BodyStream:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from claude_proxy.errors import GatewayError, new_request_id
 from claude_proxy.responses import error_response, gateway_error_response
-from claude_proxy.sim import handlers
+from claude_proxy.sim import handlers, resources
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.state import STATE, SimState
 
@@ -25,7 +25,10 @@ _ENDPOINTS = {
 def _endpoint(path: str) -> str:
     if path in _ENDPOINTS:
         return _ENDPOINTS[path]
-    return "models" if path.startswith("/v1/models") else "other"
+    for prefix in ("/v1/models", "/v1/messages/batches", "/v1/files"):
+        if path.startswith(prefix):
+            return prefix.rsplit("/", 1)[1]
+    return "other"
 
 
 def _http_error(exc: web.HTTPException, request_id: str) -> web.Response:
@@ -81,6 +84,23 @@ def create_sim_app(
     app.router.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model_id}", handlers.get_model)
+    batches = "/v1/messages/batches"
+    app.router.add_post(batches, resources.create_batch)
+    app.router.add_get(batches, resources.list_batches)
+    app.router.add_get(batches + "/{batch_id}", resources.retrieve_batch)
+    app.router.add_delete(batches + "/{batch_id}", resources.delete_batch)
+    app.router.add_post(batches + "/{batch_id}/cancel", resources.cancel_batch)
+    app.router.add_get(batches + "/{batch_id}/results", resources.batch_results)
+    app.router.add_post("/v1/files", resources.upload_file)
+    app.router.add_get("/v1/files", resources.list_files)
+    app.router.add_get("/v1/files/{file_id}", resources.file_metadata)
+    app.router.add_delete("/v1/files/{file_id}", resources.delete_file)
+    app.router.add_get("/v1/files/{file_id}/content", resources.download_file)
     app.router.add_get("/sim/stats", handlers.stats)
     app.router.add_post("/sim/stats/reset", handlers.reset_stats)
+    app.on_cleanup.append(_stop_batches)
     return app
+
+
+async def _stop_batches(app: web.Application) -> None:
+    await app[STATE].batches.close()

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from claude_proxy.errors import AuthenticationFailed, InvalidRequest, NotFound, new_id
+from claude_proxy.errors import InvalidRequest, NotFound
+from claude_proxy.sim.answer import answer, units
 from claude_proxy.sim.faults import Fault, draw_fault, error_fault_response, parse_forced
-from claude_proxy.sim.generation import Reply, generate
+from claude_proxy.sim.files import check_file_sources
+from claude_proxy.sim.generation import Reply
+from claude_proxy.sim.http import REQUEST_ID, check_headers, json_response
 from claude_proxy.sim.latency import Pacer, per_output_token, time_to_first_token, total_time
 from claude_proxy.sim.models import active_models, lookup_model
 from claude_proxy.sim.sse import encode, reply_events
 from claude_proxy.sim.state import STATE, SimState
-from claude_proxy.sim.tokens import prompt_units, total_input_tokens
-from claude_proxy.sim.validation import MessagesRequest, parse_request
+from claude_proxy.sim.tokens import total_input_tokens
+from claude_proxy.sim.validation import parse_request
 
 __all__ = [
     "REQUEST_ID",
@@ -28,33 +30,7 @@ __all__ = [
     "stats",
 ]
 
-REQUEST_ID = web.RequestKey("sim_request_id", str)
 _MAX_HEADER_INT = 1_000_000  # bounds the memory one x-sim-answer-tokens request can take
-
-
-def _json(payload: Any, request: web.Request, status: int = 200) -> web.Response:
-    response = web.Response(
-        body=orjson.dumps(payload), status=status, content_type="application/json"
-    )
-    response.headers["request-id"] = request[REQUEST_ID]
-    return response
-
-
-def _check_headers(request: web.Request) -> str:
-    """Authenticate and return the anthropic-version (any value is accepted)."""
-    key = request.headers.get("x-api-key")
-    if key is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
-    if not key:
-        raise AuthenticationFailed("x-api-key header is required")
-    expected = request.app[STATE].settings.api_key
-    if expected is not None and key != expected:
-        raise AuthenticationFailed("invalid x-api-key")
-    version = request.headers.get("anthropic-version")
-    if not version:
-        raise InvalidRequest("anthropic-version: header is required")
-    return version
 
 
 def _header_int(request: web.Request, name: str) -> int | None:
@@ -76,10 +52,6 @@ def _header_float(request: web.Request, name: str) -> float | None:
         return float(raw) if raw is not None else None
     except ValueError:
         raise InvalidRequest(f"{name}: must be a number") from None
-
-
-def _units(req: MessagesRequest) -> list[Any]:
-    return prompt_units(req.tools, req.system, [(m.role, m.blocks) for m in req.messages])
 
 
 def _choose_fault(request: web.Request, state: SimState) -> Fault | None:
@@ -109,7 +81,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages: validate, maybe inject a fault, account the cache, reply."""
     state = request.app[STATE]
     settings = state.settings
-    version = _check_headers(request)
+    version = check_headers(request)
     req = parse_request(await request.read(), version)
     answer_tokens = _header_int(request, "x-sim-answer-tokens")
     fault = _choose_fault(request, state)
@@ -128,39 +100,25 @@ async def messages(request: web.Request) -> web.StreamResponse:
             )
         elif fault.kind == "reset" or not req.stream:
             return _drop_connection(request)
-    usage_split = state.cache.account(
-        req.model.id, _units(req), req.cache_control, req.model.min_cacheable_tokens
-    )
-    reply = generate(req, settings, answer_tokens)
-    state.stats.output_tokens += reply.output_tokens
-    usage: dict[str, Any] = {**usage_split.to_api(), "service_tier": "standard"}
-    message: dict[str, Any] = {
-        "id": new_id("msg_01"),
-        "type": "message",
-        "role": "assistant",
-        "model": req.model_name,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-    }
+    check_file_sources(state.files, [(m.role, m.blocks) for m in req.messages])
+    result = answer(state, req, answer_tokens)
+    cache, reply = result.cache, result.reply
     latency, speed = settings.latency, settings.speed
-    ttft = time_to_first_token(latency, speed, usage_split.input_tokens, usage_split.cache_read)
+    ttft = time_to_first_token(latency, speed, cache.input_tokens, cache.cache_read)
     if req.stream:
         return await _stream(
-            request, message, reply, usage, ttft, per_output_token(latency, speed), fault
+            request,
+            result.message,
+            reply,
+            result.usage,
+            ttft,
+            per_output_token(latency, speed),
+            fault,
         )
-    delay = total_time(
-        latency, speed, usage_split.input_tokens, usage_split.cache_read, reply.output_tokens
-    )
+    delay = total_time(latency, speed, cache.input_tokens, cache.cache_read, reply.output_tokens)
     if delay > 0:
         await asyncio.sleep(delay)
-    message.update(
-        content=[b.to_api() for b in reply.blocks],
-        stop_reason=reply.stop_reason,
-        stop_sequence=reply.stop_sequence,
-        usage={**usage, "output_tokens": reply.output_tokens},
-    )
-    return _json(message, request)
+    return json_response(result.whole(), request)
 
 
 async def _stream(
@@ -215,7 +173,7 @@ async def _break_stream(request: web.Request, response: web.StreamResponse, faul
 
 async def count_tokens(request: web.Request) -> web.Response:
     """POST /v1/messages/count_tokens; only a forced x-sim-fault can fail it."""
-    version = _check_headers(request)
+    version = check_headers(request)
     state = request.app[STATE]
     forced = request.headers.get("x-sim-fault")
     req = parse_request(await request.read(), version, count_only=True)
@@ -232,13 +190,13 @@ async def count_tokens(request: web.Request) -> web.Response:
         if fault.kind != "slow":
             return _drop_connection(request)
     # Same units and overhead as usage: the total equals input + cache read + cache write.
-    return _json({"input_tokens": total_input_tokens(_units(req))}, request)
+    return json_response({"input_tokens": total_input_tokens(units(req))}, request)
 
 
 async def list_models(request: web.Request) -> web.Response:
-    _check_headers(request)
+    check_headers(request)
     data = [spec.to_api() for spec in active_models()]
-    return _json(
+    return json_response(
         {
             "data": data,
             "has_more": False,
@@ -250,18 +208,18 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    _check_headers(request)
+    check_headers(request)
     name = request.match_info["model_id"]
     spec = lookup_model(name)
     if spec is None or spec.retired:
         raise NotFound(f"model: {name}")
-    return _json(spec.to_api(), request)
+    return json_response(spec.to_api(), request)
 
 
 async def stats(request: web.Request) -> web.Response:
-    return _json(request.app[STATE].stats.to_json(), request)
+    return json_response(request.app[STATE].stats.to_json(), request)
 
 
 async def reset_stats(request: web.Request) -> web.Response:
     request.app[STATE].stats.reset()
-    return _json(request.app[STATE].stats.to_json(), request)
+    return json_response(request.app[STATE].stats.to_json(), request)

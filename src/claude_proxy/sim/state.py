@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from claude_proxy.sim.batches import BatchStore
 from claude_proxy.sim.cache import PromptCache
+from claude_proxy.sim.files import FileStore
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.stats import Stats
 
@@ -23,6 +25,8 @@ class SimState:
     stats: Stats
     # Requests seen per forced-fault key (x-sim-fault-times).
     forced_counts: Counter[str] = field(default_factory=Counter)
+    files: FileStore = field(default_factory=FileStore)
+    batches: BatchStore = field(default_factory=BatchStore)
 
     @classmethod
     def build(cls, settings: SimSettings) -> SimState:

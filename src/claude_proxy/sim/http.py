@@ -1,0 +1,40 @@
+"""What every simulated endpoint shares: the request id, JSON answers, authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from claude_proxy.errors import AuthenticationFailed, InvalidRequest
+from claude_proxy.sim.state import STATE
+
+__all__ = ["REQUEST_ID", "check_headers", "json_response"]
+
+REQUEST_ID = web.RequestKey("sim_request_id", str)
+
+
+def json_response(payload: Any, request: web.Request, status: int = 200) -> web.Response:
+    response = web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json"
+    )
+    response.headers["request-id"] = request[REQUEST_ID]
+    return response
+
+
+def check_headers(request: web.Request) -> str:
+    """Authenticate and return the anthropic-version (any value is accepted)."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    if not key:
+        raise AuthenticationFailed("x-api-key header is required")
+    expected = request.app[STATE].settings.api_key
+    if expected is not None and key != expected:
+        raise AuthenticationFailed("invalid x-api-key")
+    version = request.headers.get("anthropic-version")
+    if not version:
+        raise InvalidRequest("anthropic-version: header is required")
+    return version
