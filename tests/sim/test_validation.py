@@ -230,3 +230,30 @@ async def test_too_many_breakpoints(sim: Sim, http: aiohttp.ClientSession) -> No
     status, data = await _post(sim, http, payload)
     assert status == 400
     assert "maximum of 4 blocks with cache_control" in data["error"]["message"]
+
+
+SYSTEM_TURN_BETA = "claude-code-20250219,mid-conversation-system-2026-04-07"
+
+
+async def test_system_turns_in_messages_need_their_beta(
+    sim: Sim, http: aiohttp.ClientSession
+) -> None:
+    turns = [
+        {"role": "user", "content": "Hello there"},
+        {"role": "system", "content": "Answer briefly."},
+    ]
+    hdrs = {"x-api-key": "k", "anthropic-version": OLD_VERSION}
+    status, answer = await _post(sim, http, body(messages=turns), hdrs)
+    assert status == 400
+    assert answer["error"]["message"] == "messages.1.role: Input should be 'user' or 'assistant'"
+    with_beta = {**hdrs, "anthropic-beta": SYSTEM_TURN_BETA}
+    status, answer = await _post(sim, http, body(messages=turns), with_beta)
+    assert status == 200 and answer["content"][0]["type"] == "text"
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    for content, message in (
+        ([image], "messages.1.content.0.type: Input should be 'text'"),
+        ("", "messages.1.content: system messages must have non-empty content"),
+    ):
+        bad = [turns[0], {"role": "system", "content": content}]
+        status, answer = await _post(sim, http, body(messages=bad), with_beta)
+        assert (status, answer["error"]["message"]) == (400, message)

@@ -34,10 +34,11 @@ _RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
 
 @dataclass(slots=True)
 class Batch:
-    id: str
     requests: list[tuple[str, Any]]  # (custom_id, params)
     version: str
+    betas: frozenset[str]
     results_base: str  # scheme://host the results are fetched from
+    id: str = field(default_factory=lambda: new_id("msgbatch_01"))
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancel_initiated_at: datetime | None = None
@@ -120,15 +121,8 @@ class BatchStore:
         self._batches: OrderedDict[str, Batch] = OrderedDict()
         self._limit = limit
 
-    def create(
-        self,
-        state: SimState,
-        requests: list[tuple[str, Any]],
-        version: str,
-        base: str,
-        seconds: float,
-    ) -> Batch:
-        batch = Batch(new_id("msgbatch_01"), requests, version, base)
+    def start(self, state: SimState, batch: Batch, seconds: float) -> None:
+        """Keep ``batch`` and process it in the background over ``seconds``."""
         self._batches[batch.id] = batch
         batch.task = asyncio.get_running_loop().create_task(_process(state, batch, seconds))
         while len(self._batches) > self._limit:
@@ -136,7 +130,6 @@ class BatchStore:
             if oldest is None:
                 break
             del self._batches[oldest.id]
-        return batch
 
     def get(self, batch_id: str) -> Batch:
         batch = self._batches.get(batch_id)
@@ -183,7 +176,7 @@ def _result(state: SimState, batch: Batch, params: dict[str, Any]) -> dict[str, 
     try:
         if params.get("stream"):
             raise InvalidRequest("stream: batch requests cannot stream")
-        req = parse_request(orjson.dumps(params), batch.version)
+        req = parse_request(orjson.dumps(params), batch.version, betas=batch.betas)
         check_file_sources(state.files, [(m.role, m.blocks) for m in req.messages])
     except GatewayError as exc:
         error = {"type": exc.error_type, "message": exc.message}

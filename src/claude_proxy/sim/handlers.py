@@ -12,7 +12,7 @@ from claude_proxy.sim.answer import answer, units
 from claude_proxy.sim.faults import Fault, draw_fault, error_fault_response, parse_forced
 from claude_proxy.sim.files import check_file_sources
 from claude_proxy.sim.generation import Reply
-from claude_proxy.sim.http import REQUEST_ID, check_headers, json_response
+from claude_proxy.sim.http import REQUEST_ID, betas, check_headers, json_response
 from claude_proxy.sim.latency import Pacer, per_output_token, time_to_first_token, total_time
 from claude_proxy.sim.models import active_models, lookup_model
 from claude_proxy.sim.sse import encode, reply_events
@@ -82,7 +82,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     settings = state.settings
     version = check_headers(request)
-    req = parse_request(await request.read(), version)
+    req = parse_request(await request.read(), version, betas=betas(request))
     answer_tokens = _header_int(request, "x-sim-answer-tokens")
     fault = _choose_fault(request, state)
     if fault is not None:
@@ -176,7 +176,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     version = check_headers(request)
     state = request.app[STATE]
     forced = request.headers.get("x-sim-fault")
-    req = parse_request(await request.read(), version, count_only=True)
+    req = parse_request(await request.read(), version, count_only=True, betas=betas(request))
     if forced:
         fault = parse_forced(forced)
         state.stats.faults[fault.kind] += 1

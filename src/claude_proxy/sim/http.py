@@ -10,7 +10,7 @@ from aiohttp import web
 from claude_proxy.errors import AuthenticationFailed, InvalidRequest
 from claude_proxy.sim.state import STATE
 
-__all__ = ["REQUEST_ID", "check_headers", "json_response"]
+__all__ = ["REQUEST_ID", "betas", "check_headers", "json_response"]
 
 REQUEST_ID = web.RequestKey("sim_request_id", str)
 
@@ -38,3 +38,13 @@ def check_headers(request: web.Request) -> str:
     if not version:
         raise InvalidRequest("anthropic-version: header is required")
     return version
+
+
+def betas(request: web.Request) -> frozenset[str]:
+    """The ``anthropic-beta`` features asked for (comma-separated, one header or several)."""
+    return frozenset(
+        name.strip()
+        for header in request.headers.getall("anthropic-beta", ())
+        for name in header.split(",")
+        if name.strip()
+    )

@@ -10,7 +10,7 @@ from aiohttp import BodyPartReader, web
 from claude_proxy.errors import InvalidRequest
 from claude_proxy.sim.batches import Batch, parse_batch
 from claude_proxy.sim.files import MAX_FILE_BYTES
-from claude_proxy.sim.http import REQUEST_ID, check_headers, json_response
+from claude_proxy.sim.http import REQUEST_ID, betas, check_headers, json_response
 from claude_proxy.sim.state import STATE
 
 __all__ = [
@@ -83,7 +83,8 @@ async def create_batch(request: web.Request) -> web.Response:
     requests = parse_batch(await request.read())
     seconds = _seconds(request.headers.get("x-sim-batch-seconds"))
     base = f"{request.scheme}://{request.host}"
-    batch = request.app[STATE].batches.create(request.app[STATE], requests, version, base, seconds)
+    batch = Batch(requests, version, betas(request), base)
+    request.app[STATE].batches.start(request.app[STATE], batch, seconds)
     return json_response(batch.to_api(), request)
 
 

@@ -90,7 +90,9 @@ def choose_tool(req: MessagesRequest, base: list[Message], seed: int) -> ToolCal
     if not client_tools:
         return None
     # A tool_result as the latest user turn means the tool already ran: answer in text.
-    if base and any(b.get("type") == "tool_result" for b in base[-1].blocks):
+    # (System turns, which Claude Code appends, are instructions, not the user's turn.)
+    latest = next((m for m in reversed(base) if m.role != "system"), None)
+    if latest is not None and any(b.get("type") == "tool_result" for b in latest.blocks):
         return None
     choice = req.tool_choice or {"type": "auto"}
     kind = choice.get("type")

@@ -17,9 +17,18 @@ from claude_proxy.errors import InvalidRequest, NotFound
 from claude_proxy.sim.blocks import check_blocks, check_cache_control, check_text_blocks
 from claude_proxy.sim.models import ModelSpec, lookup_model
 
-__all__ = ["NEW_VERSION", "PREFILL_REFUSED", "Message", "MessagesRequest", "parse_request"]
+__all__ = [
+    "MID_CONVERSATION_SYSTEM",
+    "NEW_VERSION",
+    "PREFILL_REFUSED",
+    "Message",
+    "MessagesRequest",
+    "parse_request",
+]
 
 NEW_VERSION = "2026-10-21"
+# The beta that lets ``messages`` carry ``role: "system"`` turns (Claude Code sends them).
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"
 PREFILL_REFUSED = (
     "This model does not support assistant message prefill. "
     "The conversation must end with a user message."
@@ -130,7 +139,7 @@ def _check_number(data: dict[str, Any], key: str, low: float, high: float | None
         raise _bad(key, f"Input should be less than or equal to {high:g}")
 
 
-def _messages(raw: Any, version: str) -> list[Message]:
+def _messages(raw: Any, version: str, system_turns: bool) -> list[Message]:
     if not isinstance(raw, list):
         raise _bad("messages", "Input should be a valid list")
     if not raw:
@@ -147,6 +156,13 @@ def _messages(raw: Any, version: str) -> list[Message]:
             if key not in item:
                 raise _bad(f"{path}.{key}", "Field required")
         role = item["role"]
+        if role == "system" and system_turns:
+            # Instructions in the middle of a conversation: text only, never empty.
+            blocks = _system(item["content"], f"{path}.content")
+            if not blocks:
+                raise _bad(f"{path}.content", "system messages must have non-empty content")
+            out.append(Message(role, blocks))
+            continue
         if role not in ("user", "assistant"):
             raise _bad(f"{path}.role", "Input should be 'user' or 'assistant'")
         content = item["content"]
@@ -167,14 +183,14 @@ def _messages(raw: Any, version: str) -> list[Message]:
     return out
 
 
-def _system(raw: Any) -> list[dict[str, Any]]:
+def _system(raw: Any, path: str = "system") -> list[dict[str, Any]]:
     if raw is None:
         return []
     if isinstance(raw, str):
         return [{"type": "text", "text": raw}] if raw else []
     if isinstance(raw, list):
-        return check_text_blocks(raw, "system")
-    raise _bad("system", "Input should be a valid string or list")
+        return check_text_blocks(raw, path)
+    raise _bad(path, "Input should be a valid string or list")
 
 
 def _stop_sequences(raw: Any) -> list[str]:
@@ -295,8 +311,16 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             )
 
 
-def parse_request(body: bytes, version: str, *, count_only: bool = False) -> MessagesRequest:
-    """Validate a /v1/messages (or count_tokens) body; raise InvalidRequest / NotFound."""
+def parse_request(
+    body: bytes,
+    version: str,
+    *,
+    count_only: bool = False,
+    betas: frozenset[str] = frozenset(),
+) -> MessagesRequest:
+    """Validate a /v1/messages (or count_tokens) body; raise InvalidRequest / NotFound.
+
+    ``betas``: the request's ``anthropic-beta`` features, which allow more shapes."""
     data = _load(body)
     allowed = _COUNT_FIELDS if count_only else _MESSAGES_FIELDS
     for key in data:
@@ -309,7 +333,7 @@ def parse_request(body: bytes, version: str, *, count_only: bool = False) -> Mes
     model_name = data["model"]
     if not isinstance(model_name, str):
         raise _bad("model", "Input should be a valid string")
-    messages = _messages(data["messages"], version)
+    messages = _messages(data["messages"], version, MID_CONVERSATION_SYSTEM in betas)
     max_tokens = 0
     if not count_only:
         # max_tokens 0 only warms the prompt cache, a 2026-10-21 feature.
