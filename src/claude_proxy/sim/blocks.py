@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from claude_proxy.errors import InvalidRequest
@@ -92,8 +94,32 @@ def check_blocks(raw: list[Any], path: str, role: str, version: str) -> list[dic
                 )
         if kind == "text" and not block["text"]:
             raise InvalidRequest(f"{path}.{j}.text.text: text content blocks must be non-empty")
+        if kind == "image":
+            _check_image_source(block["source"], f"{path}.{j}.image.source")
         out.append(block)
     return out
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_IMAGE_TYPE_NAMES = "'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+_IMAGE_SOURCES: dict[str, str] = {"base64": "data", "url": "url", "file": "file_id"}
+
+
+def _check_image_source(source: dict[str, Any], path: str) -> None:
+    kind = source.get("type")
+    if kind not in _IMAGE_SOURCES:
+        raise InvalidRequest(f"{path}.type: Input should be 'base64', 'url' or 'file'")
+    field = _IMAGE_SOURCES[kind]
+    if not isinstance(source.get(field), str):
+        raise InvalidRequest(f"{path}.{kind}.{field}: Field required")
+    if kind != "base64":
+        return
+    if source.get("media_type") not in _IMAGE_TYPES:
+        raise InvalidRequest(f"{path}.base64.media_type: Input should be {_IMAGE_TYPE_NAMES}")
+    try:
+        base64.b64decode(source["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{path}.base64.data: The image data is not valid base64.") from None
 
 
 def check_text_blocks(raw: list[Any], path: str) -> list[dict[str, Any]]:

@@ -16,7 +16,10 @@ import random
 import re
 from dataclasses import dataclass
 
+import orjson
+
 from claude_proxy.sim.bpe import tokenize, truncate
+from claude_proxy.sim.schema import instance
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.text import natural_length, prose_tokens, seed_from, split_after, tail_words
 from claude_proxy.sim.tokens import canonical
@@ -186,6 +189,9 @@ def _tokens_for(
     if answer_tokens is None:
         answer_tokens = natural_length(seed, settings.min_answer_tokens, settings.max_answer_tokens)
     if not prefill:
+        if req.output_schema is not None:
+            value = instance(req.output_schema, random.Random(seed ^ 0x0750))
+            return seed, tokenize(orjson.dumps(value).decode()), None
         call = choose_tool(req, base, seed)
         if call is not None:
             return seed, tokenize(call.intro), call

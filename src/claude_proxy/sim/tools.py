@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from claude_proxy.sim.bpe import tokenize
+from claude_proxy.sim.schema import instance
 from claude_proxy.sim.text import seed_from
 from claude_proxy.sim.validation import Message, MessagesRequest
 
-__all__ = ["ToolCall", "choose_tool", "schema_value"]
+__all__ = ["ToolCall", "choose_tool", "mentions"]
 
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghijkmnopqrstuvwxyz"
-_SAMPLE_WORDS = ("Paris", "alpha", "blue", "report", "north", "seven", "garden", "omega")
 
 
 @dataclass(slots=True)
@@ -37,37 +38,25 @@ class ToolCall:
         return out
 
 
-def schema_value(schema: Any, name: str, rng: random.Random) -> Any:
-    """A deterministic value satisfying the simple parts of a JSON schema."""
-    if not isinstance(schema, dict):
-        return rng.choice(_SAMPLE_WORDS)
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    if "const" in schema:
-        return schema["const"]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "integer":
-        return rng.randint(1, 100)
-    if kind == "number":
-        return round(rng.uniform(0, 100), 2)
-    if kind == "boolean":
+# Verbs that name what a tool does to something, not the thing it is about.
+_GENERIC = frozenset(
+    "get set list fetch find create update delete make do run call use query search "
+    "lookup look up check send add remove tool api".split()
+)
+_WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
+
+
+def mentions(text: str, tool_name: str) -> bool:
+    """The documented rule for ``tool_choice: auto``: call a tool when the latest user
+    turn names it, or uses a word of its name other than a generic verb
+    ("What's the weather in Paris?" calls ``get_weather``; "read notes.txt" calls
+    ``Read``). Words match whole and case-insensitively, a plural ``s`` aside."""
+    if tool_name and tool_name in text:
         return True
-    if kind == "array":
-        return [schema_value(schema.get("items"), name, rng)]
-    if kind == "object":
-        return _object_value(schema, rng)
-    return f"{name}-{rng.choice(_SAMPLE_WORDS)}"
-
-
-def _object_value(schema: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    properties = schema.get("properties")
-    if not isinstance(properties, dict):
-        properties = {}
-    required = schema.get("required")
-    names = [n for n in required if isinstance(n, str)] if isinstance(required, list) else []
-    return {n: schema_value(properties.get(n), n, rng) for n in names}
+    said = {w.lower() for w in _WORD.findall(text)}
+    said |= {w[:-1] for w in said if len(w) > 3 and w.endswith("s")}
+    words = {w.lower() for w in _WORD.findall(tool_name)} - _GENERIC
+    return any(len(w) >= 3 and w in said for w in words)
 
 
 def _last_user_text(base: list[Message]) -> str:
@@ -100,15 +89,14 @@ def choose_tool(req: MessagesRequest, base: list[Message], seed: int) -> ToolCal
     if kind == "tool":
         tool = next(t for t in client_tools if t["name"] == choice.get("name"))
     elif kind == "any":
-        tool = client_tools[0]
         asked = _last_user_text(base)
-        tool = next((t for t in client_tools if t["name"] in asked), tool)
+        tool = next((t for t in client_tools if mentions(asked, t["name"])), client_tools[0])
     elif kind == "auto":
         asked = _last_user_text(base)
-        tool = next((t for t in client_tools if t["name"] in asked), None)
+        tool = next((t for t in client_tools if mentions(asked, t["name"])), None)
     if tool is None:
         return None
     name = str(tool["name"])
     rng = random.Random(seed ^ 0x7001)
-    arguments = _object_value(tool["input_schema"], rng)
+    arguments = instance(tool["input_schema"], rng, "input")
     return ToolCall(_tool_id(seed, name), name, arguments, f"I'll use the {name} tool for this.")

@@ -92,6 +92,8 @@ class MessagesRequest:
     thinking: dict[str, Any] | None
     cache_control: dict[str, Any] | None
     version: str
+    # output_config.format's JSON schema: the answer is one JSON value valid against it.
+    output_schema: dict[str, Any] | None = None
 
     @property
     def thinking_on(self) -> bool:
@@ -181,6 +183,39 @@ def _messages(raw: Any, version: str, system_turns: bool) -> list[Message]:
             )
         out.append(Message(role, blocks))
     return out
+
+
+def _check_tool_pairs(messages: list[Message]) -> None:
+    """Every tool_use is answered by a tool_result in the next turn, and every tool_result
+    answers a tool_use of the turn before (system turns do not count as turns)."""
+    turns = [(i, m) for i, m in enumerate(messages) if m.role != "system"]
+    for (_, before), (i, message) in zip([(-1, None), *turns], turns, strict=False):
+        used = _tool_uses(before) if before is not None else set()
+        if message.role == "user":
+            for j, block in enumerate(message.blocks):
+                if block.get("type") == "tool_result" and block["tool_use_id"] not in used:
+                    raise _bad(
+                        f"messages.{i}.content.{j}",
+                        "unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block['tool_use_id']}. Each `tool_result` block must have a "
+                        "corresponding `tool_use` block in the previous message.",
+                    )
+        answered = {b["tool_use_id"] for b in message.blocks if b.get("type") == "tool_result"}
+        missing = sorted(used - answered)
+        if before is not None and missing:
+            at = next(k for k, m in turns if m is before)
+            raise _bad(
+                f"messages.{at}",
+                "`tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                "`tool_result` block in the next message.",
+            )
+
+
+def _tool_uses(message: Message) -> set[str]:
+    if message.role != "assistant":
+        return set()
+    return {str(b["id"]) for b in message.blocks if b.get("type") == "tool_use"}
 
 
 def _system(raw: Any, path: str = "system") -> list[dict[str, Any]]:
@@ -311,6 +346,22 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             )
 
 
+def _output_schema(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _bad("output_config", "Input should be a valid dictionary or object")
+    fmt = raw.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise _bad("output_config.format.type", "Input should be 'json_schema'")
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise _bad("output_config.format.schema", "Field required")
+    return schema
+
+
 def parse_request(
     body: bytes,
     version: str,
@@ -334,6 +385,7 @@ def parse_request(
     if not isinstance(model_name, str):
         raise _bad("model", "Input should be a valid string")
     messages = _messages(data["messages"], version, MID_CONVERSATION_SYSTEM in betas)
+    _check_tool_pairs(messages)
     max_tokens = 0
     if not count_only:
         # max_tokens 0 only warms the prompt cache, a 2026-10-21 feature.
@@ -368,6 +420,7 @@ def parse_request(
         thinking=thinking,
         cache_control=data.get("cache_control"),
         version=version,
+        output_schema=_output_schema(data.get("output_config")),
     )
     _model_rules(data, req, count_only)
     return req
