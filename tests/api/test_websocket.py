@@ -167,3 +167,17 @@ async def test_a_forbidden_model_is_an_error_event(
         await ws.send_str(request_frame(1, message_body(model="claude-opus-4-1")))
         frames = await collect(ws, {1})
     assert frames[1][-1]["event"]["error"]["type"] == "permission_error"
+
+
+async def test_the_auth_frame_works_on_an_open_gateway_and_carries_the_key(
+    start_gateway: StartGateway, start_sim: StartSim, http: aiohttp.ClientSession
+) -> None:
+    # No tenants and no upstream key (transparent mode): the frame's key is the one
+    # the upstream checks, so a request only succeeds if it was taken from the frame.
+    sim = await start_sim(api_key="sk-ant-the-clients-own")
+    gateway = await start_gateway(sim.url, api_key=None)
+    async with http.ws_connect(f"{gateway.url}/v1/ws") as ws:
+        await ws.send_str('{"type": "auth", "api_key": "sk-ant-the-clients-own"}')
+        await ws.send_str(request_frame(1, message_body()))
+        frames = await collect(ws, {1})
+    assert frames[1][-1]["event"]["type"] == "message_stop"

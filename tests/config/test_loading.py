@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_bad_field_is_reported_with_its_line_and_without_secret_values(tmp_path:
         load_settings(path, env={"KEY": "sk-very-secret"})
     message = str(info.value)
     assert "line 6: upstreams.0.base_url" in message
-    assert "line 8: upstreams.1.wieght: Extra inputs are not permitted" in message
+    assert "line 8: upstreams.1.wieght: unknown setting; did you mean 'weight'?" in message
     assert "sk-very-secret" not in message
 
 
@@ -102,3 +103,57 @@ def test_check_config_command(tmp_path: Path) -> None:
     result = runner.invoke(main, ["check-config", str(bad)])
     assert result.exit_code == 2
     assert "line 2: listen.port" in result.output
+
+
+EVERYTHING_WRONG = """\
+workers: 2
+upstreams:
+  - name: a
+    api_key: "${NOPE_ONE}"
+  - {name: b, base_url: ftp://x, api_key: "${NOPE_TWO}"}
+retry:
+  max_attemps: 3
+  base_delay: -1
+timeouts: {connect: 5}
+timeouts: {read: 10}
+"""
+
+
+def test_every_problem_is_reported_in_one_run_in_line_order(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, EVERYTHING_WRONG), env={})
+    lines = [line.split(": ", 1)[1] for line in str(info.value).splitlines()]
+    assert lines == [
+        "line 1: workers: workers above 1 need a shared state: set state: redis://host:port/db",
+        "line 4: environment variable NOPE_ONE is not set (write ${NOPE_ONE:-} to allow it unset)",
+        "line 5: environment variable NOPE_TWO is not set (write ${NOPE_TWO:-} to allow it unset)",
+        "line 7: retry.max_attemps: unknown setting; did you mean 'max_attempts'?",
+        "line 8: retry.base_delay: Input should be greater than or equal to 0",
+        "line 10: timeouts: given twice (first on line 9)",
+    ]
+
+
+def test_a_key_given_twice_is_refused_even_when_all_else_is_valid(tmp_path: Path) -> None:
+    path = write(tmp_path, "listen:\n  port: 9000\n  host: 0.0.0.0\n  port: 9001\n")
+    with pytest.raises(ConfigError, match=r"line 4: listen.port: given twice \(first on line 2\)"):
+        load_settings(path, env={})
+
+
+def readme_config() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Configuration") :]
+    found = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_readme_configuration_is_valid(tmp_path: Path) -> None:
+    variables = ("ANTHROPIC_API_KEY", "SECOND_KEY", "TEAM_A_KEY", "OPERATOR_KEY")
+    path = write(tmp_path, readme_config())
+    settings = load_settings(path, env={name: f"sk-{name.lower()}" for name in variables})
+    assert [u.name for u in settings.upstreams] == ["primary", "second-key"]
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert [name for name in variables if f"variable {name} is not set" in str(info.value)] == list(
+        variables
+    )

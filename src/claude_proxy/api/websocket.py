@@ -96,8 +96,13 @@ class _Socket:
                 return
             if message.type != WSMsgType.TEXT:
                 return  # closing, closed or a protocol error
-            frame = _parse(message.data)
-            if frame is None:
+            frame = _parse(message.data, need_id=False)
+            if frame is not None and frame.get("type") == "auth":
+                # Already authenticated, or an open gateway that did not ask: a client
+                # may still send the frame the README shows, without an id.
+                self._late_auth(frame)
+                continue
+            if frame is None or not _has_id(frame):
                 await self.ws.close(
                     code=WSCloseCode.INVALID_TEXT,
                     message=b'frames must be JSON objects with an "id"',
@@ -155,6 +160,14 @@ class _Socket:
             return None
         return key
 
+    def _late_auth(self, frame: dict[str, Any]) -> None:
+        """An auth frame on a socket that is already open: with no tenants and no key
+        yet, the key is the client's own, forwarded where no deployment key replaces it."""
+        key = frame.get("api_key")
+        has_key = "x-api-key" in self.headers or "authorization" in self.headers
+        if self.services.tenants.is_open and not has_key and isinstance(key, str) and key:
+            self.headers["x-api-key"] = key
+
     async def _on_frame(self, frame: dict[str, Any]) -> None:
         client_id = orjson.dumps(frame["id"])
         kind = frame.get("type")
@@ -163,8 +176,6 @@ class _Socket:
             if task is not None:
                 task.cancel()
             return
-        if kind == "auth":
-            return  # already authenticated
         error: GatewayError | None = None
         body = frame.get("body")
         if kind != "request":
@@ -252,6 +263,10 @@ def _parse(data: str, *, need_id: bool = True) -> dict[str, Any] | None:
         return None
     if not isinstance(frame, dict):
         return None
-    if need_id and (not isinstance(frame.get("id"), str | int) or isinstance(frame["id"], bool)):
+    if need_id and not _has_id(frame):
         return None
     return frame
+
+
+def _has_id(frame: dict[str, Any]) -> bool:
+    return isinstance(frame.get("id"), str | int) and not isinstance(frame["id"], bool)

@@ -34,6 +34,7 @@ __all__ = [
     "StreamSettings",
     "TimeoutSettings",
     "UpstreamSettings",
+    "inconsistencies",
 ]
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
@@ -277,15 +278,16 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.admission.window_min > self.upstream_max_concurrent:
-            raise ValueError("admission.window_min must not exceed upstream_max_concurrent")
-        if self.workers > 1 and not self.state.startswith(("redis://", "rediss://", "unix://")):
-            # Per-process memory would give each worker its own limits and replay logs:
-            # limits would multiply and a resume could land on a worker without the stream.
-            raise ValueError("workers above 1 need a shared state: set state: redis://host:port/db")
-        if self.tenants and any(u.api_key is None for u in self.upstreams):
-            # Clients then send tenant keys, which must never be forwarded upstream.
-            raise ValueError("with tenants configured, every upstream needs an api_key")
+        problems = inconsistencies(
+            window_min=self.admission.window_min,
+            upstream_max_concurrent=self.upstream_max_concurrent,
+            workers=self.workers,
+            state=self.state,
+            tenants=bool(self.tenants),
+            keyless_upstream=any(u.api_key is None for u in self.upstreams),
+        )
+        if problems:
+            raise ValueError("; ".join(message for _, message in problems))
         return self
 
     @property
@@ -311,3 +313,38 @@ class Settings(_Section):
             upstream_max_concurrent=self.upstream_max_concurrent,
             state=self.state,
         )
+
+
+_SHARED_STATES = ("redis://", "rediss://", "unix://")
+
+
+def inconsistencies(
+    *,
+    window_min: int | None,
+    upstream_max_concurrent: int | None,
+    workers: int | None,
+    state: str | None,
+    tenants: bool | None,
+    keyless_upstream: bool | None,
+) -> list[tuple[str, str]]:
+    """Rules between fields, as (field, problem). A None input (unknown: the field itself
+    is invalid) skips the rules that need it, so that a configuration with bad fields still
+    hears about these in the same run."""
+    problems: list[tuple[str, str]] = []
+    if (
+        window_min is not None
+        and upstream_max_concurrent is not None
+        and window_min > upstream_max_concurrent
+    ):
+        problems.append(("admission.window_min", "must not exceed upstream_max_concurrent"))
+    # Per-process memory would give each worker its own limits and replay logs: limits
+    # would multiply and a resume could land on a worker without the stream.
+    shared = state is None or state.startswith(_SHARED_STATES)  # None: unknown, no verdict
+    if workers is not None and workers > 1 and not shared:
+        problems.append(
+            ("workers", "workers above 1 need a shared state: set state: redis://host:port/db")
+        )
+    if tenants and keyless_upstream:
+        # Clients then send tenant keys, which must never be forwarded upstream.
+        problems.append(("upstreams", "with tenants configured, every upstream needs an api_key"))
+    return problems

@@ -40,8 +40,32 @@ class ToolCall:
 
 # Verbs that name what a tool does to something, not the thing it is about.
 _GENERIC = frozenset(
-    "get set list fetch find create update delete make do run call use query search "
-    "lookup look up check send add remove tool api".split()
+    [
+        "get",
+        "set",
+        "list",
+        "fetch",
+        "find",
+        "create",
+        "update",
+        "delete",
+        "make",
+        "do",
+        "run",
+        "call",
+        "use",
+        "query",
+        "search",
+        "lookup",
+        "look",
+        "up",
+        "check",
+        "send",
+        "add",
+        "remove",
+        "tool",
+        "api",
+    ]
 )
 _WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
 
