@@ -60,3 +60,21 @@ async def test_demo_serves_the_simulator_through_the_gateway() -> None:
                 assert b"event: message_stop" in await r.read()
     finally:
         assert await stop(process) == 0
+
+
+async def test_a_busy_port_is_one_clear_line_for_each_command(sim: RunningServer) -> None:
+    busy = sim.url.rsplit(":", 1)[1]  # the simulator holds it
+    for command in (
+        ["serve", "--port", busy],
+        ["simulate", "--port", busy],
+        ["demo", "--port", busy],
+    ):
+        process = await asyncio.create_subprocess_exec(
+            *CLI, *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+        said = (out + err).decode()
+        assert process.returncode == 1, said
+        assert "Traceback" not in said
+        assert f"Error: cannot listen on 127.0.0.1:{busy}: the port is in use" in said

@@ -7,6 +7,7 @@ from pydantic import SecretStr
 
 from claude_proxy.app import create_app
 from claude_proxy.config import ListenSettings, Settings, UpstreamSettings
+from claude_proxy.listening import listen_errors
 from claude_proxy.server import run_event_loop, start_server, wait_for_signal
 from claude_proxy.sim import SimSettings, create_sim_app
 
@@ -32,14 +33,13 @@ async def _demo(gateway_port: int, sim_port: int, speed: float) -> None:
         ],
     )
     try:
-        gateway = await start_server(
-            create_app(settings), "127.0.0.1", gateway_port, clients=settings.clients
-        )
-    except OSError as exc:
+        with listen_errors("127.0.0.1", gateway_port):
+            gateway = await start_server(
+                create_app(settings), "127.0.0.1", gateway_port, clients=settings.clients
+            )
+    except click.ClickException:
         await sim.stop()
-        raise click.ClickException(
-            f"cannot listen on 127.0.0.1:{gateway_port} ({exc.strerror}); try --port"
-        ) from None
+        raise
     click.echo(_instructions(gateway.url, sim.url))
     try:
         await wait_for_signal()

@@ -75,11 +75,13 @@ def load_settings(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_validation_problems(exc, root))
-        if not any(error["loc"] == () for error in exc.errors()):
-            # The rules between fields run only once every field is valid: check them
-            # on what was written, so that they are heard in the same run.
-            problems.extend(_raw_inconsistencies(data, root))
+        fields = _validation_problems(exc, root)
+        # The rules between fields run only once every field is valid: they are checked
+        # on what was written, so that they are heard in the same run, with a line.
+        rules = _raw_inconsistencies(data, root)
+        overall = [p for p, e in zip(fields, exc.errors(), strict=True) if e["loc"] == ()]
+        problems.extend(p for p in fields if p not in overall)
+        problems.extend(rules or overall)
     if problems or settings is None:
         raise ConfigError(_report(problems, source, unset_lines))
     return settings

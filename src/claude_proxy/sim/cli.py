@@ -8,6 +8,7 @@ import dataclasses
 import click
 from aiohttp import web
 
+from claude_proxy.listening import listen_errors
 from claude_proxy.sim.app import create_sim_app
 from claude_proxy.sim.settings import FaultRates, LatencyModel, SimSettings
 
@@ -133,12 +134,13 @@ def simulate(
         continue_overlap_words=continue_overlap_words,
     )
     click.echo(f"claude-proxy simulator listening on http://{host}:{port}")
-    web.run_app(
-        create_sim_app(settings),
-        host=host,
-        port=port,
-        print=None,
-        loop=_new_loop(),
-        access_log=None,
-        backlog=backlog,
-    )
+    with listen_errors(host, port):
+        web.run_app(
+            create_sim_app(settings),
+            host=host,
+            port=port,
+            print=None,
+            loop=_new_loop(),
+            access_log=None,
+            backlog=backlog,
+        )
