@@ -193,7 +193,7 @@ def benchmark(opts: Options) -> int:
         )
         print(capacity_table(capacity) + "\n")
     claim, claim_holds = claim_lines(samples, opts)
-    print("## 4. The design note: WebSocket 'cuts latency overhead by 60 % compared with HTTP'\n")
+    print("## 4. The target: WebSocket 'cuts latency overhead by 60 % compared with HTTP'\n")
     print("The gateway's added latency versus direct, SSE vs WebSocket (paired medians):\n")
     print("\n".join(f"- {line}" for line in claim) + "\n")
     verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT MEASURED"}[claim_holds]
@@ -203,7 +203,7 @@ def benchmark(opts: Options) -> int:
     results.append(Check("no errors", errors == 0, f"{errors} errors"))
     results.append(
         Check(
-            "WebSocket cuts the gateway's added latency by ≥ 60 % vs SSE (design note)",
+            "WebSocket cuts the gateway's added latency by ≥ 60 % vs SSE (the target)",
             claim_holds,
             "section 4",
         )

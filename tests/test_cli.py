@@ -53,11 +53,20 @@ async def test_demo_serves_the_simulator_through_the_gateway() -> None:
     assert process.stdout is not None
     try:
         url = await read_url(process.stdout, b"gateway")
+        sim_url = await read_url(process.stdout, b"simulator")
+        key_line = (await process.stdout.readline()).decode()
+        sim_key = key_line.rsplit(" is ", 1)[1].strip(")\n ")
         async with aiohttp.ClientSession() as http:
             body = message_body(stream=True)
             async with http.post(f"{url}/v1/messages", json=body, headers=API_HEADERS) as r:
                 assert r.status == 200
                 assert b"event: message_stop" in await r.read()
+            # The banner's key opens the simulator itself, as it says.
+            direct = {**API_HEADERS, "x-api-key": sim_key}
+            async with http.post(
+                f"{sim_url}/v1/messages", json=message_body(), headers=direct
+            ) as r:
+                assert r.status == 200
     finally:
         assert await stop(process) == 0
 

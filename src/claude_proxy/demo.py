@@ -53,7 +53,8 @@ def _instructions(gateway: str, sim: str) -> str:
     return f"""
 claude-proxy demo is running.
   gateway   {gateway}   (this is where clients point)
-  simulator {sim}   (a local stand-in for the Anthropic API; no key, no internet)
+  simulator {sim}   (a local stand-in for the Anthropic API, no internet;
+            its key, which the gateway holds, is {DEMO_UPSTREAM_KEY})
 
 Try it (any API key works: the gateway swaps in its own upstream key):
 
