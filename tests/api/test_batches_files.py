@@ -112,3 +112,25 @@ async def test_a_file_is_uploaded_used_downloaded_and_deleted(
             messages=[{"role": "user", "content": [document, question]}],
             betas=["files-api-2025-04-14"],
         )
+
+
+async def test_a_batch_is_held_to_the_tenants_models(
+    start_gateway: StartGateway, sim: RunningServer
+) -> None:
+    tenants = [{"name": "small", "keys": ["sk-small"], "models": ["claude-haiku-*"]}]
+    gateway = await start_gateway(sim.url, tenants=tenants)
+    sdk = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="sk-small", max_retries=0)
+    async with sdk:
+        bigger = {**params("Hello"), "model": "claude-sonnet-4-6"}
+        with pytest.raises(anthropic.PermissionDeniedError, match="claude-sonnet-4-6"):
+            await sdk.messages.batches.create(
+                requests=[
+                    {"custom_id": "allowed", "params": params("Hello")},
+                    {"custom_id": "not-allowed", "params": bigger},
+                ]
+            )
+        assert [b async for b in sdk.messages.batches.list()] == []  # nothing was sent
+        batch = await sdk.messages.batches.create(
+            requests=[{"custom_id": "allowed", "params": params("Hello")}]
+        )
+        assert (await ended(sdk, batch.id)).request_counts.succeeded == 1
