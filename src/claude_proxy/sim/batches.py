@@ -21,7 +21,7 @@ import orjson
 from claude_proxy.errors import GatewayError, InvalidRequest, NotFound, new_id
 from claude_proxy.sim.answer import answer
 from claude_proxy.sim.files import check_file_sources, list_page, rfc3339
-from claude_proxy.sim.validation import parse_request
+from claude_proxy.sim.validation import load_object, parse_request
 
 if TYPE_CHECKING:
     from claude_proxy.sim.state import SimState
@@ -88,13 +88,8 @@ class Batch:
 
 def parse_batch(body: bytes) -> list[tuple[str, Any]]:
     """The ``requests`` of a create call; each one's ``params`` are checked when it runs."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"There was an error parsing the body of your request: {exc}"
-        ) from None
-    requests = data.get("requests") if isinstance(data, dict) else None
+    data = load_object(body)
+    requests = data.get("requests")
     if not isinstance(requests, list) or not requests:
         raise InvalidRequest("requests: Input should be a non-empty list")
     if len(requests) > MAX_REQUESTS:

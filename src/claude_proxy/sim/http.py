@@ -10,7 +10,7 @@ from aiohttp import web
 from claude_proxy.errors import AuthenticationFailed, InvalidRequest
 from claude_proxy.sim.state import STATE
 
-__all__ = ["REQUEST_ID", "betas", "check_headers", "json_response"]
+__all__ = ["REQUEST_ID", "betas", "bytes_response", "check_headers", "json_response"]
 
 REQUEST_ID = web.RequestKey("sim_request_id", str)
 
@@ -19,6 +19,12 @@ def json_response(payload: Any, request: web.Request, status: int = 200) -> web.
     response = web.Response(
         body=orjson.dumps(payload), status=status, content_type="application/json"
     )
+    response.headers["request-id"] = request[REQUEST_ID]
+    return response
+
+
+def bytes_response(body: bytes, content_type: str, request: web.Request) -> web.Response:
+    response = web.Response(body=body, content_type=content_type)
     response.headers["request-id"] = request[REQUEST_ID]
     return response
 

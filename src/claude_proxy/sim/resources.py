@@ -10,7 +10,7 @@ from aiohttp import BodyPartReader, web
 from claude_proxy.errors import InvalidRequest
 from claude_proxy.sim.batches import Batch, parse_batch
 from claude_proxy.sim.files import MAX_FILE_BYTES
-from claude_proxy.sim.http import REQUEST_ID, betas, check_headers, json_response
+from claude_proxy.sim.http import betas, bytes_response, check_headers, json_response
 from claude_proxy.sim.state import STATE
 
 __all__ = [
@@ -48,9 +48,7 @@ async def file_metadata(request: web.Request) -> web.Response:
 async def download_file(request: web.Request) -> web.Response:
     check_headers(request)
     stored = request.app[STATE].files.get(request.match_info["file_id"])
-    response = web.Response(body=stored.data, content_type=stored.mime_type.split(";")[0])
-    response.headers["request-id"] = request[REQUEST_ID]
-    return response
+    return bytes_response(stored.data, stored.mime_type.split(";")[0], request)
 
 
 async def delete_file(request: web.Request) -> web.Response:
@@ -112,9 +110,7 @@ async def batch_results(request: web.Request) -> web.Response:
     batch = _batch(request)
     if batch.ended_at is None:
         raise InvalidRequest(f"Message batch {batch.id} has not finished processing.")
-    response = web.Response(body=batch.results_jsonl(), content_type="application/binary")
-    response.headers["request-id"] = request[REQUEST_ID]
-    return response
+    return bytes_response(batch.results_jsonl(), "application/binary", request)
 
 
 async def delete_batch(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ __all__ = [
     "PREFILL_REFUSED",
     "Message",
     "MessagesRequest",
+    "load_object",
     "parse_request",
 ]
 
@@ -104,7 +105,7 @@ def _bad(path: str, message: str) -> InvalidRequest:
     return InvalidRequest(f"{path}: {message}")
 
 
-def _load(body: bytes) -> dict[str, Any]:
+def load_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("There was an error parsing the body of your request: empty body")
     try:
@@ -372,7 +373,7 @@ def parse_request(
     """Validate a /v1/messages (or count_tokens) body; raise InvalidRequest / NotFound.
 
     ``betas``: the request's ``anthropic-beta`` features, which allow more shapes."""
-    data = _load(body)
+    data = load_object(body)
     allowed = _COUNT_FIELDS if count_only else _MESSAGES_FIELDS
     for key in data:
         if key not in allowed:
