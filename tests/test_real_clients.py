@@ -106,7 +106,7 @@ async def test_claude_code_answers_with_its_default_model_and_continues(
 ) -> None:
     ask, seen, _ = claude
     first = await ask("Say hello to the river")
-    assert first["result"]
+    assert first["result"] and first["num_turns"] == 1  # no tool for a greeting
     # Its default model, and the mid-conversation system turn it sends with it.
     assert seen.bodies[0]["model"].startswith("claude-opus")
     assert any(m["role"] == "system" for m in seen.bodies[0]["messages"])

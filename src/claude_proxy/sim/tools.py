@@ -71,8 +71,9 @@ _WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
 
 
 def mentions(text: str, tool_name: str) -> bool:
-    """The documented rule for ``tool_choice: auto``: call a tool when the latest user
-    turn names it, or uses a word of its name other than a generic verb
+    """The documented rule for ``tool_choice: auto``: call a tool when what the user last
+    typed (the last text block of the latest user turn) names it, or uses a word of its
+    name other than a generic verb
     ("What's the weather in Paris?" calls ``get_weather``; "read notes.txt" calls
     ``Read``). Words match whole and case-insensitively, a plural ``s`` aside."""
     if tool_name and tool_name in text:
@@ -84,11 +85,17 @@ def mentions(text: str, tool_name: str) -> bool:
 
 
 def _last_user_text(base: list[Message]) -> str:
+    """What the user last typed: the last text block of the latest user turn. Clients put
+    context before it (Claude Code's ``<system-reminder>`` blocks name tools of their own)."""
     for message in reversed(base):
         if message.role == "user":
-            return " ".join(
-                str(b.get("text", "")) for b in message.blocks if b.get("type") == "text"
-            )
+            texts = [
+                str(b.get("text", ""))
+                for b in message.blocks
+                if b.get("type") == "text"
+                and not str(b.get("text", "")).lstrip().startswith("<system-reminder>")
+            ]
+            return texts[-1] if texts else ""
     return ""
 
 
