@@ -59,6 +59,8 @@ STOP_SECONDS = 1.0  # close() waits this long for the background tasks, then giv
 # A release or an upstream status waits this long for Redis, then goes on in the background:
 # both come after an answer, which must not wait on a stalled Redis (a socket timeout each).
 SETTLE_SECONDS = 0.25
+# How long a replica trusts that the shared window is at its maximum (see on_upstream_status).
+FULL_WINDOW_RECHECK = 1.0
 
 
 class _QueueTimeout(Exception):
@@ -131,6 +133,7 @@ class RedisAdmission:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._renew_now = asyncio.Event()
+        self._window_full_until = 0.0  # loop time until which successes are not sent
 
     @classmethod
     async def open(
@@ -210,7 +213,19 @@ class RedisAdmission:
     async def on_upstream_status(self, status: int) -> None:
         # Not raised: it comes after the answer, which must reach the client whatever
         # Redis does, and one signal less to the window costs nothing.
-        await self._settle(self._store.run("STATUS", status))
+        loop = asyncio.get_running_loop()
+        if 200 <= status < 400 and loop.time() < self._window_full_until:
+            # A success only moves a window below its maximum: while the last answer said
+            # it is at its maximum, the round trip would change nothing. Checked again
+            # after FULL_WINDOW_RECHECK, so a cut made by another replica is seen soon.
+            return
+        await self._settle(self._status(status))
+
+    async def _status(self, status: int) -> None:
+        window = await self._store.run("STATUS", status)
+        full = int(window) >= self._settings.upstream_max_concurrent
+        loop = asyncio.get_running_loop()
+        self._window_full_until = loop.time() + FULL_WINDOW_RECHECK if full else 0.0
 
     async def healthy(self) -> bool:
         """Whether Redis answers a PING (asked at most once a second, one at a time)."""
