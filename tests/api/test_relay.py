@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from claude_proxy.config import RetrySettings
+from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.server import RunningServer, start_server
 from tests.conftest import SIM_KEY, StartGateway
 
@@ -331,3 +333,28 @@ async def test_relayed_routes_are_counted_under_templated_routes(
     }
     assert routes == {"/v1/files/{id}", "other"}
     assert "file_011abc" not in metrics and "made" not in metrics
+
+
+class TagRelayed:
+    """A stage that reads a relayed JSON body and adds to it."""
+
+    name = "tag_relayed"
+    routes = frozenset({Route.RELAY})
+
+    async def on_request(self, call: Call) -> None:
+        if call.method == "POST" and call.read_body is not None:
+            call.load_body(await call.read_body())
+            call.set_body({**call.body, "tag": "added by a stage"})
+
+
+async def test_a_relayed_body_a_stage_changed_goes_up_whole(
+    start_gateway: StartGateway, upstream: FilesUpstream, http: aiohttp.ClientSession
+) -> None:
+    assert upstream.server is not None
+    gateway = await start_gateway(upstream.server.url, extra_stages=lambda _: [TagRelayed()])
+    headers = {**CLIENT, "content-type": "application/json"}
+    async with http.post(f"{gateway.url}/v1/things", data=b'{"a": 1}', headers=headers) as r:
+        assert r.status == 200
+    [seen] = upstream.seen
+    assert orjson.loads(seen.body) == {"a": 1, "tag": "added by a stage"}
+    assert int(seen.headers["content-length"]) == len(seen.body)

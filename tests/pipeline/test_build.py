@@ -35,7 +35,8 @@ def test_the_default_chains() -> None:
         "body",
         "model_access",
     ]
-    assert chains.chain(Route.RELAY).names == ["record", "authenticate"]
+    # model_access: a model-limited tenant's message batches.
+    assert chains.chain(Route.RELAY).names == ["record", "authenticate", "model_access"]
     assert chains.chain(Route.RESUME).names == ["record", "authenticate"]
     assert chains.chain(Route.WEBSOCKET).names == []
 

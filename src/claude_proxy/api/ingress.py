@@ -13,7 +13,7 @@ from aiohttp import web
 from claude_proxy.errors import RequestTooLarge, UnsupportedMediaType
 from claude_proxy.pipeline.call import Call, Route
 
-__all__ = ["REQUEST_ID", "STARTED", "call_from_request"]
+__all__ = ["REQUEST_ID", "STARTED", "call_from_request", "too_large"]
 
 REQUEST_ID = web.RequestKey("request_id", str)
 STARTED = web.RequestKey("started", float)
@@ -23,12 +23,12 @@ def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -
     async def read_body() -> bytes:
         length = request.content_length
         if length is not None and length > max_body_bytes:
-            raise RequestTooLarge(_too_large(max_body_bytes))
+            raise RequestTooLarge(too_large(max_body_bytes))
         _check_content_type(request.content_type)
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise RequestTooLarge(_too_large(max_body_bytes)) from None
+            raise RequestTooLarge(too_large(max_body_bytes)) from None
 
     return Call.create(
         request[REQUEST_ID],
@@ -37,12 +37,14 @@ def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -
         path=request.raw_path,
         headers=request.headers,
         peer=request.remote,
-        read_body=read_body if route.has_body else None,
+        # A relayed call's body streams through unread, unless a stage needs to see it
+        # (a model-limited tenant's message batch): then it reads it here, bounded.
+        read_body=read_body if route.has_body or route is Route.RELAY else None,
         started=request[STARTED],
     )
 
 
-def _too_large(limit: int) -> str:
+def too_large(limit: int) -> str:
     return f"Request body exceeds the gateway's limit of {limit} bytes."
 
 

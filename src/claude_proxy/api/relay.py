@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import re
 
-import orjson
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
+from claude_proxy.api.ingress import too_large
 from claude_proxy.api.serve import reply_headers, serve
-from claude_proxy.errors import GatewayError, InvalidRequest, RequestTooLarge
-from claude_proxy.pipeline.call import Call, Route
+from claude_proxy.errors import GatewayError, RequestTooLarge
+from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.services import SERVICES
 from claude_proxy.upstream.forwarder import OpenStream, UpstreamReply
@@ -54,12 +54,12 @@ async def _answer_relayed(request: web.Request, run: Run) -> web.StreamResponse:
         call.headers = headers
     limit = services.settings.max_relay_body_bytes
     body: bytes | BodyStream | None = None
-    if _creates_batch(call) and call.tenant is not None and call.tenant.settings.models != ["*"]:
-        body = await _checked_batch(request, run, services.settings.max_body_bytes)
+    if call.has_body:  # a stage read it (a batch checked for its models): as it left it
+        body = call.upstream_body
     elif request.body_exists:
         length = request.content_length
         if length is not None and length > limit:
-            raise RequestTooLarge(_too_large(limit))
+            raise RequestTooLarge(too_large(limit))
         if length is not None and length <= REPLAYABLE_BYTES:
             body = await request.read()
         else:
@@ -101,34 +101,6 @@ async def _stream_down(request: web.Request, run: Run, answer: OpenStream) -> we
         raise
     upstream.release()
     return response
-
-
-def _creates_batch(call: Call) -> bool:
-    return call.method == "POST" and call.path.partition("?")[0] == "/v1/messages/batches"
-
-
-async def _checked_batch(request: web.Request, run: Run, limit: int) -> bytes:
-    """A batch from a tenant limited to some models: read whole and every request's model
-    checked, as a call to /v1/messages would be (otherwise a batch would be a way round)."""
-    length = request.content_length
-    if length is None or length > limit:
-        raise RequestTooLarge(
-            f"A message batch from a tenant limited to some models is checked before it is "
-            f"sent: send it with a Content-Length of at most {limit} bytes."
-        )
-    raw = await request.read()
-    try:
-        requests = orjson.loads(raw)["requests"]
-        models = [item["params"]["model"] for item in requests]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise InvalidRequest(
-            "A message batch must be a JSON object whose requests each have params.model."
-        ) from None
-    call = run.call
-    assert call.tenant is not None
-    for model in dict.fromkeys(models):
-        request.app[SERVICES].tenants.authorize_model(call.tenant, str(model))
-    return raw
 
 
 def _names_results_url(path: str) -> bool:
@@ -189,10 +161,6 @@ class BodyStream:
             raise StopAsyncIteration
         self.received += len(chunk)
         if self.received > self._limit:
-            self.failure = RequestTooLarge(_too_large(self._limit))
+            self.failure = RequestTooLarge(too_large(self._limit))
             raise self.failure
         return chunk
-
-
-def _too_large(limit: int) -> str:
-    return f"Request body exceeds the gateway's limit of {limit} bytes for this route."

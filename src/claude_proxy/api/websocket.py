@@ -96,7 +96,7 @@ class _Socket:
                 return
             if message.type != WSMsgType.TEXT:
                 return  # closing, closed or a protocol error
-            frame = _parse(message.data, need_id=False)
+            frame = _parse(message.data)
             if frame is not None and frame.get("type") == "auth":
                 # Already authenticated, or an open gateway that did not ask: a client
                 # may still send the frame the README shows, without an id.
@@ -146,11 +146,7 @@ class _Socket:
             message = await self.ws.receive(timeout=AUTH_TIMEOUT)
         except TimeoutError:
             message = None
-        frame = (
-            _parse(message.data, need_id=False)
-            if message and message.type == WSMsgType.TEXT
-            else None
-        )
+        frame = _parse(message.data) if message and message.type == WSMsgType.TEXT else None
         key = frame.get("api_key") if frame is not None and frame.get("type") == "auth" else None
         if not isinstance(key, str) or not key:
             await self.ws.close(
@@ -256,16 +252,13 @@ class _Socket:
         await self._send_error(client_id, error_type, message)
 
 
-def _parse(data: str, *, need_id: bool = True) -> dict[str, Any] | None:
+def _parse(data: str) -> dict[str, Any] | None:
+    """A frame as a JSON object (None: not one); whether it needs an id is the caller's."""
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(frame, dict):
-        return None
-    if need_id and not _has_id(frame):
-        return None
-    return frame
+    return frame if isinstance(frame, dict) else None
 
 
 def _has_id(frame: dict[str, Any]) -> bool:

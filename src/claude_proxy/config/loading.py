@@ -33,6 +33,9 @@ API_KEY_ENV = "ANTHROPIC_API_KEY"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+_UNSET = "environment variable "
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; the message says where and why."""
 
@@ -57,7 +60,6 @@ def load_settings(
     root: yaml.Node | None = None
     source = "<defaults>"
     problems: list[Problem] = []
-    unset_lines: set[int | None] = set()
     if path is not None:
         source = str(path)
         try:
@@ -65,8 +67,6 @@ def load_settings(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: cannot read: {exc}") from None
         root, data = _parse_yaml(text, source, env, problems)
-        # What an unset variable left empty is not worth a second complaint on its line.
-        unset_lines = {line for line, what in problems if what.startswith("environment ")}
 
     _apply_overrides(data, env, host=host, port=port, upstream=upstream)
     if workers is not None:
@@ -83,7 +83,7 @@ def load_settings(
         problems.extend(p for p in fields if p not in overall)
         problems.extend(rules or overall)
     if problems or settings is None:
-        raise ConfigError(_report(problems, source, unset_lines))
+        raise ConfigError(_report(problems, source))
     return settings
 
 
@@ -140,7 +140,7 @@ def _lookup(
     problems.append(
         (
             node.start_mark.line + 1,
-            f"environment variable {name} is not set (write ${{{name}:-}} to allow it unset)",
+            f"{_UNSET}{name} is not set (write ${{{name}:-}} to allow it unset)",
         )
     )
     return ""
@@ -254,7 +254,7 @@ def _raw_inconsistencies(data: Mapping[str, Any], root: yaml.Node | None) -> lis
     upstreams = upstreams if isinstance(upstreams, list) else []
     state = data.get("state", fields["state"].default)
     found = inconsistencies(
-        window_min=number(admission.get("window_min"), 1),
+        window_min=number(admission.get("window_min"), fields["admission"].default.window_min),
         upstream_max_concurrent=number(
             data.get("upstream_max_concurrent"), fields["upstream_max_concurrent"].default
         ),
@@ -266,8 +266,10 @@ def _raw_inconsistencies(data: Mapping[str, Any], root: yaml.Node | None) -> lis
     return [(_line_of(root, tuple(f.split("."))), f"{f}: {m}") for f, m in found]
 
 
-def _report(problems: list[Problem], source: str, unset_lines: set[int | None]) -> str:
-    unset = [p for p in problems if p[1].startswith("environment variable ")]
+def _report(problems: list[Problem], source: str) -> str:
+    unset = [p for p in problems if p[1].startswith(_UNSET)]
+    # What an unset variable left empty is not worth a second complaint on its line.
+    unset_lines = {line for line, _ in unset}
     rest = [p for p in problems if p not in unset and p[0] not in unset_lines]
     ordered = sorted(unset + rest, key=lambda p: (p[0] is None, p[0] or 0))
     return "\n".join(

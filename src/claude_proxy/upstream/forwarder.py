@@ -278,6 +278,10 @@ class Forwarder:
         relay: bool,
     ) -> UpstreamReply | OpenStream | GatewayError:
         headers = upstream_headers(request.headers, deployment.client.api_key, relay=relay)
+        if relay and isinstance(body, bytes):
+            # The client's length holds for a body streamed through; bytes (read, perhaps
+            # changed by a stage) get theirs from the HTTP client.
+            headers.popall("content-length", None)
         try:
             async with asyncio.timeout(seconds):
                 response = await deployment.client.send(

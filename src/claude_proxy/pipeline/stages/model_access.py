@@ -1,21 +1,49 @@
-"""The ``model_access`` stage: the tenant may use the model the body names."""
+"""The ``model_access`` stage: the tenant may use the model the body names.
+
+A message batch names a model per request and is relayed unread, so for a tenant limited
+to some models its body is read here (bounded by ``max_body_bytes``) and every request's
+model checked; without that a batch would be a way round the limit. The body then goes
+up as read.
+"""
 
 from __future__ import annotations
 
+from claude_proxy.errors import InvalidRequest
 from claude_proxy.pipeline.call import Call, Route
-from claude_proxy.tenancy import TenantDirectory
+from claude_proxy.tenancy import Tenant, TenantDirectory
 
 __all__ = ["ModelAccess"]
 
 
 class ModelAccess:
     name = "model_access"
-    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS})
+    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.RELAY})
 
     def __init__(self, tenants: TenantDirectory) -> None:
         self._tenants = tenants
 
     async def on_request(self, call: Call) -> None:
-        model = call.model
-        if model is not None and call.tenant is not None:
-            self._tenants.authorize_model(call.tenant, model)
+        tenant = call.tenant
+        if tenant is None:
+            return
+        if call.route is Route.RELAY:
+            if _creates_batch(call) and tenant.settings.models != ["*"]:
+                await self._check_batch(call, tenant)
+        elif call.model is not None:
+            self._tenants.authorize_model(tenant, call.model)
+
+    async def _check_batch(self, call: Call, tenant: Tenant) -> None:
+        if not call.has_body and call.read_body is not None:
+            call.load_body(await call.read_body())
+        try:
+            models = {str(item["params"]["model"]) for item in call.body["requests"]}
+        except (KeyError, TypeError):
+            raise InvalidRequest(
+                "A message batch must be a JSON object whose requests each have params.model."
+            ) from None
+        for model in sorted(models):
+            self._tenants.authorize_model(tenant, model)
+
+
+def _creates_batch(call: Call) -> bool:
+    return call.method == "POST" and call.path.partition("?")[0] == "/v1/messages/batches"
