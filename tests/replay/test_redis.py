@@ -81,3 +81,21 @@ async def test_keys_carry_the_ttl_and_the_writer_lease_is_dropped_on_finish(
 async def test_an_unreachable_redis_is_state_unavailable() -> None:
     with pytest.raises(StateUnavailable):
         await RedisReplayLog.open("redis://127.0.0.1:1/0", ReplaySettings())
+
+
+async def test_a_burst_of_events_is_one_redis_entry_not_one_per_event(
+    redis_url: str, key_prefix: str
+) -> None:
+    log = await _replica(redis_url, key_prefix)
+    try:
+        await log.create("strm_x", "acme")
+        assert await log.extend("strm_x", [event(seq) for seq in range(1, 501)]) == 1
+        await log.finish("strm_x")
+    finally:
+        await log.close()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        entries = client.xrange(key_prefix + "{strm_x}:events")
+        assert [entry_id for entry_id, _ in entries] == [b"0-500", b"0-501"]  # batch, finish
+    finally:
+        client.close()

@@ -19,7 +19,7 @@ Exceptions::
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,13 +85,18 @@ class ReplayLog(Protocol):
     async def create(self, stream_id: str, tenant: str) -> None:
         """Start a stream owned by ``tenant``; this replica becomes its only writer."""
 
-    async def append(self, stream_id: str, data: bytes) -> int:
-        """Add one event (its raw bytes, no ``id:`` line) and return its sequence number.
+    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
+        """Add events (their raw bytes, no ``id:`` line); return the first one's sequence
+        number (the others follow it without a gap).
 
         Cheap: it does not wait for a remote store (Redis writes are batched in the
-        background, in order). Raises ``StreamNotFound`` once the stream is gone
-        (finished, evicted, expired) and ``StateUnavailable`` if an earlier write failed.
+        background, in order, one entry per batch). Raises ``StreamNotFound`` once the
+        stream is gone (finished, evicted, expired) and ``StateUnavailable`` if an earlier
+        write failed.
         """
+
+    async def append(self, stream_id: str, data: bytes) -> int:
+        """``extend`` with one event: its sequence number."""
 
     async def finish(self, stream_id: str) -> None:
         """Mark the stream complete (after its last append); readers end. Idempotent."""

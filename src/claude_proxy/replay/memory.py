@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
@@ -77,18 +77,23 @@ class MemoryReplayLog:
             self._evict_one(keep=None)
         self._streams[stream_id] = _Stream(tenant, now + self.settings.ttl_seconds)
 
-    async def append(self, stream_id: str, data: bytes) -> int:
+    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise StreamNotFound(stream_id)
-        stream.events.append(data)
-        stream.size += len(data)
+        first = len(stream.events) + 1
+        size = sum(map(len, events))
+        stream.events.extend(events)
+        stream.size += size
         stream.expires = time.monotonic() + self.settings.ttl_seconds
         stream.notify()
-        self._bytes += len(data)
+        self._bytes += size
         if self._bytes > self.settings.max_bytes:
             self._shrink(keep=stream_id)
-        return len(stream.events)
+        return first
+
+    async def append(self, stream_id: str, data: bytes) -> int:
+        return await self.extend(stream_id, (data,))
 
     async def finish(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)

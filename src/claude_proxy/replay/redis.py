@@ -4,20 +4,25 @@ Keys, for stream ``s`` under ``key_prefix`` ``P`` (the ``{s}`` hash tag keeps on
 keys in one cluster slot)::
 
     P{s}:meta     hash    tenant, created (epoch seconds)
-    P{s}:events   stream  entry ``0-<seq>`` {d: <event bytes>}; the finish marker is the
-                          entry after the last event, ``0-<n+1>`` {e: 1}
+    P{s}:events   stream  one entry per flushed batch of events, its id ``0-<seq of the
+                          batch's last event>``: {d: <event bytes>} for one event, {d:
+                          <the events' bytes, joined>, l: <their lengths, comma-separated>}
+                          for several; the finish marker is the entry after the last
+                          event, ``0-<n+1>`` {e: 1}
     P{s}:writer   string  present while the writing replica is alive and the stream is
                           unfinished: refreshed (PX lease) by its writes and a heartbeat
     P{s}:readers  zset    attached reader token -> lease expiry (epoch ms)
 
 ``meta``, ``events`` and ``readers`` expire ``ttl_seconds`` after the last write.
 
-Appends are buffered in the writing replica and sent in order by one background flush per
-stream (a pipeline of XADDs with explicit ids), so ``append`` never waits for Redis. A
-reader needs no ordering with the writer: it asks for ids after the last one it saw, and
-the explicit ids make the backlog (XRANGE) and the live tail (XREAD BLOCK) join without a
-gap or a duplicate. A live reader that hears nothing for ``block_seconds`` checks the
-writer key: once it is gone without a finish marker, the stream is lost.
+Appends are buffered in the writing replica and sent in order by one background flusher
+for all streams (a pipeline with one XADD per stream and explicit ids), so ``extend``
+never waits for Redis and a burst of events costs one command, not one each. A reader
+needs no ordering with the writer: it asks for entries with ids above the last event it
+saw, skips the events of a batch it already has, and the explicit ids make the backlog
+(XRANGE) and the live tail (XREAD BLOCK) join without a gap or a duplicate. A live
+reader that hears nothing for ``block_seconds`` checks the writer key: once it is gone
+without a finish marker, the stream is lost.
 
 Replay fails open: while Redis is down, or after it lost a stream's keys, the stream goes
 on for its live client without being resumable (``append`` raises, the generation stops
@@ -32,7 +37,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
 
 from redis import asyncio as aioredis
@@ -47,6 +52,7 @@ __all__ = ["RedisReplayLog"]
 
 _log = logging.getLogger("claude_proxy.replay")
 _T = TypeVar("_T")
+_Fields = dict[bytes, bytes]
 
 BATCH = 512  # entries per XRANGE/XREAD reply
 MAX_PENDING = 4096  # buffered appends per stream before append waits for Redis
@@ -69,13 +75,14 @@ class _Keys:
 
 
 class _Writer:
-    __slots__ = ("error", "finishing", "flushed", "keys", "pending", "refresh_at", "seq")
+    __slots__ = ("error", "finishing", "flushed", "keys", "marker", "pending", "refresh_at", "seq")
 
     def __init__(self, keys: _Keys) -> None:
         self.keys = keys
-        self.seq = 0  # the last sequence number handed out
+        self.seq = 0  # the last sequence number handed out (the finish marker's included)
         self.flushed = 0  # the last one known to be in Redis
-        self.pending: list[tuple[str, bytes]] = []
+        self.pending: list[bytes] = []  # events not yet sent, the last one's seq is `seq`
+        self.marker = False  # the finish marker is queued (after `pending`), not yet sent
         self.finishing = False
         self.refresh_at = 0.0  # when the TTLs and the lease are next renewed by a flush
         self.error: StateUnavailable | None = None
@@ -104,11 +111,13 @@ class RedisReplayLog:
 
     @classmethod
     async def open(cls, url: str, settings: ReplaySettings) -> Self:
-        client = open_redis(url)
+        # Event bytes stay bytes: no decoding on the way out, none to undo on the way in.
+        client = open_redis(url, decode_responses=False)
         blocking = open_redis(
             url,
             socket_timeout=settings.block_seconds + 5.0,
             max_connections=settings.max_live_readers,
+            decode_responses=False,
         )
         log = cls(settings, client, blocking)
         try:
@@ -133,7 +142,7 @@ class RedisReplayLog:
             await pipe.execute()
         self._writers[stream_id] = _Writer(keys)
 
-    async def append(self, stream_id: str, data: bytes) -> int:
+    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
         writer = self._writers.get(stream_id)
         if writer is None or writer.finishing:
             raise StreamNotFound(stream_id)
@@ -141,14 +150,18 @@ class RedisReplayLog:
             raise writer.error
         if self._closing:  # else close() would drain for as long as appends come
             raise _closed()
-        writer.seq += 1
-        writer.pending.append((f"0-{writer.seq}", data))
+        first = writer.seq + 1
+        writer.seq += len(events)
+        writer.pending.extend(events)
         self._dirty[stream_id] = writer
         if self._flusher is None:
             self._start_flusher()
         elif len(writer.pending) >= MAX_PENDING:
             await self._flushed(writer)  # Redis is slow: push back on the writer
-        return writer.seq
+        return first
+
+    async def append(self, stream_id: str, data: bytes) -> int:
+        return await self.extend(stream_id, (data,))
 
     async def finish(self, stream_id: str) -> None:
         writer = self._writers.get(stream_id)
@@ -156,7 +169,7 @@ class RedisReplayLog:
             return
         writer.finishing = True
         writer.seq += 1
-        writer.pending.append((f"0-{writer.seq}", b""))  # the finish marker
+        writer.marker = True
         self._dirty[stream_id] = writer
         try:
             await self._flushed(writer, within=FINISH_SECONDS)
@@ -166,7 +179,7 @@ class RedisReplayLog:
     async def owner(self, stream_id: str) -> str | None:
         with translate_redis_errors("reading a replay stream's owner"):
             tenant = await self._redis.hget(self._keys(stream_id).meta, "tenant")
-        return None if tenant is None else str(tenant)
+        return None if tenant is None else tenant.decode() if isinstance(tenant, bytes) else tenant
 
     async def final_seq(self, stream_id: str) -> int | None:
         events = self._keys(stream_id).events
@@ -177,7 +190,7 @@ class RedisReplayLog:
         if not reply:
             return None
         entry_id, fields = reply[0]
-        if fields.get("d") is not None:
+        if fields.get(b"d") is not None:
             return None  # no finish marker yet: still being written
         return int(entry_id[2:]) - 1
 
@@ -203,11 +216,13 @@ class RedisReplayLog:
                     entries = await self._read_backlog(keys.events, last)
                     live = not final and len(entries) < BATCH
                 for entry_id, fields in entries:
-                    data = fields.get("d")
-                    if data is None:
+                    batch = _events(entry_id, fields)
+                    if batch is None:
                         return  # the finish marker
-                    last = int(entry_id[2:])
-                    yield last, data.encode()
+                    for seq, data in batch:
+                        if seq > last:  # a resumed reader may start inside a batch
+                            last = seq
+                            yield seq, data
                 if final and len(entries) < BATCH:
                     raise StreamLost(stream_id, "its writer stopped before the end")
                 if time.monotonic() >= renew_at:
@@ -293,7 +308,8 @@ class RedisReplayLog:
                 else:
                     self._outage.ok()
                 for writer in dirty.values():
-                    writer.flushed = max(writer.flushed, writer.seq - len(writer.pending))
+                    unsent = len(writer.pending) + writer.marker
+                    writer.flushed = max(writer.flushed, writer.seq - unsent)
                 self._round.set()
                 self._round = asyncio.Event()
         finally:
@@ -306,13 +322,17 @@ class RedisReplayLog:
     def _queue_writes(self, pipe: Any, writer: _Writer, now: float) -> None:
         keys = writer.keys
         batch, writer.pending = writer.pending, []
-        for entry_id, data in batch:
-            if data or not writer.finishing or entry_id != f"0-{writer.seq}":
-                pipe.xadd(keys.events, {"d": data}, id=entry_id)
-            else:  # the finish marker; the writer key goes after it, on the same connection
-                pipe.xadd(keys.events, {"e": "1"}, id=entry_id)
-                pipe.delete(keys.writer)
-                writer.refresh_at = 0.0
+        last = writer.seq - writer.marker
+        if len(batch) == 1:
+            pipe.xadd(keys.events, {"d": batch[0]}, id=f"0-{last}")
+        elif batch:
+            lengths = ",".join([str(len(data)) for data in batch])
+            pipe.xadd(keys.events, {"d": b"".join(batch), "l": lengths}, id=f"0-{last}")
+        if writer.marker:  # the writer key goes after it, on the same connection
+            writer.marker = False
+            pipe.xadd(keys.events, {"e": "1"}, id=f"0-{writer.seq}")
+            pipe.delete(keys.writer)
+            writer.refresh_at = 0.0
         if now >= writer.refresh_at:  # not on every flush: three commands per stream
             writer.refresh_at = now + min(self.settings.lease_seconds / 3, self._ttl_ms / 10_000)
             for key in (keys.events, keys.meta, keys.readers):
@@ -328,7 +348,7 @@ class RedisReplayLog:
         deadline = None if within is None else loop.time() + within
         while writer.flushed < target and writer.error is None:
             round_done = self._round
-            if self._flusher is None and writer.pending:
+            if self._flusher is None and (writer.pending or writer.marker):
                 self._start_flusher()
             if deadline is None:
                 await round_done.wait()
@@ -370,14 +390,14 @@ class RedisReplayLog:
             exists, _, _ = await pipe.execute()
         return bool(exists)
 
-    async def _read_backlog(self, events: str, last: int) -> list[tuple[str, dict[str, str]]]:
+    async def _read_backlog(self, events: str, last: int) -> list[tuple[bytes, _Fields]]:
         reply: Any = await _call(
             "reading a replay backlog",
             lambda: self._redis.xrange(events, f"(0-{last}", "+", count=BATCH),
         )
         return list(reply or [])
 
-    async def _read_live(self, events: str, last: int) -> list[tuple[str, dict[str, str]]]:
+    async def _read_live(self, events: str, last: int) -> list[tuple[bytes, _Fields]]:
         block_ms = int(self.settings.block_seconds * 1000)
         reply: Any = await _call(
             "waiting for replay events",
@@ -392,6 +412,24 @@ class RedisReplayLog:
     async def _writer_alive(self, keys: _Keys) -> bool:
         alive = await _call("checking a replay writer", lambda: self._redis.exists(keys.writer))
         return bool(alive)
+
+
+def _events(entry_id: bytes, fields: _Fields) -> list[tuple[int, bytes]] | None:
+    """The ``(seq, data)`` pairs of one entry; None for the finish marker."""
+    data = fields.get(b"d")
+    if data is None:
+        return None
+    last = int(entry_id[2:])
+    lengths = fields.get(b"l")
+    if lengths is None:
+        return [(last, data)]
+    sizes = [int(size) for size in lengths.split(b",")]
+    seq, start, pairs = last - len(sizes), 0, []
+    for size in sizes:
+        seq += 1
+        pairs.append((seq, data[start : start + size]))
+        start += size
+    return pairs
 
 
 async def _call(action: str, command: Callable[[], Awaitable[_T]]) -> _T:

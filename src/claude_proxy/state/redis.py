@@ -31,13 +31,14 @@ def open_redis(
     *,
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    decode_responses: bool = True,
 ) -> aioredis.Redis:
     """A client for ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
 
     Connections are made lazily; call ``await client.ping()`` to fail fast at start-up.
-    Replies are decoded as UTF-8 strings. A burst of commands beyond ``max_connections``
-    waits for a free connection (up to ``socket_timeout``) instead of failing at once,
-    as the default pool would.
+    Replies are decoded as UTF-8 strings unless ``decode_responses`` is false. A burst
+    of commands beyond ``max_connections`` waits for a free connection (up to
+    ``socket_timeout``) instead of failing at once, as the default pool would.
 
     A command that fails on a broken connection is sent once more on a new one: after
     Redis restarts, every pooled connection is to the old process, and without this the
@@ -48,7 +49,7 @@ def open_redis(
         url,
         max_connections=max_connections,
         timeout=socket_timeout,
-        decode_responses=True,
+        decode_responses=decode_responses,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,

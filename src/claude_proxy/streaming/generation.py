@@ -209,21 +209,19 @@ class Generation:
 
     async def _append(self, events: list[Event]) -> list[tuple[int, bytes]]:
         """Write the events to the replay log first, so that a client never has one it lacks."""
-        numbered: list[tuple[int, bytes]] = []
-        for event in events:
-            seq = self._seq + 1
-            if self._replay is not None:
-                try:
-                    seq = await self._replay.append(self.stream_id, event.raw)
-                except (StateUnavailable, StreamNotFound) as exc:
-                    # Availability over resumability: the live client still gets every
-                    # event, whether the store failed or evicted this stream's log.
-                    # The backend logs an outage once; a line per stream would drown it.
-                    _log.debug("replay log failed; %s is not resumable: %s", self.stream_id, exc)
-                    self._replay = None
-            self._seq = seq
-            numbered.append((seq, event.raw))
-        return numbered
+        raws = [event.raw for event in events]
+        first = self._seq + 1
+        if self._replay is not None:
+            try:
+                first = await self._replay.extend(self.stream_id, raws)
+            except (StateUnavailable, StreamNotFound) as exc:
+                # Availability over resumability: the live client still gets every
+                # event, whether the store failed or evicted this stream's log.
+                # The backend logs an outage once; a line per stream would drown it.
+                _log.debug("replay log failed; %s is not resumable: %s", self.stream_id, exc)
+                self._replay = None
+        self._seq = first + len(raws) - 1
+        return list(zip(range(first, first + len(raws)), raws, strict=True))
 
     async def _watch(self, replay: ReplayLog, task: asyncio.Task[None]) -> None:
         try:
