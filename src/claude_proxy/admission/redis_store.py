@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
 from claude_proxy.admission import redis_scripts as lua
 from claude_proxy.state import StateUnavailable
+from claude_proxy.state.batching import ScriptBatcher
 from claude_proxy.state.health import HealthCheck
 from claude_proxy.state.outage import Outage
 from claude_proxy.state.redis import translate_redis_errors
@@ -48,9 +48,9 @@ class ScriptStore:
         self._base = base  # ARGV[1..2]: the key prefix and the lease in ms
         self._setup_args = setup_args
         self._recount = recount
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(getattr(lua, name)) for name in lua.__all__
-        }
+        # Calls made together go to Redis in one pipeline: under load, admits and
+        # releases of many requests share one round trip.
+        self._scripts = ScriptBatcher(client, {name: getattr(lua, name) for name in lua.__all__})
         self.outage = Outage(_log, "admission's shared state (Redis)")
         self._health = HealthCheck(self._ping)
         self._restoring: asyncio.Task[None] | None = None
@@ -60,13 +60,13 @@ class ScriptStore:
 
     async def setup(self) -> bool:
         """Write the configuration; True if Redis had none."""
-        created = await self._scripts["SETUP"](args=[*self._base, *self._setup_args])
+        created = await self._scripts.call("SETUP", [*self._base, *self._setup_args])
         self._setups += 1
         return bool(created)
 
     async def raw(self, name: str, *args: Any) -> Any:
         """Run a script as it is: redis-py errors, no SETUP on a loss."""
-        return await self._scripts[name](args=[*self._base, *args])
+        return await self._scripts.call(name, [*self._base, *args])
 
     async def script(self, name: str, *args: Any) -> Any:
         """Run a script; if Redis lost the state, set it up again and retry once.
@@ -108,6 +108,7 @@ class ScriptStore:
 
     async def close(self) -> None:
         await self._health.close()
+        await self._scripts.close()
         if self._restoring is not None:
             await stop_tasks([self._restoring], deadline=STOP_SECONDS)
 
