@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis.asyncio
 
 from claude_proxy.server import RunningServer
 from tests.conftest import SIM_KEY, StartSim
@@ -148,3 +149,39 @@ async def test_a_live_stream_is_followed_through_the_other_replica(
     joined = before + after
     assert [e[0] for e in joined] == [f"{stream_id}:{n}" for n in range(1, len(joined) + 1)]
     assert joined[-1][1] == "message_stop"
+
+
+async def test_a_stream_the_upstream_refused_leaves_no_live_writer_in_redis(
+    start_sim: StartSim, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """The replay stream is made while the call goes upstream; when the answer is an
+    error, it is ended, not left for the writer heartbeat to keep alive for ever."""
+    sim = await start_sim(speed=0)
+    settings = config(sim, redis_url, key_prefix)
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/bmp", "data": "eA=="},
+    }
+    body = {
+        **message_body("what is this?", stream=True),
+        "messages": [{"role": "user", "content": [image]}],
+    }
+    async with AsyncExitStack() as stack:
+        gateway = await stack.enter_async_context(gateway_process(settings, tmp_path))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        async with http.post(f"{gateway.url}/v1/messages", json=body, headers=HEADERS) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["type"] == "invalid_request_error"
+        async with http.post(
+            f"{gateway.url}/v1/messages", json=message_body("hi", stream=True), headers=HEADERS
+        ) as r:
+            assert r.status == 200
+            await r.read()
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            streams = [key async for key in client.scan_iter(f"{key_prefix}replay:*:meta")]
+            writers = [key async for key in client.scan_iter(f"{key_prefix}replay:*:writer")]
+        finally:
+            await client.aclose()
+        assert len(streams) == 2  # both made, the refused one included
+        assert writers == []  # and both ended

@@ -7,13 +7,14 @@ model access, ...) live in ``pipeline.stages``; features add stages, not branche
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from claude_proxy.api.serve import reply_headers, serve
 from claude_proxy.api.sinks import SseSink
 from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Run
-from claude_proxy.pipeline.service import LiveAnswer
 from claude_proxy.replay import STREAM_ID_HEADER
 from claude_proxy.services import SERVICES, Services
 from claude_proxy.streaming.streams import stream_owner
@@ -53,10 +54,22 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     """Open the upstream stream, then let a generation relay it; the answer goes with it."""
     services = request.app[SERVICES]
     call = run.call
-    opened = await services.calls.open_stream(call)
+    # The replay stream is made while the call is admitted and sent: on Redis that is a
+    # round trip the first token no longer waits for.
+    creating = _new_stream(services, call)
+    try:
+        opened = await services.calls.open_stream(call)
+    except BaseException:
+        await _discard(services, creating)
+        raise
     if isinstance(opened, UpstreamReply):
+        await _discard(services, creating)
         return _reply_response(opened, opened.body)
-    stream_id = await _new_stream_id(services, call, opened)
+    try:
+        stream_id = None if creating is None else await creating
+    except BaseException:
+        await opened.aclose()
+        raise
     headers = opened.headers
     headers["cache-control"] = "no-cache"
     # Ask reverse proxies in front of us (nginx) not to buffer the stream either.
@@ -77,14 +90,20 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     return response
 
 
-async def _new_stream_id(services: Services, call: Call, opened: LiveAnswer) -> str | None:
-    """The resumable stream's id (None: streams are not kept, or the replay log is down)."""
+def _new_stream(services: Services, call: Call) -> asyncio.Task[str | None] | None:
+    """The resumable stream's id, being made (None: streams are not kept; the task's
+    result is None when the replay log is down)."""
     if services.streams.replay is None:
         return None
     assert call.tenant is not None
     owner = stream_owner(call.tenant, call.headers, services.tenants.is_open)
-    try:
-        return await services.streams.new_stream(owner)
-    except BaseException:
-        await opened.aclose()
-        raise
+    return asyncio.ensure_future(services.streams.new_stream(owner))
+
+
+async def _discard(services: Services, creating: asyncio.Task[str | None] | None) -> None:
+    """No answer will be streamed: end the stream made for it, so nothing waits on it."""
+    if creating is None:
+        return
+    stream_id = await asyncio.shield(creating)  # a create in flight lands all the same
+    if stream_id is not None:
+        await services.streams.discard(stream_id)

@@ -81,6 +81,16 @@ class Streams:
             return None
         return stream_id
 
+    async def discard(self, stream_id: str) -> None:
+        """A stream made for an answer that never came (the call failed): ended empty,
+        so that its writer lease is dropped and a resume finds it over."""
+        if self.replay is None:
+            return
+        try:
+            await self.replay.finish(stream_id)
+        except StateUnavailable as exc:
+            _log.debug("replay log unavailable; %s left to expire: %s", stream_id, exc)
+
     def generation(
         self,
         answer: AnswerSource,
