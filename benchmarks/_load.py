@@ -36,12 +36,14 @@ class Job:
     duration: float
     max_requests: int
     api_key: str
+    headers: dict[str, str] = field(default_factory=dict)  # added to every request
 
 
 @dataclass(slots=True)
 class Tally:
     latencies: list[float] = field(default_factory=list)
     ttfbs: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)  # to the first content_block_delta
     issued: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -65,24 +67,34 @@ def request_headers(api_key: str) -> dict[str, str]:
     }
 
 
-async def _read_stream(response: aiohttp.ClientResponse, start: float) -> tuple[float, bytes]:
-    """Time to the first body chunk, and the stream's last bytes (to check it ended well)."""
+async def _read_stream(
+    response: aiohttp.ClientResponse, start: float
+) -> tuple[float, float, bytes]:
+    """Time to the first body chunk and to the first text delta, and the stream's last
+    bytes (to check it ended well)."""
     tail = await response.content.readany()
-    ttfb = time.perf_counter() - start
+    ttfb = ttft = time.perf_counter() - start
+    seen = tail
+    while b"content_block_delta" not in seen:
+        chunk = await response.content.readany()
+        if not chunk:
+            break
+        ttft = time.perf_counter() - start
+        seen, tail = seen + chunk, (tail + chunk)[-128:]
     async for chunk in response.content.iter_any():
         tail = (tail + chunk)[-128:]
-    return ttfb, tail
+    return ttfb, ttft, tail
 
 
 async def _one(session: aiohttp.ClientSession, job: Job, body: bytes, tally: Tally) -> None:
-    headers = request_headers(job.api_key)
+    headers = {**request_headers(job.api_key), **job.headers}
     start = time.perf_counter()
     try:
         async with session.post(job.url, data=body, headers=headers) as response:
             if job.stream:
-                ttfb, tail = await _read_stream(response, start)
+                ttfb, ttft, tail = await _read_stream(response, start)
             else:
-                ttfb, tail = 0.0, await response.read()
+                ttfb, ttft, tail = 0.0, 0.0, await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         tally.fail(f"{type(exc).__name__}: {exc}")
@@ -95,6 +107,7 @@ async def _one(session: aiohttp.ClientSession, job: Job, body: bytes, tally: Tal
         tally.latencies.append(time.perf_counter() - start)
         if job.stream:
             tally.ttfbs.append(ttfb)
+            tally.ttfts.append(ttft)
 
 
 async def _worker(
@@ -132,6 +145,7 @@ async def run_job(session: aiohttp.ClientSession, job: Job) -> dict[str, Any]:
         "p99_ms": _percentile_ms(tally.latencies, 0.99),
         "ttfb_p50_ms": _percentile_ms(tally.ttfbs, 0.50),
         "ttfb_p99_ms": _percentile_ms(tally.ttfbs, 0.99),
+        "ttft_p50_ms": _percentile_ms(tally.ttfts, 0.50),
     }
 
 

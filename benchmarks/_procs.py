@@ -42,7 +42,11 @@ def free_port() -> int:
 
 
 def spawn(
-    name: str, core: int, argv: list[str], env: dict[str, str] | None = None, pipe: bool = False
+    name: str,
+    core: int | str,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    pipe: bool = False,
 ) -> Proc:
     """Start ``argv`` pinned to one core; stderr (and stdout unless piped) go to a temp log."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; stop() closes it
