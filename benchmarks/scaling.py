@@ -82,6 +82,10 @@ class Options:
     phases: tuple[str, ...] = PHASES
     baseline: str | None = None  # another checkout's root: its gateway on Redis, as "baseline"
 
+    @property
+    def json_targets(self) -> tuple[str, ...]:
+        return (*JSON_TARGETS, "baseline") if self.baseline else JSON_TARGETS
+
 
 @dataclass(slots=True)
 class Cluster:
@@ -175,6 +179,8 @@ def running_cluster(baseline: str | None) -> Iterator[Cluster]:
             gateways = {**GATEWAYS, **({"baseline": (1, True)} if baseline else {})}
             for name, (workers, shared) in gateways.items():
                 config = files.enter_context(tempfile.NamedTemporaryFile("w", suffix=".yaml"))
+                # Room for the paced phase's 100 streams at once, as the floor has.
+                config.write("upstream_max_concurrent: 256\n")
                 if shared:
                     config.write(f"state: {REDIS_URL}\n")
                     config.write(f"admission: {{key_prefix: '{prefix}{name}:admission:'}}\n")
@@ -261,10 +267,10 @@ def _rotated(targets: tuple[str, ...], shift: int) -> tuple[str, ...]:
 
 
 def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
-    for target in JSON_TARGETS:  # warm-up: pools open, caches settled
+    for target in opts.json_targets:  # warm-up: pools open, caches settled
         cluster.run(target, stream=False, concurrency=opts.json_concurrency, duration=1.0)
     for round_ in range(opts.rounds):
-        for target in _rotated(JSON_TARGETS, round_):
+        for target in _rotated(opts.json_targets, round_):
             m = _measured(
                 cluster,
                 target,
@@ -330,9 +336,11 @@ def stream_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
                 )
 
 
-async def _paced_streams(url: str, concurrency: int, seconds: float) -> list[float]:
-    """Each delta's delay (ms) from when the mock wrote it to when it was read here."""
+async def _paced_streams(url: str, concurrency: int, seconds: float) -> tuple[list[float], int]:
+    """Each delta's delay (ms) from when the mock wrote it to when it was read here, and
+    how many streams failed (not 200, or no message_stop)."""
     delays: list[float] = []
+    failed = 0
     body = json.dumps(
         {
             "model": "claude-sonnet-4-5",
@@ -351,27 +359,34 @@ async def _paced_streams(url: str, concurrency: int, seconds: float) -> list[flo
     stream_s = PACED_EVENTS * PACE_MS / 1000.0
 
     async def worker(session: aiohttp.ClientSession, index: int, deadline: float) -> None:
+        nonlocal failed
         await asyncio.sleep(stream_s * index / concurrency)  # spread the streams' phases
         while time.monotonic() < deadline:
+            ended = False
             async with session.post(url, data=body, headers=headers) as response:
                 async for line in response.content:
                     if line.startswith(b'data: {"type":"content_block_delta"'):
                         now = time.monotonic_ns()
                         sent = int(line.rsplit(b'"text":"', 1)[1].split(b" ", 1)[0])
                         delays.append((now - sent) / 1e6)
+                    ended = ended or line.startswith(b"event: message_stop")
+            failed += response.status != 200 or not ended
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(worker(session, i, deadline) for i in range(concurrency)))
-    return delays
+    return delays, failed
 
 
 def paced_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
     for conc in opts.paced_concurrency:
         for round_ in range(opts.rounds):
             for target in _rotated(STREAM_TARGETS, round_):
-                delays = asyncio.run(_paced_streams(cluster.urls[target], conc, opts.paced_seconds))
+                url = cluster.urls[target]
+                delays, failed = asyncio.run(_paced_streams(url, conc, opts.paced_seconds))
+                if failed:
+                    print(f"  ! paced c={conc} {target}: {failed} streams failed", file=sys.stderr)
                 p50 = statistics.median(delays) if delays else None
                 cells.setdefault((f"paced-{conc}", target), Cell()).add(delay=p50)
                 print(
@@ -415,10 +430,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | None) -> list[Check]:
-    m = {key: cell for key, cell in cells.items()}
-
     def med(cell: str, target: str, name: str) -> float | None:
-        got = m.get((cell, target))
+        got = cells.get((cell, target))
         return got.median(name) if got else None
 
     print(
@@ -431,7 +444,7 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         "Redis cmds/req | machine CPU ms/req | p50 ms |\n|---|---|---|---|---|---|---|---|"
     )
     base = med("json", "memory", "rps")
-    for target in JSON_TARGETS:
+    for target in opts.json_targets:
         rps = med("json", target, "rps")
         redis_side = target.startswith("redis") or target == "baseline"
         print(
@@ -551,9 +564,6 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
 
 def benchmark(opts: Options) -> int:
     cells: Cells = {}
-    global JSON_TARGETS
-    if opts.baseline:
-        JSON_TARGETS = (*JSON_TARGETS, "baseline")
     with running_cluster(opts.baseline) as cluster:
         phases = {"json": json_phase, "streams": stream_phase, "paced": paced_phase}
         for name, phase in phases.items():

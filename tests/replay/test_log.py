@@ -18,7 +18,7 @@ async def _stream(log: ReplayLog, events: int = 0, tenant: str = "acme") -> str:
     stream_id = new_stream_id()
     await log.create(stream_id, tenant)
     for seq in range(1, events + 1):
-        assert await log.append(stream_id, event(seq)) == seq
+        assert await log.extend(stream_id, [event(seq)]) == seq
     return stream_id
 
 
@@ -34,7 +34,7 @@ async def test_readers_attaching_anywhere_get_every_later_event_once(make_log: M
 
     attach(0)
     for seq in range(1, total + 1):
-        assert await log.append(stream_id, event(seq)) == seq
+        assert await log.extend(stream_id, [event(seq)]) == seq
         if rng.random() < 0.02:
             attach(rng.randint(0, seq))  # behind the writer, or exactly at it
         if rng.random() < 0.3:
@@ -89,7 +89,7 @@ async def test_a_slow_reader_misses_nothing_while_the_writer_runs_ahead(make_log
 
     reader = asyncio.create_task(slow_reader())
     for seq in range(4, 301):
-        await log.append(stream_id, event(seq))
+        await log.extend(stream_id, [event(seq)])
         if seq % 7 == 0:
             await asyncio.sleep(0)
     await log.finish(stream_id)
@@ -106,7 +106,7 @@ async def test_resume_after_finish_returns_the_rest_and_ends(make_log: MakeLog) 
     assert await read_all(log, stream_id, 10) == []
     assert len(await read_all(log, stream_id)) == 10
     with pytest.raises(StreamNotFound):
-        await log.append(stream_id, event(11))
+        await log.extend(stream_id, [event(11)])
 
 
 async def test_an_empty_finished_stream_reads_as_empty(make_log: MakeLog) -> None:
@@ -134,7 +134,7 @@ async def test_reading_an_unknown_stream_is_not_found(make_log: MakeLog) -> None
     with pytest.raises(StreamNotFound):
         await read_all(log, "strm_unknown")
     with pytest.raises(StreamNotFound):
-        await log.append("strm_unknown", b"x")
+        await log.extend("strm_unknown", [b"x"])
 
 
 async def test_streams_expire_after_their_ttl(make_log: MakeLog) -> None:

@@ -25,12 +25,12 @@ async def test_one_replica_writes_and_another_reads_live(redis_url: str, key_pre
     try:
         await writer.create("strm_x", "acme")
         for seq in range(1, 51):
-            await writer.append("strm_x", event(seq))
+            await writer.extend("strm_x", [event(seq)])
         assert await reader.owner("strm_x") == "acme"
         reading = asyncio.create_task(read_all(reader, "strm_x", 20))
         assert await writer.wait_for_reader("strm_x", 2.0)  # seen across replicas
         for seq in range(51, 501):
-            await writer.append("strm_x", event(seq))
+            await writer.extend("strm_x", [event(seq)])
             if seq % 50 == 0:
                 await asyncio.sleep(0.002)
         await writer.finish("strm_x")
@@ -49,7 +49,7 @@ async def test_a_reader_learns_when_the_writing_replica_dies(
     reader = await _replica(redis_url, key_prefix, block_seconds=0.1)
     try:
         await writer.create("strm_x", "acme")
-        await writer.append("strm_x", event(1))
+        await writer.extend("strm_x", [event(1)])
         await writer.close()  # no finish: as after SIGKILL, its lease runs out
         reading = asyncio.create_task(read_all(reader, "strm_x"))
         with pytest.raises(StreamLost):
@@ -64,7 +64,7 @@ async def test_keys_carry_the_ttl_and_the_writer_lease_is_dropped_on_finish(
     log = await _replica(redis_url, key_prefix, ttl_seconds=60)
     try:
         await log.create("strm_x", "acme")
-        await log.append("strm_x", event(1))
+        await log.extend("strm_x", [event(1)])
         await log.finish("strm_x")
     finally:
         await log.close()

@@ -50,10 +50,10 @@ async def test_close_gives_up_on_a_flush_that_does_not_end(
     trap = Trap(lambda packed: b"XADD" in packed)
     log = await _open(monkeypatch, trap, redis_url, key_prefix)
     await log.create("strm_x", "acme")
-    await log.append("strm_x", event(1))
+    await log.extend("strm_x", [event(1)])
     async with asyncio.timeout(1.0):
         await trap.sprung.wait()  # its round is trapped
-    await log.append("strm_x", event(2))  # buffered for the next round
+    await log.extend("strm_x", [event(2)])  # buffered for the next round
     await _close(log, trap, within=1.5)  # the drain's deadline, then a (swallowed) cancel
     with pytest.raises(StateUnavailable):  # and no flusher starts once closed
         await log.finish("strm_x")

@@ -24,16 +24,16 @@ async def test_an_outage_fails_streams_open_and_is_logged_once(
             await log.create(name, "acme")
         server.kill()
         for name in ("strm_a", "strm_b", "strm_c"):  # one failed flush each; heartbeats fail
-            await log.append(name, event(1))
+            await log.extend(name, [event(1)])
             await asyncio.sleep(0.2)
         with pytest.raises(StateUnavailable):  # the generation then stops writing: fails open
-            await log.append("strm_a", event(2))
+            await log.extend("strm_a", [event(2)])
         server.start()  # empty: what the streams had is gone, and they are not resumable
         async with asyncio.timeout(2):
             while not any("answers again" in m for m in caplog.messages):
                 await asyncio.sleep(0.02)
         await log.create("strm_d", "acme")  # new streams are resumable again
-        await log.append("strm_d", event(1))
+        await log.extend("strm_d", [event(1)])
         await log.finish("strm_d")
         assert await read_all(log, "strm_d") == [(1, event(1))]
     finally:

@@ -95,11 +95,8 @@ class ReplayLog(Protocol):
         write failed.
         """
 
-    async def append(self, stream_id: str, data: bytes) -> int:
-        """``extend`` with one event: its sequence number."""
-
     async def finish(self, stream_id: str) -> None:
-        """Mark the stream complete (after its last append); readers end. Idempotent."""
+        """Mark the stream complete (after its last events); readers end. Idempotent."""
 
     async def owner(self, stream_id: str) -> str | None:
         """The tenant that created the stream, or None if it is unknown or expired."""

@@ -1,10 +1,10 @@
 """Replay logs in this process: a list per stream, readers woken by an asyncio.Event.
 
-An append is a list append plus a wake-up of readers that are waiting, if any. Streams
+An extend is a list extend plus a wake-up of readers that are waiting, if any. Streams
 expire ``ttl_seconds`` after their last write (checked on access, and in a sweep at most
 every quarter TTL when streams are created). Past ``max_streams`` or ``max_bytes`` the
 oldest finished streams are evicted first, then the oldest unfinished ones; the stream
-being appended to is never evicted by its own append.
+being written to is never evicted by its own write.
 """
 
 from __future__ import annotations
@@ -91,9 +91,6 @@ class MemoryReplayLog:
         if self._bytes > self.settings.max_bytes:
             self._shrink(keep=stream_id)
         return first
-
-    async def append(self, stream_id: str, data: bytes) -> int:
-        return await self.extend(stream_id, (data,))
 
     async def finish(self, stream_id: str) -> None:
         stream = self._streams.get(stream_id)

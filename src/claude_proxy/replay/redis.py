@@ -25,7 +25,7 @@ reader that hears nothing for ``block_seconds`` checks the writer key: once it i
 without a finish marker, the stream is lost.
 
 Replay fails open: while Redis is down, or after it lost a stream's keys, the stream goes
-on for its live client without being resumable (``append`` raises, the generation stops
+on for its live client without being resumable (``extend`` raises, the generation stops
 writing; a resume is answered 404). The background writes log one line when Redis starts
 failing and one when it answers again, not one per attempt.
 """
@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 _Fields = dict[bytes, bytes]
 
 BATCH = 512  # entries per XRANGE/XREAD reply
-MAX_PENDING = 4096  # buffered appends per stream before append waits for Redis
+MAX_PENDING = 4096  # buffered events per stream before extend waits for Redis
 DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
 # finish() waits this long for the finish marker to reach Redis, then lets the flusher
 # go on alone: the end of a client's stream must not wait on a stalled Redis.
@@ -159,9 +159,6 @@ class RedisReplayLog:
         elif len(writer.pending) >= MAX_PENDING:
             await self._flushed(writer)  # Redis is slow: push back on the writer
         return first
-
-    async def append(self, stream_id: str, data: bytes) -> int:
-        return await self.extend(stream_id, (data,))
 
     async def finish(self, stream_id: str) -> None:
         writer = self._writers.get(stream_id)

@@ -42,9 +42,9 @@ _RETRYABLE_ERRORS = frozenset(
 _MESSAGE_STOP = Event.encode("message_stop", {"type": "message_stop"})
 # Model names are few; the bound only keeps a misbehaving upstream from growing the set.
 _MAX_LEARNED = 256
-# A read from upstream is relayed in pieces of at most this many bytes (about 60 text
-# deltas): when a long answer arrives in one read, its first events reach the client
-# after one piece's work, not the whole read's.
+# The upstream stream is read in pieces of at most this many bytes (about 60 text
+# deltas): when a long answer has arrived all at once, its first events reach the client
+# after one piece's work, not the whole answer's.
 PIECE_BYTES = 8192
 
 
@@ -146,18 +146,15 @@ class Relay:
             broke: _Break | None = None
             ended = False
             try:
-                async for chunk in opened.response.chunks():
-                    for piece in _pieces(chunk):
-                        out: list[Event] = []
-                        for event in splitter.feed(piece):
-                            if event.name == "error":
-                                broke = _Break("error_event", event)
-                                break
-                            splicer.on_event(event, out)
-                        if out:
-                            yield out
-                        if broke is not None or splicer.part_ended:
+                async for chunk in opened.response.chunks(PIECE_BYTES):
+                    out: list[Event] = []
+                    for event in splitter.feed(chunk):
+                        if event.name == "error":
+                            broke = _Break("error_event", event)
                             break
+                        splicer.on_event(event, out)
+                    if out:
+                        yield out
                     if broke is not None:
                         break
                     if splicer.part_ended:
@@ -328,9 +325,3 @@ def _break_error_event(broke: _Break, reason: str) -> Event:
         return broke.event  # the upstream's own error says it best
     what = "was cut" if broke.reason == "cut" else "ended before message_stop"
     return error_event("api_error", f"The upstream stream {what} and {reason}.")
-
-
-def _pieces(chunk: bytes) -> list[bytes] | tuple[bytes]:
-    if len(chunk) <= PIECE_BYTES:
-        return (chunk,)
-    return [chunk[start : start + PIECE_BYTES] for start in range(0, len(chunk), PIECE_BYTES)]

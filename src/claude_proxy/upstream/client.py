@@ -55,9 +55,13 @@ class UpstreamResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self._upstream) from None
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a cut or silent connection raises a ``GatewayError``."""
-        return _Chunks(self._response.content.iter_any(), self._upstream)
+    def chunks(self, max_bytes: int | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives, in pieces of at most ``max_bytes`` if given; a cut or
+        silent connection raises a ``GatewayError``."""
+        content = self._response.content
+        # iter_chunked(n) yields what has arrived, up to n bytes: it never waits to fill n.
+        pieces = content.iter_any() if max_bytes is None else content.iter_chunked(max_bytes)
+        return _Chunks(pieces, self._upstream)
 
     def release(self) -> None:
         self._response.release()
