@@ -71,7 +71,8 @@ async def test_the_node_sdk_works_through_the_gateway(
     gateway = await start_gateway(sim.url)
     env = client_env(gateway, tmp_path / "home")
     seen = json.loads(await run(["node", str(JS / "sdk_through_gateway.mjs")], env, JS))
-    assert seen["message"] == {"type": "text", "output_tokens": seen["message"]["output_tokens"]}
+    assert set(seen["message"]) == {"type", "output_tokens"}
+    assert seen["message"]["type"] == "text"
     assert seen["message"]["output_tokens"] > 0
     assert seen["stream"]["text_matches"] is True
     assert seen["batch"]["status"] == "ended"

@@ -89,3 +89,11 @@ async def test_a_message_naming_an_unknown_file_is_refused(
         await client.messages.create(
             model=MODEL, max_tokens=10, messages=[{"role": "user", "content": [document]}]
         )
+    # Like every validation error, before any injected fault: a 500 would hide it.
+    with pytest.raises(anthropic.BadRequestError, match="File not found: file_011Cmissing"):
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": [document]}],
+            extra_headers={"x-sim-fault": "500"},
+        )

@@ -161,7 +161,7 @@ async def test_a_plain_question_calls_the_tool_it_is_about(
         messages=[{"role": "user", "content": "Tell me a story about a lighthouse."}],
     )
     assert unrelated.stop_reason != "tool_use"
-    # Context a client puts before the prompt (Claude Code's reminders) is not the ask.
+    # Context a client adds to the prompt (Claude Code's reminders) is not the ask.
     reminder = "<system-reminder>Tools: get_weather reports the weather.</system-reminder>"
     greeted = await client.messages.create(
         model=MODEL,
@@ -170,7 +170,7 @@ async def test_a_plain_question_calls_the_tool_it_is_about(
         messages=[
             {
                 "role": "user",
-                "content": [{"type": "text", "text": reminder}, {"type": "text", "text": "Hi!"}],
+                "content": [{"type": "text", "text": "Hi!"}, {"type": "text", "text": reminder}],
             }
         ],
     )

@@ -171,8 +171,8 @@ def _result(state: SimState, batch: Batch, params: dict[str, Any]) -> dict[str, 
     try:
         if params.get("stream"):
             raise InvalidRequest("stream: batch requests cannot stream")
-        req = parse_request(orjson.dumps(params), batch.version, betas=batch.betas)
-        check_file_sources(state.files, [(m.role, m.blocks) for m in req.messages])
+        req = parse_request(params, batch.version, betas=batch.betas)
+        check_file_sources(state.files, req.messages)
     except GatewayError as exc:
         error = {"type": exc.error_type, "message": exc.message}
         return {

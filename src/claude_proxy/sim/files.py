@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claude_proxy.errors import InvalidRequest, NotFound, new_id
+from claude_proxy.sim.validation import Message
 
 __all__ = ["FileStore", "StoredFile", "check_file_sources", "list_page", "rfc3339"]
 
@@ -108,10 +109,10 @@ def list_page(items: list[dict[str, Any]], query: Any) -> dict[str, Any]:
     }
 
 
-def check_file_sources(store: FileStore, messages: list[tuple[str, list[dict[str, Any]]]]) -> None:
+def check_file_sources(store: FileStore, messages: list[Message]) -> None:
     """A ``file`` source (document or image) must name a file the store holds."""
-    for i, (_, blocks) in enumerate(messages):
-        for j, block in enumerate(blocks):
+    for i, message in enumerate(messages):
+        for j, block in enumerate(message.blocks):
             source = block.get("source")
             if isinstance(source, dict) and source.get("type") == "file":
                 file_id = source.get("file_id")

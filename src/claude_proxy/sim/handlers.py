@@ -12,7 +12,7 @@ from claude_proxy.sim.answer import answer, units
 from claude_proxy.sim.faults import Fault, draw_fault, error_fault_response, parse_forced
 from claude_proxy.sim.files import check_file_sources
 from claude_proxy.sim.generation import Reply
-from claude_proxy.sim.http import REQUEST_ID, betas, check_headers, json_response
+from claude_proxy.sim.http import REQUEST_ID, betas, check_headers, header_float, json_response
 from claude_proxy.sim.latency import Pacer, per_output_token, time_to_first_token, total_time
 from claude_proxy.sim.models import active_models, lookup_model
 from claude_proxy.sim.sse import encode, reply_events
@@ -46,14 +46,6 @@ def _header_int(request: web.Request, name: str) -> int | None:
     return value
 
 
-def _header_float(request: web.Request, name: str) -> float | None:
-    raw = request.headers.get(name)
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        raise InvalidRequest(f"{name}: must be a number") from None
-
-
 def _choose_fault(request: web.Request, state: SimState) -> Fault | None:
     forced = request.headers.get("x-sim-fault")
     if forced:
@@ -83,6 +75,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     settings = state.settings
     version = check_headers(request)
     req = parse_request(await request.read(), version, betas=betas(request))
+    check_file_sources(state.files, req.messages)
     answer_tokens = _header_int(request, "x-sim-answer-tokens")
     fault = _choose_fault(request, state)
     if fault is not None:
@@ -92,7 +85,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(fault.after if fault.after >= 0 else settings.slow_first_byte)
             fault = None
         elif fault.is_status:
-            retry_after = _header_float(request, "x-sim-retry-after")
+            retry_after = header_float(request, "x-sim-retry-after")
             if retry_after is None and fault.kind == "429":
                 retry_after = settings.retry_after
             return error_fault_response(
@@ -100,7 +93,6 @@ async def messages(request: web.Request) -> web.StreamResponse:
             )
         elif fault.kind == "reset" or not req.stream:
             return _drop_connection(request)
-    check_file_sources(state.files, [(m.role, m.blocks) for m in req.messages])
     result = answer(state, req, answer_tokens)
     cache, reply = result.cache, result.reply
     latency, speed = settings.latency, settings.speed
@@ -184,7 +176,7 @@ async def count_tokens(request: web.Request) -> web.Response:
             return error_fault_response(
                 fault,
                 request[REQUEST_ID],
-                _header_float(request, "x-sim-retry-after"),
+                header_float(request, "x-sim-retry-after"),
                 request.headers.get("x-sim-should-retry"),
             )
         if fault.kind != "slow":

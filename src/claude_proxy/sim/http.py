@@ -10,23 +10,37 @@ from aiohttp import web
 from claude_proxy.errors import AuthenticationFailed, InvalidRequest
 from claude_proxy.sim.state import STATE
 
-__all__ = ["REQUEST_ID", "betas", "bytes_response", "check_headers", "json_response"]
+__all__ = [
+    "REQUEST_ID",
+    "betas",
+    "bytes_response",
+    "check_headers",
+    "header_float",
+    "json_response",
+]
 
 REQUEST_ID = web.RequestKey("sim_request_id", str)
 
 
 def json_response(payload: Any, request: web.Request, status: int = 200) -> web.Response:
-    response = web.Response(
-        body=orjson.dumps(payload), status=status, content_type="application/json"
-    )
+    return bytes_response(orjson.dumps(payload), "application/json", request, status)
+
+
+def bytes_response(
+    body: bytes, content_type: str, request: web.Request, status: int = 200
+) -> web.Response:
+    response = web.Response(body=body, status=status, content_type=content_type)
     response.headers["request-id"] = request[REQUEST_ID]
     return response
 
 
-def bytes_response(body: bytes, content_type: str, request: web.Request) -> web.Response:
-    response = web.Response(body=body, content_type=content_type)
-    response.headers["request-id"] = request[REQUEST_ID]
-    return response
+def header_float(request: web.Request, name: str) -> float | None:
+    """A numeric request header (None when absent); anything else is a clear 400."""
+    raw = request.headers.get(name)
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        raise InvalidRequest(f"{name}: must be a number") from None
 
 
 def check_headers(request: web.Request) -> str:

@@ -10,7 +10,7 @@ from aiohttp import BodyPartReader, web
 from claude_proxy.errors import InvalidRequest
 from claude_proxy.sim.batches import Batch, parse_batch
 from claude_proxy.sim.files import MAX_FILE_BYTES
-from claude_proxy.sim.http import betas, bytes_response, check_headers, json_response
+from claude_proxy.sim.http import betas, bytes_response, check_headers, header_float, json_response
 from claude_proxy.sim.state import STATE
 
 __all__ = [
@@ -79,7 +79,7 @@ async def read_upload(request: web.Request) -> tuple[str, str, bytes]:
 async def create_batch(request: web.Request) -> web.Response:
     version = check_headers(request)
     requests = parse_batch(await request.read())
-    seconds = _seconds(request.headers.get("x-sim-batch-seconds"))
+    seconds = _seconds(request)
     base = f"{request.scheme}://{request.host}"
     batch = Batch(requests, version, betas(request), base)
     request.app[STATE].batches.start(request.app[STATE], batch, seconds)
@@ -124,11 +124,8 @@ def _batch(request: web.Request) -> Batch:
     return request.app[STATE].batches.get(request.match_info["batch_id"])
 
 
-def _seconds(raw: str | None) -> float:
-    try:
-        seconds = float(raw) if raw is not None else 0.0
-    except ValueError:
-        raise InvalidRequest("x-sim-batch-seconds: must be a number") from None
+def _seconds(request: web.Request) -> float:
+    seconds = header_float(request, "x-sim-batch-seconds") or 0.0
     if not 0 <= seconds <= 3600:
         raise InvalidRequest("x-sim-batch-seconds: must be from 0 to 3600")
     return seconds

@@ -37,13 +37,19 @@ def instance(
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
-            chosen = next((o for o in options if o.get("type") != "null"), options[0])
+            # A sub-schema may be a bare true/false (JSON Schema allows it): no constraint.
+            chosen = next(
+                (o for o in options if not isinstance(o, dict) or o.get("type") != "null"),
+                options[0],
+            )
             return instance(chosen, rng, name, root, depth + 1)
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:
-            part = _resolve(part["$ref"], root) if "$ref" in part else part
-            merged = _merge(merged, part)
+            if isinstance(part, dict) and isinstance(part.get("$ref"), str):
+                part = _resolve(part["$ref"], root)
+            if isinstance(part, dict):
+                merged = _merge(merged, part)
         return instance(merged, rng, name, root, depth + 1)
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
@@ -57,8 +63,8 @@ def instance(
     if kind == "object":
         return _object(schema, rng, root, depth)
     if kind == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        count = min(count, int(schema.get("maxItems", count)))
+        count = max(1, _count(schema.get("minItems"), 1))
+        count = min(count, _count(schema.get("maxItems"), count))
         return [instance(schema.get("items"), rng, name, root, depth + 1) for _ in range(count)]
     if kind in ("integer", "number"):
         return _number(schema, rng, integer=kind == "integer")
@@ -98,6 +104,11 @@ def _string(schema: dict[str, Any], name: str, rng: random.Random) -> str:
     if isinstance(high, int) and len(value) > high:
         value = value[:high]
     return value
+
+
+def _count(value: Any, default: int) -> int:
+    """A schema's item count, if it is one (client schemas are not validated this deep)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _resolve(ref: str, root: Any) -> Any:

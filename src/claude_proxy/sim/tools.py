@@ -76,8 +76,8 @@ def mentions(text: str, tool_name: str) -> bool:
     name other than a generic verb
     ("What's the weather in Paris?" calls ``get_weather``; "read notes.txt" calls
     ``Read``). Words match whole and case-insensitively, a plural ``s`` aside."""
-    if tool_name and tool_name in text:
-        return True
+    if tool_name and re.search(rf"(?<![\w-]){re.escape(tool_name)}(?![\w-])", text):
+        return True  # named whole: "Ready" does not name Read
     said = {w.lower() for w in _WORD.findall(text)}
     said |= {w[:-1] for w in said if len(w) > 3 and w.endswith("s")}
     words = {w.lower() for w in _WORD.findall(tool_name)} - _GENERIC

@@ -189,9 +189,11 @@ def _messages(raw: Any, version: str, system_turns: bool) -> list[Message]:
 def _check_tool_pairs(messages: list[Message]) -> None:
     """Every tool_use is answered by a tool_result in the next turn, and every tool_result
     answers a tool_use of the turn before (system turns do not count as turns)."""
-    turns = [(i, m) for i, m in enumerate(messages) if m.role != "system"]
-    for (_, before), (i, message) in zip([(-1, None), *turns], turns, strict=False):
-        used = _tool_uses(before) if before is not None else set()
+    before: tuple[int, Message] | None = None  # the previous turn, and its index
+    for i, message in enumerate(messages):
+        if message.role == "system":
+            continue
+        used = _tool_uses(before[1]) if before is not None else set()
         if message.role == "user":
             for j, block in enumerate(message.blocks):
                 if block.get("type") == "tool_result" and block["tool_use_id"] not in used:
@@ -204,13 +206,13 @@ def _check_tool_pairs(messages: list[Message]) -> None:
         answered = {b["tool_use_id"] for b in message.blocks if b.get("type") == "tool_result"}
         missing = sorted(used - answered)
         if before is not None and missing:
-            at = next(k for k, m in turns if m is before)
             raise _bad(
-                f"messages.{at}",
+                f"messages.{before[0]}",
                 "`tool_use` ids were found without `tool_result` blocks immediately after: "
                 f"{', '.join(missing)}. Each `tool_use` block must have a corresponding "
                 "`tool_result` block in the next message.",
             )
+        before = (i, message)
 
 
 def _tool_uses(message: Message) -> set[str]:
@@ -364,7 +366,7 @@ def _output_schema(raw: Any) -> dict[str, Any] | None:
 
 
 def parse_request(
-    body: bytes,
+    body: bytes | dict[str, Any],
     version: str,
     *,
     count_only: bool = False,
@@ -372,8 +374,9 @@ def parse_request(
 ) -> MessagesRequest:
     """Validate a /v1/messages (or count_tokens) body; raise InvalidRequest / NotFound.
 
+    ``body``: the raw bytes, or a JSON object already parsed (a batch's ``params``).
     ``betas``: the request's ``anthropic-beta`` features, which allow more shapes."""
-    data = load_object(body)
+    data = body if isinstance(body, dict) else load_object(body)
     allowed = _COUNT_FIELDS if count_only else _MESSAGES_FIELDS
     for key in data:
         if key not in allowed:
