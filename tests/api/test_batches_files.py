@@ -129,6 +129,18 @@ async def test_a_batch_is_held_to_the_tenants_models(
                     {"custom_id": "not-allowed", "params": bigger},
                 ]
             )
+        # Nor under another spelling of the path, which the upstream URL would normalise.
+        for path in (
+            "/v1/messages/%62atches",
+            "/v1/x/../messages/batches",
+            "/v1//messages/batches/",
+        ):
+            with pytest.raises(anthropic.PermissionDeniedError, match="claude-sonnet-4-6"):
+                await sdk.post(
+                    path,
+                    body={"requests": [{"custom_id": "not-allowed", "params": bigger}]},
+                    cast_to=object,
+                )
         assert [b async for b in sdk.messages.batches.list()] == []  # nothing was sent
         batch = await sdk.messages.batches.create(
             requests=[{"custom_id": "allowed", "params": params("Hello")}]

@@ -9,6 +9,7 @@ the body (JSON, an object, ``stream`` a boolean) is checked where it is parsed, 
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from claude_proxy.errors import RequestTooLarge, UnsupportedMediaType
 from claude_proxy.pipeline.call import Call, Route
@@ -34,7 +35,7 @@ def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -
         request[REQUEST_ID],
         route,
         method=request.method,
-        path=request.raw_path,
+        path=upstream_path(request.raw_path),
         headers=request.headers,
         peer=request.remote,
         # A relayed call's body streams through unread, unless a stage needs to see it
@@ -42,6 +43,18 @@ def call_from_request(request: web.Request, route: Route, max_body_bytes: int) -
         read_body=read_body if route.has_body or route is Route.RELAY else None,
         started=request[STARTED],
     )
+
+
+def upstream_path(raw_path: str) -> str:
+    """The path and query as the upstream will receive them.
+
+    Building the upstream URL normalises them (``%62atches`` is ``batches``, dot segments
+    are resolved): done here once, every stage judges the path the API will act on, not
+    a spelling of it.
+    """
+    if "%" not in raw_path and "/." not in raw_path:
+        return raw_path  # nothing to normalise: the usual case costs no URL parse
+    return URL("http://gateway" + raw_path).raw_path_qs
 
 
 def too_large(limit: int) -> str:

@@ -46,4 +46,7 @@ class ModelAccess:
 
 
 def _creates_batch(call: Call) -> bool:
-    return call.method == "POST" and call.path.partition("?")[0] == "/v1/messages/batches"
+    # The path is normalised at ingress; repeated or trailing slashes are the spellings
+    # left that a server might still take for the same route.
+    path = "/".join(part for part in call.path.partition("?")[0].split("/") if part)
+    return call.method == "POST" and path == "v1/messages/batches"
