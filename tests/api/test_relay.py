@@ -233,6 +233,37 @@ async def test_a_download_cut_by_the_upstream_is_cut_for_the_client(
     assert len(broke) == 1 and 'status_class="2xx"' in broke[0] and broke[0].endswith(" 1.0")
 
 
+async def test_a_relayed_event_stream_cut_by_the_upstream_ends_with_an_error_event(
+    start_gateway: StartGateway, upstream: FilesUpstream, http: aiohttp.ClientSession
+) -> None:
+    assert upstream.server is not None
+    gateway = await start_gateway(upstream.server.url)
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'event: completion\ndata: {"completion":"Hel"}\n\n')
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    upstream.handler = broken
+    body = {"model": "claude-2.1", "prompt": "\n\nHuman: Hi\n\nAssistant:", "stream": True}
+    async with http.post(f"{gateway.url}/v1/complete", json=body, headers=CLIENT) as r:
+        assert r.status == 200
+        received = await r.read()  # ends cleanly: no ClientPayloadError
+    events = received.split(b"\n\n")
+    assert events[0].startswith(b"event: completion")
+    assert events[1].startswith(b"event: error\n")
+    assert orjson.loads(events[1].split(b"data: ", 1)[1])["error"]["type"] == "api_error"
+    async with http.get(f"{gateway.url}/metrics") as r:
+        metrics = await r.text()
+    assert any(
+        line.startswith("api_upstream_stream_breaks_total{") and 'reason="cut"' in line
+        for line in metrics.splitlines()
+    ), "the break counts against the upstream, as a broken message stream does"
+
+
 async def test_gzip_answers_pass_as_encoded(
     start_gateway: StartGateway, upstream: FilesUpstream, http: aiohttp.ClientSession
 ) -> None:
@@ -278,9 +309,12 @@ async def test_an_upload_over_the_relay_limit_is_refused_before_it_is_sent(
         for _ in range(3):
             yield b"y" * MiB
 
-    async with http.post(f"{gateway.url}/v1/files", data=undeclared(), headers=headers) as r:
-        assert r.status == 413
-        assert (await r.json())["error"]["type"] == "request_too_large"
+    # The client's fault, not the upstream's: more of them than the breaker needs to open
+    # (min_requests 10) leave it closed, and other calls go on.
+    for _ in range(12):
+        async with http.post(f"{gateway.url}/v1/files", data=undeclared(), headers=headers) as r:
+            assert r.status == 413
+            assert (await r.json())["error"]["type"] == "request_too_large"
     async with http.get(f"{gateway.url}/v1/files", headers=CLIENT) as r:
         assert r.status == 200
 

@@ -8,7 +8,8 @@ request body streams up as it arrives (small ones, up to ``REPLAYABLE_BYTES``, a
 read first so that a failed attempt can be sent again), and the answer streams down
 with its own encoding and length. ``max_relay_body_bytes`` bounds what a client may
 send. When the upstream breaks in the middle of a body, the client's connection is
-cut, so that no client takes a truncated file for a whole one.
+cut, so that no client takes a truncated file for a whole one; an event stream ends
+with an ``error`` event instead, as the API's own streams do.
 
 One answer is changed on the way: a message batch's ``results_url`` is the API's own
 address, which a client would call directly, past the gateway and with a key only the
@@ -17,6 +18,7 @@ gateway holds. It is rewritten to the address the client called.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -29,6 +31,7 @@ from claude_proxy.errors import GatewayError, RequestTooLarge
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.services import SERVICES
+from claude_proxy.streaming.relay import sse_error_event
 from claude_proxy.upstream.forwarder import OpenStream, UpstreamReply
 
 __all__ = ["REPLAYABLE_BYTES", "relay_call"]
@@ -64,13 +67,7 @@ async def _answer_relayed(request: web.Request, run: Run) -> web.StreamResponse:
             body = await request.read()
         else:
             body = BodyStream(request.content, limit)
-    try:
-        answer = await services.calls.relay(run.call, body)
-    except GatewayError:
-        # The client's own body failing (too large, too slow) is the cause to report.
-        if isinstance(body, BodyStream) and body.failure is not None:
-            raise body.failure from None
-        raise
+    answer = await services.calls.relay(run.call, body)
     if isinstance(answer, UpstreamReply):
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     if rewrite and answer.response.content_type == "application/json":
@@ -91,16 +88,33 @@ async def _stream_down(request: web.Request, run: Run, answer: OpenStream) -> we
     except GatewayError as exc:
         upstream.close()
         run.call.answer_error = exc.error_type
+        request.app[SERVICES].forwarder.stream_broke(answer.deployment, "cut")
         _log.warning("relayed answer broke request_id=%s: %s", run.call.request_id, exc.message)
-        # Ending the response normally would hand the client a truncated body as whole.
-        if request.transport is not None:
-            request.transport.abort()
+        await _end_broken(request, response, upstream.content_type, exc)
+        return response
+    except ConnectionResetError:  # the client left: nothing more to send, nothing to log
+        upstream.close()
         return response
     except BaseException:
         upstream.close()
         raise
     upstream.release()
     return response
+
+
+async def _end_broken(
+    request: web.Request, response: web.StreamResponse, content_type: str, exc: GatewayError
+) -> None:
+    """End an answer whose upstream broke so that the client cannot take it for whole:
+    an event stream with an ``error`` event (as the API ends its own streams), any other
+    body by cutting the connection (a normal end would make a truncated file look whole)."""
+    if content_type == "text/event-stream":
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(sse_error_event(exc.error_type, exc.message))
+            await response.write_eof()
+            return
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _names_results_url(path: str) -> bool:

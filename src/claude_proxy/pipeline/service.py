@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -38,6 +38,7 @@ from claude_proxy.streaming.sse import Event
 from claude_proxy.tokens import TokenCounter, estimate_input_tokens
 from claude_proxy.upstream.forwarder import (
     AttemptLog,
+    ClientBody,
     Forwarder,
     OpenStream,
     UpstreamReply,
@@ -98,13 +99,13 @@ class UpstreamCalls:
         return LiveAnswer(self, call, ticket, log, opened)
 
     async def relay(
-        self, call: Call, body: bytes | AsyncIterable[bytes] | None
+        self, call: Call, body: bytes | ClientBody | None
     ) -> OpenStream | UpstreamReply:
         """A relayed route: its answer open (below 400: the caller streams the body and
         releases it) or an error read whole. ``body`` as bytes may be sent again; as an
         iterable it streams through once."""
         log = call.attempts = self._forwarder.start_relayed(
-            call.upstream_request(), replayable=not isinstance(body, AsyncIterable)
+            call.upstream_request(), replayable=not isinstance(body, ClientBody)
         )
         return await self._forwarder.open_relayed(log, body)
 

@@ -17,8 +17,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from multidict import CIMultiDict, MultiMapping
 
@@ -37,11 +38,28 @@ from claude_proxy.upstream.headers import downstream_headers, upstream_headers
 from claude_proxy.upstream.retry import RetryPolicy, retry_after_seconds
 from claude_proxy.upstream.router import Deployment, Router
 
-__all__ = ["AttemptLog", "Forwarder", "OpenStream", "UpstreamReply", "UpstreamRequest"]
+__all__ = [
+    "AttemptLog",
+    "ClientBody",
+    "Forwarder",
+    "OpenStream",
+    "UpstreamReply",
+    "UpstreamRequest",
+]
 
 _log = logging.getLogger("claude_proxy.upstream")
 _EVENT_STREAM = "text/event-stream"
 CLIENT_RETRY_HEADER = "x-stainless-retry-count"
+
+
+@runtime_checkable
+class ClientBody(Protocol):
+    """A request body streamed from the client as it is sent upstream; ``failure`` is set
+    when the client, not the upstream, made sending it fail."""
+
+    failure: GatewayError | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen dataclasses init slowly
@@ -164,35 +182,23 @@ class Forwarder:
 
     async def send(self, log: AttemptLog, body: bytes | None) -> UpstreamReply:
         """A complete answer: the first success, or the last failure once retrying stops."""
-        while True:
-            outcome = await self._attempt(log, body, stream=False)
-            if not isinstance(outcome, _Failure):
-                assert isinstance(outcome, UpstreamReply)
-                return outcome
-            if not await self._may_retry_after(log, outcome):
-                return _give_up(outcome)
+        outcome = await self._until_answered(log, body, stream=False)
+        assert isinstance(outcome, UpstreamReply)
+        return outcome
 
     async def open_stream(self, log: AttemptLog, body: bytes | None) -> OpenStream | UpstreamReply:
         """An open event stream, or the final error reply if none could be opened."""
-        while True:
-            outcome = await self._attempt(log, body, stream=True)
-            if not isinstance(outcome, _Failure):
-                return outcome
-            if not await self._may_retry_after(log, outcome):
-                return _give_up(outcome)
+        return await self._until_answered(log, body, stream=True)
 
     async def open_relayed(
-        self, log: AttemptLog, body: bytes | AsyncIterable[bytes] | None
+        self, log: AttemptLog, body: bytes | ClientBody | None
     ) -> OpenStream | UpstreamReply:
         """A relayed route's answer: open, its body unread, below 400; an error read whole.
 
-        The body goes up and comes down as encoded, with its own length."""
-        while True:
-            outcome = await self._attempt(log, body, stream=True, relay=True)
-            if not isinstance(outcome, _Failure):
-                return outcome
-            if not await self._may_retry_after(log, outcome):
-                return _give_up(outcome)
+        The body goes up and comes down as encoded, with its own length. A streamed body
+        the client fails to send (too large, too slow) raises its own error: it is no
+        failure of the upstream, and its breaker does not count it."""
+        return await self._until_answered(log, body, stream=True, relay=True)
 
     def stream_broke(self, deployment: Deployment, reason: str) -> None:
         """An open stream failed: that counts against its deployment."""
@@ -242,10 +248,25 @@ class Forwarder:
         )
         return False
 
+    async def _until_answered(
+        self,
+        log: AttemptLog,
+        body: bytes | ClientBody | None,
+        *,
+        stream: bool,
+        relay: bool = False,
+    ) -> UpstreamReply | OpenStream:
+        while True:
+            outcome = await self._attempt(log, body, stream=stream, relay=relay)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            if not await self._may_retry_after(log, outcome):
+                return _give_up(outcome)
+
     async def _attempt(
         self,
         log: AttemptLog,
-        body: bytes | AsyncIterable[bytes] | None,
+        body: bytes | ClientBody | None,
         *,
         stream: bool,
         relay: bool = False,
@@ -257,7 +278,7 @@ class Forwarder:
         started = self._clock()
         try:
             result = await self._send(deployment, log.request, body, stream, log.timeout, relay)
-        except asyncio.CancelledError:
+        except BaseException:  # the client left, or its body failed: no verdict on the API
             deployment.breaker.on_abandoned()
             raise
         outcome = self._classify(deployment, result)
@@ -272,7 +293,7 @@ class Forwarder:
         self,
         deployment: Deployment,
         request: UpstreamRequest,
-        body: bytes | AsyncIterable[bytes] | None,
+        body: bytes | ClientBody | None,
         stream: bool,
         seconds: float | None,
         relay: bool,
@@ -302,6 +323,9 @@ class Forwarder:
             within = f" within {seconds:g} s" if seconds is not None else ""
             return UpstreamTimeout(f"upstream {deployment.name!r} did not answer{within}")
         except GatewayError as exc:
+            if isinstance(body, ClientBody) and body.failure is not None:
+                # The HTTP client reports the body's own failure as a failed request.
+                raise body.failure from None
             return exc
 
     def _classify(
