@@ -9,7 +9,6 @@ import click
 
 from claude_proxy import __version__
 from claude_proxy.config import ConfigError, Settings, load_settings
-from claude_proxy.listening import listen_errors
 from claude_proxy.sim import simulate
 
 __all__ = ["main"]
@@ -46,16 +45,15 @@ def serve(
     if worker_fd is not None:
         serve_gateway(settings, socket.socket(fileno=worker_fd))
         return
-    with listen_errors(settings.listen.host, settings.listen.port):
-        if settings.workers > 1:
-            from claude_proxy.workers import supervise
+    if settings.workers > 1:
+        from claude_proxy.workers import supervise
 
-            command = [sys.executable, "-m", "claude_proxy", "serve"]
-            for flag, value in (("--config", config_path), ("--upstream", upstream)):
-                if value is not None:
-                    command += [flag, value]
-            sys.exit(supervise(settings, command))
-        serve_gateway(settings)
+        command = [sys.executable, "-m", "claude_proxy", "serve"]
+        for flag, value in (("--config", config_path), ("--upstream", upstream)):
+            if value is not None:
+                command += [flag, value]
+        sys.exit(supervise(settings, command))
+    serve_gateway(settings)
 
 
 @main.command("check-config")

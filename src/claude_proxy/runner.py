@@ -15,6 +15,7 @@ import socket
 from claude_proxy.app import create_app
 from claude_proxy.collector import CollectionPolicy
 from claude_proxy.config import Settings
+from claude_proxy.listening import listen_errors
 from claude_proxy.server import run_event_loop, start_server, wait_for_signal
 from claude_proxy.services import SERVICES
 
@@ -30,14 +31,16 @@ def serve_gateway(settings: Settings, sock: socket.socket | None = None) -> None
 
 async def _serve(settings: Settings, sock: socket.socket | None) -> None:
     app = create_app(settings)
-    server = await start_server(
-        app,
-        settings.listen.host,
-        settings.listen.port,
-        shutdown_timeout=settings.shutdown.drain_seconds,
-        sock=sock,
-        clients=settings.clients,
-    )
+    # Only the bind: an OSError later in the gateway's life is no listening problem.
+    with listen_errors(settings.listen.host, settings.listen.port):
+        server = await start_server(
+            app,
+            settings.listen.host,
+            settings.listen.port,
+            shutdown_timeout=settings.shutdown.drain_seconds,
+            sock=sock,
+            clients=settings.clients,
+        )
     # After start-up, so that what it built is frozen out of collections.
     collector = CollectionPolicy(settings.runtime, observe=app[SERVICES].metrics.gc_pause)
     collector.install()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from claude_proxy.config import Settings, worker_environment
 from claude_proxy.connections import describe_limits, resolve_limits
+from claude_proxy.listening import listen_errors
 from claude_proxy.observability import mark_worker_dead
 from claude_proxy.server import run_event_loop, wait_for_signal
 
@@ -130,7 +131,8 @@ def supervise(settings: Settings, command: list[str]) -> int:
 
 
 async def _supervise(settings: Settings, command: list[str]) -> int:
-    listener = _Listener(settings.listen.host, settings.listen.port)
+    with listen_errors(settings.listen.host, settings.listen.port):
+        listener = _Listener(settings.listen.host, settings.listen.port)
     metrics_dir, owned = _metrics_dir(settings)
     supervisor = _Supervisor(settings, command, listener, metrics_dir)
     env = worker_environment(metrics_dir)
