@@ -141,6 +141,19 @@ async def test_a_batch_is_held_to_the_tenants_models(
                     body={"requests": [{"custom_id": "not-allowed", "params": bigger}]},
                     cast_to=object,
                 )
+        # One params naming two models: checked as one, perhaps run as the other.
+        twice = (
+            b'{"requests":[{"custom_id":"a","params":{"model":"claude-haiku-4-5",'
+            b'"max_tokens":10,"messages":[{"role":"user","content":"Hi"}],'
+            b'"model":"claude-sonnet-4-6"}}]}'
+        )
+        with pytest.raises(anthropic.BadRequestError, match="'model' twice"):
+            await sdk.post(
+                "/v1/messages/batches",
+                content=twice,
+                cast_to=object,
+                options={"headers": {"content-type": "application/json"}},
+            )
         assert [b async for b in sdk.messages.batches.list()] == []  # nothing was sent
         batch = await sdk.messages.batches.create(
             requests=[{"custom_id": "allowed", "params": params("Hello")}]

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from claude_proxy.streaming.generation import Generation
     from claude_proxy.tenancy import Tenant
 
-__all__ = ["BodyReader", "Call", "CallKey", "Route"]
+__all__ = ["BodyReader", "Call", "CallKey", "Route", "refuse_duplicate_keys"]
+
+# The top-level keys the gateway acts on (as JSON strings in the raw body).
+_ACTED_ON = (b'"model"', b'"stream"', b'"max_tokens"')
 
 T = TypeVar("T")
 
@@ -143,10 +146,14 @@ class Call:
         """The request body (read-only: change it with ``set_body``)."""
         return self._body if self._body is not None else {}
 
-    def load_body(self, raw: bytes) -> None:
-        """Parse the client's bytes; they go upstream as they are unless a stage changes them."""
+    def load_body(self, raw: bytes, *, acted_on: tuple[bytes, ...] = _ACTED_ON) -> None:
+        """Parse the client's bytes; they go upstream as they are unless a stage changes them.
+
+        ``acted_on``: the keys (as JSON strings) a stage reads from the top-level object;
+        one of them sent twice is refused. A body whose keys of interest are nested (a
+        batch's ``params``) passes ``()`` and checks its own."""
         self._raw = raw
-        self._body = body = _parse_object(raw)
+        self._body = body = _parse_object(raw, acted_on)
         self._changed = False
         self.stream = _stream_flag(body)
         self.model = _model_of(body)
@@ -220,7 +227,7 @@ def _stream_flag(body: Mapping[str, Any]) -> bool:
     return stream
 
 
-def _parse_object(raw: bytes) -> dict[str, Any]:
+def _parse_object(raw: bytes, acted_on: tuple[bytes, ...]) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -232,15 +239,15 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     # A key sent twice is read here as its last value, and perhaps as its first by the
     # API: a body authorised for one model could then run on another. The bytes of a key
     # the gateway acts on appearing twice is rare enough to check the slow way.
-    if any(raw.count(key) > 1 for key in _ACTED_ON):
-        _refuse_duplicate_keys(raw)
+    if any(raw.count(key) > 1 for key in acted_on):
+        refuse_duplicate_keys(raw)
     return body
 
 
-_ACTED_ON = (b'"model"', b'"stream"', b'"max_tokens"')
+def refuse_duplicate_keys(raw: bytes) -> None:
+    """Raise ``InvalidRequest`` if any object in the JSON ``raw`` has a key twice (slow:
+    a Python hook per object)."""
 
-
-def _refuse_duplicate_keys(raw: bytes) -> None:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in items:

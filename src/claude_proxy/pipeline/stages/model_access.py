@@ -8,8 +8,10 @@ up as read.
 
 from __future__ import annotations
 
+import asyncio
+
 from claude_proxy.errors import InvalidRequest
-from claude_proxy.pipeline.call import Call, Route
+from claude_proxy.pipeline.call import Call, Route, refuse_duplicate_keys
 from claude_proxy.tenancy import Tenant, TenantDirectory
 
 __all__ = ["ModelAccess"]
@@ -34,13 +36,19 @@ class ModelAccess:
 
     async def _check_batch(self, call: Call, tenant: Tenant) -> None:
         if not call.has_body and call.read_body is not None:
-            call.load_body(await call.read_body())
+            call.load_body(await call.read_body(), acted_on=())
         try:
-            models = {str(item["params"]["model"]) for item in call.body["requests"]}
+            requests = call.body["requests"]
+            models = {str(item["params"]["model"]) for item in requests}
         except (KeyError, TypeError):
             raise InvalidRequest(
                 "A message batch must be a JSON object whose requests each have params.model."
             ) from None
+        raw = call.upstream_body or b""
+        if raw.count(b'"model"') > len(requests):
+            # Perhaps a params object naming two models, one checked and one run. The
+            # slow parse that tells runs in a thread: a batch may be tens of megabytes.
+            await asyncio.to_thread(refuse_duplicate_keys, raw)
         for model in sorted(models):
             self._tenants.authorize_model(tenant, model)
 
