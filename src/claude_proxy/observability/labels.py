@@ -120,6 +120,25 @@ _MODEL_SHAPE = re.compile(r"claude-[a-z0-9-]+")
 MAX_MODEL_LABEL = 40
 
 
+class _Confirmed:
+    """Shapes that become labels of their own once the upstream has accepted one (at most
+    ``limit`` of them); every other shape is ``"other"``."""
+
+    __slots__ = ("_limit", "_shapes")
+
+    def __init__(self, limit: int, known: Iterable[str] = ()) -> None:
+        self._limit = limit
+        self._shapes = set(known)
+
+    def label(self, shape: str, confirmed: bool) -> str:
+        if shape in self._shapes:
+            return shape
+        if confirmed and shape != OTHER and len(self._shapes) < self._limit:
+            self._shapes.add(shape)
+            return shape
+        return OTHER
+
+
 class ModelLabels:
     """Normalises model names into a bounded set of labels.
 
@@ -135,13 +154,10 @@ class ModelLabels:
 
     def __init__(self, known: Iterable[str] = (), *, limit: int = 64) -> None:
         self._limit = limit
-        self._confirmed: set[str] = set()
+        shapes = {self._shape(name) for name in known} - {OTHER}
+        self._confirmed = _Confirmed(limit, shapes)
         # raw name -> normalised shape (or OTHER); bounded like the labels themselves.
         self._cache: dict[str, str] = {}
-        for name in known:
-            shape = self._shape(name)
-            if shape != OTHER:
-                self._confirmed.add(shape)
 
     def __call__(self, model: str | None, *, confirmed: bool = False) -> str:
         """The label for ``model``; ``confirmed`` says the upstream accepted it."""
@@ -152,12 +168,7 @@ class ModelLabels:
             shape = self._shape(model)
             if len(self._cache) < 4 * self._limit:
                 self._cache[model] = shape
-        if shape in self._confirmed:
-            return shape
-        if confirmed and shape != OTHER and len(self._confirmed) < self._limit:
-            self._confirmed.add(shape)
-            return shape
-        return OTHER
+        return self._confirmed.label(shape, confirmed)
 
     @staticmethod
     def _shape(model: str) -> str:
@@ -171,6 +182,7 @@ class ModelLabels:
 
 _WORD = re.compile(r"[a-z_]{1,32}|v[0-9]{1,2}")  # words and versions (v1) stay
 MAX_ROUTE_SEGMENTS = 6
+MAX_ROUTE_LENGTH = 256
 # The gateway's own routes, labelled from the start.
 GATEWAY_ROUTES = (
     "/v1/messages",
@@ -191,20 +203,13 @@ class RouteLabels:
     then, and beyond the limit, it is ``"other"``.
     """
 
-    __slots__ = ("_confirmed", "_limit")
+    __slots__ = ("_confirmed",)
 
     def __init__(self, *, limit: int = 32) -> None:
-        self._limit = limit
-        self._confirmed: set[str] = set(GATEWAY_ROUTES)
+        self._confirmed = _Confirmed(limit, GATEWAY_ROUTES)
 
     def __call__(self, path: str, *, confirmed: bool = False) -> str:
-        template = route_template(path)
-        if template in self._confirmed:
-            return template
-        if confirmed and template != OTHER and len(self._confirmed) < self._limit:
-            self._confirmed.add(template)
-            return template
-        return OTHER
+        return self._confirmed.label(route_template(path), confirmed)
 
 
 def route_template(path: str) -> str:
@@ -212,6 +217,8 @@ def route_template(path: str) -> str:
     path = path.partition("?")[0]
     if path in GATEWAY_ROUTES:
         return path
+    if len(path) > MAX_ROUTE_LENGTH:  # don't even split junk
+        return OTHER
     segments = path.strip("/").split("/")
     if len(segments) > MAX_ROUTE_SEGMENTS:
         return OTHER

@@ -78,10 +78,15 @@ class TenantDirectory:
             raise AuthenticationFailed("invalid x-api-key")
         return tenant
 
+    @staticmethod
+    def limits_models(tenant: Tenant) -> bool:
+        """Whether the tenant may use only some models (``models`` is not ``["*"]``)."""
+        return tenant.settings.models != ["*"]
+
     def authorize_model(self, tenant: Tenant, model: str) -> None:
         """Raise PermissionDenied unless one of the tenant's model globs matches."""
         patterns = tenant.settings.models
-        if patterns == ["*"]:
+        if not self.limits_models(tenant):
             return  # the common case, and the open gateway's: no pattern to match
         if not any(fnmatchcase(model, pattern) for pattern in patterns):
             raise PermissionDenied(f"tenant {tenant.name!r} may not use model {model!r}")

@@ -29,7 +29,7 @@ class ModelAccess:
         if tenant is None:
             return
         if call.route is Route.RELAY:
-            if _creates_batch(call) and tenant.settings.models != ["*"]:
+            if _creates_batch(call) and self._tenants.limits_models(tenant):
                 await self._check_batch(call, tenant)
         elif call.model is not None:
             self._tenants.authorize_model(tenant, call.model)
