@@ -157,3 +157,12 @@ def test_the_readme_configuration_is_valid(tmp_path: Path) -> None:
     assert [name for name in variables if f"variable {name} is not set" in str(info.value)] == list(
         variables
     )
+
+
+def test_an_empty_api_key_is_no_key_so_tenants_still_need_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'upstreams:\n  - {name: a, api_key: ""}\ntenants:\n  - {name: t, keys: [sk-tenant]}\n',
+    )
+    with pytest.raises(ConfigError, match="every upstream needs an api_key"):
+        load_settings(path, env={})

@@ -8,7 +8,7 @@ rejected so that a typo in a YAML file is reported instead of silently ignored.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -67,6 +67,14 @@ class UpstreamSettings(_Section):
     # None: forward the client's own credential unchanged (transparent mode).
     api_key: SecretStr | None = None
     weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # An empty key (``api_key: ${KEY:-}`` with KEY unset) is no key, as the upstream
+        # client treats it: the rules between fields must see it so too, or a gateway
+        # with tenants would forward their keys upstream.
+        return None if value == "" else value
 
     @field_validator("base_url")
     @classmethod
