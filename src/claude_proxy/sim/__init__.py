@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from claude_proxy.sim.app import create_sim_app
 from claude_proxy.sim.cli import simulate
+from claude_proxy.sim.journal import JOURNAL, Journal, JournalEntry
 from claude_proxy.sim.settings import FaultRates, LatencyModel, SimSettings
 
-__all__ = ["FaultRates", "LatencyModel", "SimSettings", "create_sim_app", "simulate"]
+__all__ = [
+    "JOURNAL",
+    "FaultRates",
+    "Journal",
+    "JournalEntry",
+    "LatencyModel",
+    "SimSettings",
+    "create_sim_app",
+    "simulate",
+]

@@ -9,6 +9,7 @@ from aiohttp import web
 from claude_proxy.errors import GatewayError, new_request_id
 from claude_proxy.responses import error_response, gateway_error_response
 from claude_proxy.sim import handlers, resources
+from claude_proxy.sim.journal import JOURNAL
 from claude_proxy.sim.settings import SimSettings
 from claude_proxy.sim.state import STATE, SimState
 
@@ -77,9 +78,10 @@ async def _envelope(request: web.Request, handler: Handler) -> web.StreamRespons
 def create_sim_app(
     settings: SimSettings | None = None, *, max_body_bytes: int = 32 * 1024 * 1024
 ) -> web.Application:
-    """A fresh simulator: all state (fault RNG, cache, counters) lives on this app."""
+    """A fresh simulator: all state (fault RNG, cache, counters, journal) lives on this app."""
     app = web.Application(middlewares=[_envelope], client_max_size=max_body_bytes)
     app[STATE] = SimState.build(settings or SimSettings())
+    app[JOURNAL] = app[STATE].journal
     app.router.add_post("/v1/messages", handlers.messages)
     app.router.add_post("/v1/messages/count_tokens", handlers.count_tokens)
     app.router.add_get("/v1/models", handlers.list_models)
@@ -98,6 +100,8 @@ def create_sim_app(
     app.router.add_get("/v1/files/{file_id}/content", resources.download_file)
     app.router.add_get("/sim/stats", handlers.stats)
     app.router.add_post("/sim/stats/reset", handlers.reset_stats)
+    app.router.add_get("/sim/journal", handlers.journal)
+    app.router.add_delete("/sim/journal", handlers.clear_journal)
     app.on_cleanup.append(_stop_batches)
     return app
 

@@ -82,6 +82,17 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     type=click.IntRange(min=0),
     help="Words a continue turn repeats before the rest (real models overlap).",
 )
+@click.option(
+    "--echo",
+    is_flag=True,
+    help="Answer with the text of the last user turn instead of generated prose.",
+)
+@click.option(
+    "--journal",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Keep the last N request bodies, served at GET /sim/journal (0: off).",
+)
 def simulate(
     host: str,
     port: int,
@@ -101,6 +112,8 @@ def simulate(
     slow_first_byte: float,
     backlog: int,
     continue_overlap_words: int,
+    echo: bool,
+    journal: int,
 ) -> None:
     """Run a simulated Anthropic Messages API (latency, usage, caching, faults)."""
     try:
@@ -132,6 +145,8 @@ def simulate(
         faults=faults,
         slow_first_byte=slow_first_byte,
         continue_overlap_words=continue_overlap_words,
+        echo=echo,
+        journal=journal,
     )
     click.echo(f"claude-proxy simulator listening on http://{host}:{port}")
     with listen_errors(host, port):

@@ -8,6 +8,9 @@ prefill boundary cuts keeps its tail, which counts as one token. A user "continu
 after a partial assistant turn is treated the same way. A prefill that is not a prefix of
 A gets a continuation B that stays the same along a chain of such re-requests (see
 ``_foreign_rest``). ``max_tokens`` and stop sequences cut at token granularity.
+
+With ``SimSettings(echo=True)`` A is instead the text of the last user turn (``echo_text``),
+with no tool call or structured output; everything after (prefill, cuts) is the same.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from claude_proxy.sim.tokens import canonical
 from claude_proxy.sim.tools import ToolCall, choose_tool
 from claude_proxy.sim.validation import Message, MessagesRequest
 
-__all__ = ["Block", "Reply", "generate", "is_continue_instruction"]
+__all__ = ["Block", "Reply", "echo_text", "generate", "is_continue_instruction"]
 
 # "continue", "Please continue.", "Continue exactly where you left off." (the gateway's).
 _CONTINUE = re.compile(
@@ -186,6 +189,11 @@ def _tokens_for(
         ]
     )
     seed = seed_from(material)
+    if settings.echo:
+        answer = tokenize(echo_text(base))
+        if not prefill:
+            return seed, answer, None
+        return seed, _after_prefill(answer, material, prefill, via_continue, settings), None
     if answer_tokens is None:
         answer_tokens = natural_length(seed, settings.min_answer_tokens, settings.max_answer_tokens)
     if not prefill:
@@ -197,6 +205,14 @@ def _tokens_for(
             return seed, tokenize(call.intro), call
         return seed, prose_tokens(seed, answer_tokens), None
     answer = prose_tokens(seed, answer_tokens)
+    return seed, _after_prefill(answer, material, prefill, via_continue, settings), None
+
+
+def _after_prefill(
+    answer: list[str], material: bytes, prefill: str, via_continue: bool, settings: SimSettings
+) -> list[str]:
+    """The tokens that follow a (non-empty) prefill: the rest of ``answer`` when the
+    prefill is a prefix of it, else a stable foreign continuation."""
     if "".join(answer).startswith(prefill):
         rest = split_after(answer, len(prefill))
     else:
@@ -205,7 +221,30 @@ def _tokens_for(
         # Real models repeat a few words when continuing; the gateway must remove them.
         overlap = "".join(tail_words(prefill, settings.continue_overlap_words))
         rest = tokenize(overlap) + rest
-    return seed, rest, None
+    return rest
+
+
+def echo_text(base: list[Message]) -> str:
+    """What echo mode answers: the text of the last user turn, its text blocks joined by
+    newlines; a turn without text blocks (only tool results) gives the text inside them."""
+    message = next((m for m in reversed(base) if m.role == "user"), None)
+    if message is None:
+        return ""
+    texts = [str(b.get("text", "")) for b in message.blocks if b.get("type") == "text"]
+    if not texts:
+        for block in message.blocks:
+            if block.get("type") != "tool_result":
+                continue
+            content = block.get("content", "")
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.extend(
+                    str(b.get("text", ""))
+                    for b in content
+                    if isinstance(b, dict) and b.get("type") == "text"
+                )
+    return "\n".join(texts)
 
 
 def _foreign_rest(material: bytes, prefill: str, settings: SimSettings) -> list[str]:

@@ -1,4 +1,5 @@
-"""HTTP handlers of the simulated API: messages (JSON and SSE), count_tokens, models, stats."""
+"""HTTP handlers of the simulated API: messages (JSON and SSE), count_tokens, models, stats,
+journal."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from claude_proxy.sim.validation import parse_request
 
 __all__ = [
     "REQUEST_ID",
+    "clear_journal",
     "count_tokens",
     "get_model",
+    "journal",
     "list_models",
     "messages",
     "reset_stats",
@@ -74,7 +77,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     settings = state.settings
     version = check_headers(request)
-    req = parse_request(await request.read(), version, betas=betas(request))
+    raw = await request.read()
+    state.journal.record(request.path, request[REQUEST_ID], raw)
+    req = parse_request(raw, version, betas=betas(request))
     check_file_sources(state.files, req.messages)
     answer_tokens = _header_int(request, "x-sim-answer-tokens")
     fault = _choose_fault(request, state)
@@ -168,7 +173,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     version = check_headers(request)
     state = request.app[STATE]
     forced = request.headers.get("x-sim-fault")
-    req = parse_request(await request.read(), version, count_only=True, betas=betas(request))
+    raw = await request.read()
+    state.journal.record(request.path, request[REQUEST_ID], raw)
+    req = parse_request(raw, version, count_only=True, betas=betas(request))
     if forced:
         fault = parse_forced(forced)
         state.stats.faults[fault.kind] += 1
@@ -215,3 +222,14 @@ async def stats(request: web.Request) -> web.Response:
 async def reset_stats(request: web.Request) -> web.Response:
     request.app[STATE].stats.reset()
     return json_response(request.app[STATE].stats.to_json(), request)
+
+
+async def journal(request: web.Request) -> web.Response:
+    """GET /sim/journal: the recorded request bodies, oldest first."""
+    return json_response(request.app[STATE].journal.to_json(), request)
+
+
+async def clear_journal(request: web.Request) -> web.Response:
+    """DELETE /sim/journal: forget every recorded body."""
+    request.app[STATE].journal.clear()
+    return json_response(request.app[STATE].journal.to_json(), request)

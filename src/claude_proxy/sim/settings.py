@@ -100,6 +100,8 @@ class SimSettings:
     cache_ttl_5m: float = 300.0
     cache_ttl_1h: float = 3600.0
     clock: Callable[[], float] = time.monotonic  # injectable so tests move time without sleeping
+    journal: int = 0  # keep the last N request bodies (app[JOURNAL], /sim/journal); 0: off
+    echo: bool = False  # answer with the text of the last user turn instead of prose
 
     def __post_init__(self) -> None:
         if self.speed < 0:
@@ -108,3 +110,5 @@ class SimSettings:
             raise ValueError("need 1 <= min_answer_tokens <= max_answer_tokens")
         if self.continue_overlap_words < 0:
             raise ValueError("continue_overlap_words must be >= 0")
+        if self.journal < 0:
+            raise ValueError("journal must be >= 0")
