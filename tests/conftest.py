@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from claude_proxy.app import create_app
 from claude_proxy.config import RetrySettings, Settings, UpstreamSettings
@@ -81,3 +82,10 @@ async def plain_gateway(start_gateway: StartGateway, sim: RunningServer) -> Runn
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def request_log() -> Iterator[list[dict[str, Any]]]:
+    """The request log's events as structlog hands them to its renderer."""
+    with structlog.testing.capture_logs() as events:
+        yield events

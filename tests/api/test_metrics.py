@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from claude_proxy.config import RetrySettings, StreamSettings
@@ -23,13 +21,6 @@ PROMPT = "my confidential merger plan for ACME"
 TENANTS = [{"name": "team-a", "keys": [KEY_A]}, {"name": "team-b", "keys": [KEY_B]}]
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def request_log() -> Iterator[list[dict[str, Any]]]:
-    """The request log's events as structlog hands them to its renderer."""
-    with structlog.testing.capture_logs() as events:
-        yield events
 
 
 async def scrape(http: aiohttp.ClientSession, gateway: RunningServer) -> tuple[str, Series]:

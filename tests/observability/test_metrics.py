@@ -125,16 +125,18 @@ def test_later_features_counters_exist_and_count() -> None:
     m = Metrics()
     m.resume()
     m.continuation()
-    m.redaction("email", 3)
-    m.redaction("credit card!")  # malformed entity names are "other"
+    m.redaction("EMAIL", "mask", 3)
+    m.redaction("credit card!", "mask")  # malformed entity names are "other"
+    m.redaction("EMAIL", "bogus action!")
     m.session_cache_hit()
     m.token_gap(0.02)
     m.queue_wait(None, 0.5)
     s = scrape(m)
     assert value(s, "api_stream_resumes_total") == 1
     assert value(s, "api_continuations_total") == 1
-    assert value(s, "api_redactions_total", entity="email") == 3
-    assert value(s, "api_redactions_total", entity="other") == 1
+    assert value(s, "api_redactions_total", entity="email", action="mask") == 3
+    assert value(s, "api_redactions_total", entity="other", action="mask") == 1
+    assert value(s, "api_redactions_total", entity="email", action="other") == 1
     assert value(s, "api_session_cache_hits_total") == 1
     assert value(s, "api_inter_token_gap_seconds_count") == 1
     assert value(s, "api_queue_wait_seconds_count", tenant="default") == 1
@@ -190,7 +192,7 @@ def test_secrets_never_reach_the_exposition() -> None:
     finish(m, 401, "authentication_error", model=f"claude-{SECRET.lower()}", tenant=SECRET)
     finish(m, 400, error_type=SECRET, model="claude-opus-4-1", tenant="acme")
     m.upstream_attempt(SECRET + " Bearer x", SECRET, 0.1)
-    m.redaction(SECRET)
+    m.redaction(SECRET, SECRET)
     m.tenant_waiting(SECRET, 1)
     m.queue_wait(SECRET, 0.1)
     body = m.render()[0].decode()

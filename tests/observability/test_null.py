@@ -30,7 +30,7 @@ def test_null_metrics_record_nothing() -> None:
     metrics.request_started()
     metrics.request_finished(tenant="acme", model="m", stream=False, status=200, duration=0.1)
     metrics.continuation()
-    metrics.redaction("EMAIL")
+    metrics.redaction("EMAIL", "mask")
     metrics.set_window(7)
     metrics.set_breaker("primary", "open")
     metrics.set_tenant_load("acme", 1, 2)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from claude_proxy.config import ContinuationSettings, Settings
+from claude_proxy.config import ContinuationSettings, Settings, UpstreamSettings
 from claude_proxy.observability import NullMetrics
+from claude_proxy.pii import PiiSettings
 from claude_proxy.pipeline.build import build_pipeline
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Pipeline
@@ -50,3 +51,22 @@ def test_an_open_gateway_on_a_public_address_checks_the_peer_first() -> None:
 def test_a_feature_that_is_off_is_not_in_the_chain() -> None:
     off = Settings(continuations=ContinuationSettings(max_per_request=0))
     assert "continuations" not in pipeline(off).chain(Route.MESSAGES).names
+
+
+def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
+    on = Settings(pii=PiiSettings(mode="mask"))
+    assert pipeline(on).chain(Route.MESSAGES).names[-1] == "redaction"
+    assert "redaction" in pipeline(on).chain(Route.COUNT_TOKENS).names
+    chain = pipeline(on).chain(Route.MESSAGES)
+    assert [stage.name for stage in chain.message] == ["redaction"]
+    assert [stage.name for stage in chain.events] == ["redaction"]
+    one_tenant = Settings(
+        upstreams=[UpstreamSettings(api_key="sk-upstream")],
+        tenants=[
+            {"name": "a", "keys": ["key-a"], "pii": {"mode": "pseudonymize"}},
+            {"name": "b", "keys": ["key-b"]},
+        ]
+    )
+    assert "redaction" in pipeline(one_tenant).chain(Route.MESSAGES).names
+    only_off = Settings(pii=PiiSettings(mode="off", entities=["EMAIL"]))
+    assert "redaction" not in pipeline(only_off).chain(Route.MESSAGES).names

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from claude_proxy.pii.settings import PiiSettings
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
@@ -240,6 +241,8 @@ class Settings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
     continuations: ContinuationSettings = ContinuationSettings()
+    # Sensitive data in requests: detect, mask, pseudonymize or block (off by default).
+    pii: PiiSettings = PiiSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     clients: ClientSettings = ClientSettings()

@@ -112,7 +112,10 @@ class Families:
             "api_continuations", "Responses continued past max_tokens.", registry=r
         )
         self.redactions = Counter(
-            "api_redactions", "Values redacted, by entity type.", ("entity",), registry=r
+            "api_redactions",
+            "Sensitive values found in requests (and answers), by entity type and action.",
+            ("entity", "action"),
+            registry=r,
         )
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r

@@ -86,6 +86,7 @@ class Metrics:
         self._deployment = BoundedLabels(CONFIG_NAME)
         self._outcome = BoundedLabels()
         self._entity = BoundedLabels()
+        self._action = BoundedLabels(limit=8)
         self._reason = BoundedLabels(REASON_NAME)
         self._clock = clock
         self.families = Families(self.registry)
@@ -246,8 +247,11 @@ class Metrics:
     def continuation(self) -> None:
         self.families.continuations.inc()
 
-    def redaction(self, entity: str, count: int = 1) -> None:
-        self.families.redactions.labels(self._entity(entity)).inc(count)
+    def redaction(self, entity: str, action: str, count: int = 1) -> None:
+        """Sensitive values found (``action``: detect, mask, pseudonymize, block,
+        mask_response), by entity type; never the values."""
+        entity_label = self._entity(entity.lower())
+        self.families.redactions.labels(entity_label, self._action(action)).inc(count)
 
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()

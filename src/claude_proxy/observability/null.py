@@ -66,7 +66,7 @@ class NullMetrics(Metrics):
     def continuation(self) -> None:
         pass
 
-    def redaction(self, entity: str, count: int = 1) -> None:
+    def redaction(self, entity: str, action: str, count: int = 1) -> None:
         pass
 
     def session_cache_hit(self) -> None:

@@ -19,6 +19,7 @@ from claude_proxy.pipeline.stages.continuations import Continuations
 from claude_proxy.pipeline.stages.loopback import LoopbackOnly
 from claude_proxy.pipeline.stages.model_access import ModelAccess
 from claude_proxy.pipeline.stages.record import Record
+from claude_proxy.pipeline.stages.redaction import Redact
 from claude_proxy.tenancy import TenantDirectory
 
 __all__ = ["build_pipeline"]
@@ -42,6 +43,8 @@ def build_pipeline(
     stages.append(ModelAccess(tenants))
     if settings.continuations.max_per_request > 0:
         stages.append(Continuations(settings.continuations.max_per_request))
+    if Redact.wanted(settings.pii, tenants):
+        stages.append(Redact(settings.pii, tenants, metrics))
     # Features plug in here, in this order: session load, generation policy, redaction,
     # prompt-cache breakpoints, response-cache lookup.
     stages.extend(extra)

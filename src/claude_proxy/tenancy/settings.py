@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from claude_proxy.pii.settings import PiiSettings
+
 __all__ = [
     "ADMISSION_SCHEMES",
     "AdmissionSettings",
@@ -49,6 +51,8 @@ class TenantSettings(_Section):
     # Seconds a request may wait for its turn before it is answered 429.
     queue_timeout: float = Field(default=10.0, ge=0)
     models: list[str] = Field(default_factory=lambda: ["*"])
+    # Sensitive-data redaction for this tenant: the fields given replace the gateway's.
+    pii: PiiSettings | None = None
 
     @field_validator("keys")
     @classmethod

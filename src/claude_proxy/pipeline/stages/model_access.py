@@ -29,7 +29,7 @@ class ModelAccess:
         if tenant is None:
             return
         if call.route is Route.RELAY:
-            if _creates_batch(call) and self._tenants.limits_models(tenant):
+            if creates_batch(call) and self._tenants.limits_models(tenant):
                 await self._check_batch(call, tenant)
         elif call.model is not None:
             self._tenants.authorize_model(tenant, call.model)
@@ -53,7 +53,8 @@ class ModelAccess:
             self._tenants.authorize_model(tenant, model)
 
 
-def _creates_batch(call: Call) -> bool:
+def creates_batch(call: Call) -> bool:
+    """Whether the call creates a message batch (its body names models and messages)."""
     # The path is normalised at ingress; repeated or trailing slashes are the spellings
     # left that a server might still take for the same route.
     path = "/".join(part for part in call.path.partition("?")[0].split("/") if part)
