@@ -72,6 +72,19 @@ class PiiSettings(BaseModel):
     max_scan_chars: int = Field(default=2_000_000, ge=1)
     """A request with more text than this is refused, not sent unchecked (fails closed)."""
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML) reads a bare `off` as false.
+        return "off" if value is False else value
+
+    @field_validator("entity_modes", mode="before")
+    @classmethod
+    def _yaml_offs(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {key: "off" if mode is False else mode for key, mode in value.items()}
+        return value
+
     @field_validator("entities")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:

@@ -1,0 +1,52 @@
+"""The pii: section as users write it in YAML, and a tenant's override."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from claude_proxy.config import load_settings
+from claude_proxy.pii.settings import PiiSettings, merged
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_yaml_off_is_off(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("pii: {mode: off, entity_modes: {EMAIL: off, SECRET: block}}\n")
+    pii = load_settings(config).pii
+    assert pii.mode == "off" and pii.entity_modes == {"EMAIL": "off", "SECRET": "block"}
+    assert pii.active and pii.scanned() == ["SECRET"]
+
+
+def test_the_readme_example_is_valid() -> None:
+    block = re.search(r"```yaml\n(pii:\n.*?)```", README.read_text(), re.S)
+    assert block is not None
+    loaded = yaml.safe_load(block.group(1))
+    pii = PiiSettings(**loaded["pii"])
+    assert pii.action("SECRET") == "block" and pii.action("EMAIL") == "mask"
+    tenant = merged(pii, PiiSettings(**loaded["tenants"][0]["pii"]))
+    # Only what the tenant sets replaces the gateway's: its secrets are still blocked.
+    assert tenant.action("EMAIL") == "pseudonymize" and tenant.action("SECRET") == "block"
+    assert [c.name for c in tenant.custom] == ["EMPLOYEE_ID"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"entities": ["PASSPORT"]}, "unknown entity types"),
+        ({"entity_modes": {"PASSPORT": "mask"}}, "unknown entity types"),
+        ({"mode": "redact"}, "mode"),
+        ({"custom": [{"name": "lower", "pattern": "x"}]}, "upper case"),
+        ({"custom": [{"name": "EMAIL", "pattern": "x"}]}, "built-in"),
+        ({"custom": [{"name": "BAD", "pattern": "("}]}, "regular expression"),
+        ({"custom": [{"name": "EMPTY", "pattern": "a*"}]}, "empty string"),
+    ],
+)
+def test_bad_settings_are_named(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PiiSettings(**fields)  # type: ignore[arg-type]
