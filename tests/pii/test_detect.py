@@ -99,3 +99,30 @@ def test_validators() -> None:
     assert is_us_ssn("536221844") and not is_us_ssn("900221844")
     assert is_cn_id("11010519491231002X") and not is_cn_id("110105194912310021")
     assert is_iban("GB82WEST12345698765432") and not is_iban("GB83WEST12345698765432")
+
+
+def test_a_csv_column_name_is_the_context_of_its_values() -> None:
+    # Both numbers are Luhn-valid with a Visa prefix: the column says which is a card.
+    rows = "order_id,tracking_number,card_number,amount\n"
+    rows += "1001,4012888888881881,4111111111111111,12.50\n"
+    rows += "1002,4012888888881881,4111111111111111,99.00\n"
+    assert found(rows) == [("CREDIT_CARD", "4111111111111111")] * 2
+    # A Chinese header, and a timestamp whose milliseconds add a comma to some rows.
+    chinese = "订单号,快递单号,下单时间\n7781,4012888888881881,2024-01-01 10:00:00,768\n"
+    assert found(chinese) == []
+    # Commas in a sentence are no table: the card word nearby decides.
+    assert found("我的银行卡4012888888881881被重复扣款¥18,260.99，请退款, 谢谢") == [
+        ("CREDIT_CARD", "4012888888881881")
+    ]
+
+
+def test_ibans_one_after_another_in_a_table() -> None:
+    rows = "id,IBAN\n1,FR76 3000 6000 0112 3456 7890 189\n2,IT60X0542811101000000123456\n"
+    assert [e for e, _ in found(rows)] == ["IBAN", "IBAN"]
+
+
+def test_a_chinese_id_that_also_passes_luhn_is_an_id() -> None:
+    # 36… is a Diners prefix and this number passes Luhn; its check character says ID.
+    value = "360102195103130194"
+    assert card_issuer(value) is not None
+    assert found(f"身份证号码：{value}，姓名") == [("CN_ID", value)]

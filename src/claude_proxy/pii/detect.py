@@ -165,6 +165,7 @@ class Detector:
     def _numbers(self, text: str, found: list[Finding]) -> None:
         wanted = self._numeric
         iban_end = 0
+        tables = _Tables()
         for run in _NUMERIC_RUN.finditer(text):
             # The run's own span, with one character more each side for the look-arounds
             # (a Chinese ID's final X, a phone's leading + or parenthesis).
@@ -172,7 +173,7 @@ class Detector:
             end = min(run.end() + 1, len(text))
             if "CREDIT_CARD" in wanted:
                 for match in _CARD.finditer(text, start, end):
-                    _card(text, match.start(), match.group(), found)
+                    _card(text, match.start(), match.group(), found, tables)
             if "CN_ID" in wanted:
                 for match in _CN_ID.finditer(text, start, end):
                     if check.is_cn_id(match.group()):
@@ -187,11 +188,12 @@ class Detector:
             if "PHONE" in wanted:
                 _phones(text, start, end, found)
             if "IBAN" in wanted and run.start() >= iban_end:
-                # Every IBAN holds a run of digits; it starts up to 34 characters before it.
+                # Every IBAN holds a run of digits; it starts up to 34 characters before it
+                # and may go on past it (letters, or a run broken by a letter group).
                 window = max(run.start() - 36, iban_end)
-                for match in _IBAN.finditer(text, window, min(run.end() + 40, len(text))):
-                    iban_end = max(iban_end, match.end())
-                    _iban(text, match.start(), match.end(), found)
+                for match in _IBAN.finditer(text, window, min(run.end() + 48, len(text))):
+                    if _iban(text, match.start(), match.end(), found):
+                        iban_end = found[-1].end
             if "IP_ADDRESS" in wanted:
                 for match in _IPV4.finditer(text, start, end):
                     if check.is_ipv4(match.group()) and not _VERSION_WORDS.search(
@@ -204,6 +206,70 @@ def _near(text: str, start: int, words: re.Pattern[str]) -> bool:
     return words.search(text, max(start - _CONTEXT_SPAN, 0), start) is not None
 
 
+class _Tables:
+    """The header of the column a value sits in, for rows of CSV-like text (one scan).
+
+    A row's context word is its column's name, lines above: "tracking_number" makes a
+    Luhn-valid number in that column a tracking number. Headers found are remembered by
+    row, so a table of many rows costs one step per row."""
+
+    _DELIMITERS = (",", "\t", "|", ";")
+    _MAX_LINES = 200
+    _DIGITS = re.compile(r"[0-9]{3}")
+
+    def __init__(self) -> None:
+        self._by_row: dict[int, int | None] = {}  # row start -> its header line's start
+
+    def header(self, text: str, start: int, end: int) -> str | None:
+        """The column name of the value at ``start:end``, when it is a whole field of a
+        delimited row of three fields or more."""
+        row = text.rfind("\n", 0, start) + 1
+        row_end = text.find("\n", end)
+        line = text[row : row_end if row_end >= 0 else len(text)]
+        delimiter = next((d for d in self._DELIMITERS if line.count(d) >= 2), None)
+        if delimiter is None:
+            return None
+        before = text[start - 1] if start > row else delimiter
+        after = text[end] if end < len(text) and text[end] != "\n" else delimiter
+        if not (_field_edge(before, delimiter) and _field_edge(after, delimiter)):
+            return None  # inside a sentence that happens to hold commas
+        header = self._header_line(text, row, line.count(delimiter), delimiter)
+        if header is None:
+            return None
+        header_end = text.find("\n", header)
+        names = text[header:header_end].split(delimiter)
+        column = text.count(delimiter, row, start)
+        return names[column] if column < len(names) else None
+
+    def _header_line(self, text: str, row: int, fields: int, delimiter: str) -> int | None:
+        visited = []
+        found: int | None = None
+        line_end = row - 1
+        for _ in range(self._MAX_LINES):
+            if line_end < 0:
+                break
+            start = text.rfind("\n", 0, line_end) + 1
+            if start in self._by_row:
+                found = self._by_row[start]
+                break
+            visited.append(start)
+            line = text[start:line_end]
+            if line.count(delimiter) < fields - 1 or not line:
+                break  # above the table (a field may hold the delimiter: "12:00:01,768")
+            if not self._DIGITS.search(line):
+                found = start
+                break
+            line_end = start - 1
+        for start in visited:
+            self._by_row[start] = found
+        self._by_row[row] = found
+        return found
+
+
+def _field_edge(char: str, delimiter: str) -> bool:
+    return char == delimiter or char in " \"'"
+
+
 def _nearest(text: str, start: int, words: re.Pattern[str]) -> int:
     """Where the last of ``words`` within the context span before ``start`` ends (-1: none)."""
     end = -1
@@ -212,7 +278,7 @@ def _nearest(text: str, start: int, words: re.Pattern[str]) -> int:
     return end
 
 
-def _card(text: str, start: int, candidate: str, found: list[Finding]) -> None:
+def _card(text: str, start: int, candidate: str, found: list[Finding], tables: _Tables) -> None:
     """The card in a run of digit groups: the whole run, or its first or last groups
     (a run may carry a neighbouring number along)."""
     groups = re.split(r"[ \-]", candidate)
@@ -234,6 +300,9 @@ def _card(text: str, start: int, candidate: str, found: list[Finding]) -> None:
         begin = start + offsets[first]
         if _nearest(text, begin, _NOT_CARD_WORDS) > _nearest(text, begin, _CARD_WORDS):
             return  # "Order #4111…": an order number, unless a card word is nearer
+        header = tables.header(text, begin, start + offsets[last] - 1)
+        if header and _NOT_CARD_WORDS.search(header) and not _CARD_WORDS.search(header):
+            return  # a "tracking_number" column of a CSV export
         found.append(Finding("CREDIT_CARD", begin, start + offsets[last] - 1))
         return
 
@@ -258,16 +327,17 @@ def _phones(text: str, start: int, end: int, found: list[Finding]) -> None:
             found.append(Finding("PHONE", match.start(), match.end()))
 
 
-def _iban(text: str, start: int, end: int, found: list[Finding]) -> None:
+def _iban(text: str, start: int, end: int, found: list[Finding]) -> bool:
     value = text[start:end]
     while len(value) >= 15:
         if check.is_iban(value.replace(" ", "")):
             found.append(Finding("IBAN", start, start + len(value)))
-            return
+            return True
         cut = value.rfind(" ")
         if cut < 0:
-            return
+            return False
         value = value[:cut]
+    return False
 
 
 def _emails(text: str, found: list[Finding]) -> None:
@@ -320,14 +390,28 @@ def _secrets(text: str, found: list[Finding]) -> None:
             found.append(Finding("SECRET", match.start(group), match.end(group)))
 
 
+# When two findings cover the same characters, the longer wins (a key block holds
+# numbers); of two as long, the more specific check: a Chinese ID's check character and
+# birth date say more than a Luhn digit, which one number in ten passes.
+_PRIORITY = {
+    name: rank
+    for rank, name in enumerate(
+        ("SECRET", "CN_ID", "IBAN", "EMAIL", "CREDIT_CARD", "US_SSN", "PHONE", "IP_ADDRESS")
+    )
+}
+
+
+def _rank(finding: Finding) -> tuple[int, int]:
+    return (finding.end - finding.start, -_PRIORITY.get(finding.entity, len(_PRIORITY)))
+
+
 def _without_overlaps(found: list[Finding]) -> list[Finding]:
     found.sort(key=lambda f: (f.start, f.start - f.end))
     kept: list[Finding] = []
     for finding in found:
         if kept and finding.start < kept[-1].end:
-            last = kept[-1]
-            if finding.end - finding.start > last.end - last.start:
-                kept[-1] = finding  # the longer one: a key block holds numbers, say
+            if _rank(finding) > _rank(kept[-1]):
+                kept[-1] = finding
             continue
         kept.append(finding)
     return kept
