@@ -7,7 +7,7 @@ import re
 import pytest
 
 from claude_proxy.pii import ENTITIES, CustomPattern, Detector
-from claude_proxy.pii.validators import card_issuer, is_cn_id, is_iban, is_us_ssn
+from claude_proxy.pii.validators import PhoneRanges, card_issuer, is_cn_id, is_iban, is_us_ssn
 
 DETECTOR = Detector(ENTITIES)
 
@@ -27,6 +27,7 @@ def found(text: str) -> list[tuple[str, str]]:
         ("my ssn is 536221844", ("US_SSN", "536221844")),
         ("身份证号11010519491231002X，", ("CN_ID", "11010519491231002X")),
         ("电话13812345678", ("PHONE", "13812345678")),
+        ("mobile +33 6 81 06 75 09.", ("PHONE", "+33 6 81 06 75 09")),  # groups of two
         ("call +1 415-555-2671 now", ("PHONE", "+1 415-555-2671")),
         ("or (415) 555-2671", ("PHONE", "(415) 555-2671")),
         ("IBAN GB82 WEST 1234 5698 7654 32 please", ("IBAN", "GB82 WEST 1234 5698 7654 32")),
@@ -126,3 +127,11 @@ def test_a_chinese_id_that_also_passes_luhn_is_an_id() -> None:
     value = "360102195103130194"
     assert card_issuer(value) is not None
     assert found(f"身份证号码：{value}，姓名") == [("CN_ID", value)]
+
+
+def test_phone_validity_is_remembered_by_range_not_by_number() -> None:
+    ranges = PhoneRanges()
+    assert ranges.valid("(415) 555-2671", "US") and ranges.valid("(415) 555-9999", "US")
+    assert not ranges.valid("(123) 555-2671", "US")  # no area code starts with 1
+    held = repr(ranges._known)
+    assert "2671" not in held and "9999" not in held

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections import OrderedDict
 
 __all__ = [
+    "PhoneRanges",
     "card_issuer",
     "compact",
     "is_cn_id",
@@ -75,13 +77,19 @@ _ISSUERS: tuple[tuple[str, int, int, frozenset[int]], ...] = (
 )
 
 
+_ISSUER_WIDTHS = tuple(
+    (name, low, high, len(str(low)), lengths) for name, low, high, lengths in _ISSUERS
+)
+
+
 def card_issuer(digits: str) -> str | None:
     """The network of a Luhn-valid card number in an issued range, else None."""
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+    if not 12 <= len(digits) <= 19 or not digits.isdigit():
         return None
-    for name, low, high, lengths in _ISSUERS:
-        width = len(str(low))
-        if low <= int(digits[:width]) <= high and len(digits) in lengths:
+    prefixes = (0, int(digits[0]), int(digits[:2]), int(digits[:3]), int(digits[:4]))
+    length = len(digits)
+    for name, low, high, width, lengths in _ISSUER_WIDTHS:
+        if low <= prefixes[width] <= high and length in lengths:
             return name if luhn_ok(digits) else None
     return None
 
@@ -172,7 +180,7 @@ def is_ipv6(value: str) -> bool:
 def is_phone(value: str, region: str | None) -> bool:
     """A number valid in its plan; ``region`` for national formats (``"US"``, ``"CN"``).
 
-    Not cached: a cache would keep the numbers seen in memory."""
+    ~100 us a call: ``PhoneRanges`` caches the answer by number range."""
     import phonenumbers  # imported on first use: 30 ms, only for gateways that scan
 
     try:
@@ -180,3 +188,32 @@ def is_phone(value: str, region: str | None) -> bool:
     except phonenumbers.NumberParseException:
         return False
     return bool(phonenumbers.is_valid_number(number))
+
+
+class PhoneRanges:
+    """``is_phone`` answers, remembered by number range (bounded, least recent out).
+
+    Plans decide validity by a number's length and leading digits (area code and
+    exchange, a mobile range), not by its last four: keyed by those, the cache holds no
+    whole number, and a log of a thousand numbers costs one library call per range."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._known: OrderedDict[tuple[str, int, str | None], bool] = OrderedDict()
+
+    def valid(self, value: str, region: str | None) -> bool:
+        digits = value.translate(_PHONE_PUNCTUATION)
+        if len(digits) < 8 or not digits.lstrip("+").isdigit():
+            return is_phone(value, region)
+        key = (digits[:-4], len(digits), region)
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = is_phone(value, region)
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        else:
+            self._known.move_to_end(key)
+        return known
+
+
+_PHONE_PUNCTUATION = str.maketrans(dict.fromkeys(" -.()\u00a0"))
