@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from claude_proxy.api import health, messages, relay, streams, websocket
+from claude_proxy.api import documents, health, messages, relay, streams, websocket
 from claude_proxy.api.observability import add_observability_routes
 
 __all__ = ["add_routes"]
@@ -13,6 +13,7 @@ __all__ = ["add_routes"]
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages", messages.create_message)
     app.router.add_post("/v1/messages/count_tokens", messages.count_tokens)
+    app.router.add_post("/v1/documents", documents.create_document)
     app.router.add_get("/v1/streams/{stream_id}", streams.resume_stream)
     app.router.add_get("/v1/ws", websocket.websocket_endpoint)
     app.router.add_get("/healthz", health.healthz)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.tenancy.settings import (
@@ -241,6 +242,8 @@ class Settings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
     continuations: ContinuationSettings = ContinuationSettings()
+    # POST /v1/documents: map-reduce over a long document.
+    documents: DocumentSettings = DocumentSettings()
     # Sensitive data in requests: detect, mask, pseudonymize or block (off by default).
     pii: PiiSettings = PiiSettings()
     breaker: BreakerSettings = BreakerSettings()

@@ -22,7 +22,15 @@ from claude_proxy.pii.detect import ENTITIES, CustomPattern, Detector, Finding
 from claude_proxy.pii.settings import Mode, PiiSettings
 from claude_proxy.pii.validators import compact
 
-__all__ = ["PLACEHOLDER", "Policy", "Redaction", "TooMuchText", "redact_body", "restore_message"]
+__all__ = [
+    "PLACEHOLDER",
+    "Policy",
+    "Redaction",
+    "TooMuchText",
+    "redact_body",
+    "redact_document_body",
+    "restore_message",
+]
 
 # What a pseudonym looks like: <EMAIL_1>, <CREDIT_CARD_12>, <EMPLOYEE_ID_3>.
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*_[0-9]+)>")
@@ -168,6 +176,18 @@ def redact_body(body: Mapping[str, Any], redaction: Redaction) -> dict[str, Any]
     if not changed:
         return None
     return {**body, **changed}
+
+
+def redact_document_body(body: Mapping[str, Any], redaction: Redaction) -> dict[str, Any] | None:
+    """``POST /v1/documents``: its document, instruction and system, or None if unchanged."""
+    changed = {}
+    for name in ("document", "instruction", "system"):
+        value = body.get(name)
+        if isinstance(value, str):
+            fixed = redaction.text(value)
+            if fixed != value:
+                changed[name] = fixed
+    return {**body, **changed} if changed else None
 
 
 def restore_message(message: dict[str, Any], fix: _Text) -> dict[str, Any]:

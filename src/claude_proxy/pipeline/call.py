@@ -48,11 +48,13 @@ class Route(enum.Enum):
     # as it is: not parsed, not admitted, streamed both ways.
     RELAY = "relay"
     RESUME = "resume"  # GET /v1/streams/{id}
+    # POST /v1/documents: not admitted itself; its map and reduce sub-calls are.
+    DOCUMENTS = "documents"
     WEBSOCKET = "websocket"  # the upgrade of /v1/ws (its requests are MESSAGES calls)
 
     @property
     def has_body(self) -> bool:
-        return self in (Route.MESSAGES, Route.COUNT_TOKENS)
+        return self in (Route.MESSAGES, Route.COUNT_TOKENS, Route.DOCUMENTS)
 
     @property
     def admitted(self) -> bool:
@@ -184,10 +186,11 @@ class Call:
     def upstream_request(self) -> UpstreamRequest:
         return UpstreamRequest(self.request_id, self.method, self.path, self.headers)
 
-    def subcall(self, body: dict[str, Any]) -> Call:
+    def subcall(self, body: dict[str, Any], headers: MultiMapping[str] | None = None) -> Call:
         """A call the gateway makes on this one's behalf (a map call, a summary...).
 
-        Same tenant, headers and credentials; its own request id, attempts and usage.
+        Same tenant, headers (unless given) and credentials; its own request id,
+        attempts and usage.
         It goes through the upstream-call service like any call, so through admission.
         """
         if self._subcalls is None:
@@ -196,7 +199,7 @@ class Call:
             f"{self.request_id}.{next(self._subcalls)}",
             Route.MESSAGES,
             path="/v1/messages",
-            headers=self.headers,
+            headers=self.headers if headers is None else headers,
             peer=self.peer,
             body=body,
         )

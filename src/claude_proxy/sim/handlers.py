@@ -83,6 +83,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     check_file_sources(state.files, req.messages)
     answer_tokens = _header_int(request, "x-sim-answer-tokens")
     fault = _choose_fault(request, state)
+    if settings.fail_marker and settings.fail_marker.encode() in raw:
+        fault = Fault("500")  # a request that fails however often it is sent
     if fault is not None:
         state.stats.faults[fault.kind] += 1
         if fault.kind == "slow":

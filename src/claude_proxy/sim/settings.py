@@ -99,6 +99,9 @@ class SimSettings:
     continue_overlap_words: int = 0  # >0: a continue turn first repeats that many words
     cache_ttl_5m: float = 300.0
     cache_ttl_1h: float = 3600.0
+    # A request whose body contains this text always gets a 500 (a part of a document
+    # that fails on every try, say); None: off.
+    fail_marker: str | None = None
     clock: Callable[[], float] = time.monotonic  # injectable so tests move time without sleeping
     journal: int = 0  # keep the last N request bodies (app[JOURNAL], /sim/journal); 0: off
     echo: bool = False  # answer with the text of the last user turn instead of prose

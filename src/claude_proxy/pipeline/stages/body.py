@@ -13,7 +13,7 @@ __all__ = ["ReadBody"]
 
 class ReadBody:
     name = "body"
-    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS})
+    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.DOCUMENTS})
 
     async def on_request(self, call: Call) -> None:
         if not call.has_body and call.read_body is not None:

@@ -19,7 +19,7 @@ __all__ = ["ModelAccess"]
 
 class ModelAccess:
     name = "model_access"
-    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.RELAY})
+    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.DOCUMENTS, Route.RELAY})
 
     def __init__(self, tenants: TenantDirectory) -> None:
         self._tenants = tenants

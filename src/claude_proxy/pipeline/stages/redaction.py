@@ -22,7 +22,14 @@ from typing import Any
 
 from claude_proxy.errors import GatewayError, InvalidRequest
 from claude_proxy.observability import Metrics
-from claude_proxy.pii.redact import Policy, Redaction, TooMuchText, redact_body, restore_message
+from claude_proxy.pii.redact import (
+    Policy,
+    Redaction,
+    TooMuchText,
+    redact_body,
+    redact_document_body,
+    restore_message,
+)
 from claude_proxy.pii.settings import PiiSettings, merged
 from claude_proxy.pii.stream import StreamRestorer
 from claude_proxy.pipeline.call import Call, CallKey, Route
@@ -47,7 +54,7 @@ class RedactionFailed(GatewayError):
 
 class Redact:
     name = "redaction"
-    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.RELAY})
+    routes = frozenset({Route.MESSAGES, Route.COUNT_TOKENS, Route.DOCUMENTS, Route.RELAY})
 
     def __init__(self, settings: PiiSettings, tenants: TenantDirectory, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -80,7 +87,8 @@ class Redact:
                 await self._batch(call, policy)
             return
         redaction = Redaction(policy)
-        body = await self._scan(call, lambda: redact_body(call.body, redaction))
+        walk = redact_document_body if call.route is Route.DOCUMENTS else redact_body
+        body = await self._scan(call, lambda: walk(call.body, redaction))
         self._settle(redaction)
         if body is not None:
             call.set_body(body)
