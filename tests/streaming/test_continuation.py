@@ -244,3 +244,28 @@ def test_nothing_sent_yet_asks_the_same_question_again() -> None:
 )
 def test_which_models_refuse_a_prefill(model: str, refuses: bool) -> None:
     assert refuses_prefill(model) is refuses
+
+
+async def test_a_tenant_default_continues_without_the_header(
+    sim: RunningServer, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(
+        sim.url,
+        retry=FAST,
+        tenants=[
+            {"name": "long", "keys": ["key-long"], "max_continuations": 5},
+            {"name": "plain", "keys": ["key-plain"]},
+        ],
+    )
+    body = message_body("A tenant's default", stream=True, max_tokens=40)
+    full = text_of(await uncapped(http, sim, body))
+    headers = {**API_HEADERS, "x-sim-answer-tokens": ANSWER}
+    events, _ = await sse(http, gateway.url, body, {**headers, "x-api-key": "key-long"})
+    assert text_of(events) == full
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    events, _ = await sse(http, gateway.url, body, {**headers, "x-api-key": "key-plain"})
+    assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"  # no default: one part
+    # The header still decides when it is sent: 0 turns the tenant's default off.
+    zero = {**headers, "x-api-key": "key-long", "x-proxy-max-continuations": "0"}
+    events, _ = await sse(http, gateway.url, body, zero)
+    assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"

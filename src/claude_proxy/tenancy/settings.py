@@ -51,6 +51,8 @@ class TenantSettings(_Section):
     # Seconds a request may wait for its turn before it is answered 429.
     queue_timeout: float = Field(default=10.0, ge=0)
     models: list[str] = Field(default_factory=lambda: ["*"])
+    # Continuations past max_tokens when a request does not say (x-proxy-max-continuations).
+    max_continuations: int = Field(default=0, ge=0, le=100)
     # Sensitive-data redaction for this tenant: the fields given replace the gateway's.
     pii: PiiSettings | None = None
 

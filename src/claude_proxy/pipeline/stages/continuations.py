@@ -1,8 +1,9 @@
 """The ``continuations`` stage: how far past ``max_tokens`` the gateway continues an answer.
 
-A request with ``x-proxy-max-continuations: N`` that stops at ``max_tokens`` is
-continued by the gateway up to N times (``streaming.relay``), into one message. In
-the chain only when ``continuations.max_per_request`` is above 0.
+A request with ``x-proxy-max-continuations: N`` (or, without the header, its tenant's
+``max_continuations``) that stops at ``max_tokens`` is continued by the gateway up to N
+times (``streaming.relay``), into one message. In the chain only when
+``continuations.max_per_request`` is above 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Continuations:
     async def on_request(self, call: Call) -> None:
         raw = call.headers.get(MAX_CONTINUATIONS_HEADER)
         if raw is None:
+            # The tenant's default, within the gateway's limit.
+            if call.tenant is not None and call.tenant.settings.max_continuations:
+                call.max_continuations = min(call.tenant.settings.max_continuations, self._limit)
             return
         try:
             wanted = int(raw)
