@@ -9,7 +9,9 @@ Rules, per kind of character (calibrated with ``benchmarks/estimate.py`` against
 simulator's BPE-like tokenizer; the real tokenizer's English runs at 3.5-4.5 characters
 per token, so against the API these err further on the high side):
 
-* letters and whitespace: one token per ``LATIN_CHARS_PER_TOKEN`` characters;
+* letters and whitespace: one token per ``LATIN_CHARS_PER_TOKEN`` characters, capital
+  letters one per ``UPPER_CHARS_PER_TOKEN`` (constants in code, acronyms: BPE merges
+  capitals less);
 * digits: one token per ``DIGITS_PER_TOKEN`` (BPE keeps numbers in short groups);
 * ASCII punctuation and symbols: one token each (BPE rarely merges them with letters);
 * CJK (three-byte UTF-8) characters: ``CJK_TOKENS_PER_CHAR`` tokens each;
@@ -30,6 +32,7 @@ import orjson
 __all__ = ["estimate_input_tokens", "estimate_text_tokens"]
 
 LATIN_CHARS_PER_TOKEN = 3.0
+UPPER_CHARS_PER_TOKEN = 2.0
 DIGITS_PER_TOKEN = 1.5
 CJK_TOKENS_PER_CHAR = 1.5
 MESSAGE_OVERHEAD = 3
@@ -45,6 +48,7 @@ DOCUMENT_TOKENS = 1500
 # so counting bytes counts characters.
 _ASCII_PUNCTUATION = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _DIGITS = b"0123456789"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -55,8 +59,10 @@ def estimate_text_tokens(text: str) -> int:
     encoded = text.encode("utf-8", "surrogatepass")
     punctuation = len(encoded) - len(encoded.translate(None, _ASCII_PUNCTUATION))
     digits = len(encoded) - len(encoded.translate(None, _DIGITS))
+    upper = len(encoded) - len(encoded.translate(None, _UPPER))
     fixed = 1 + punctuation + _ceil_div(digits, DIGITS_PER_TOKEN)
-    rest = chars - punctuation - digits
+    fixed += _ceil_div(upper, UPPER_CHARS_PER_TOKEN)
+    rest = chars - punctuation - digits - upper
     if len(encoded) == chars:  # ASCII
         return fixed + _ceil_div(rest, LATIN_CHARS_PER_TOKEN)
     # Each CJK code point takes two bytes more in UTF-8 than an ASCII one, each other
