@@ -9,6 +9,13 @@ import click
 
 from claude_proxy import __version__
 from claude_proxy.config import ConfigError, Settings, load_settings
+from claude_proxy.document_cli import (
+    DEFAULT_MODEL,
+    DEFAULT_URL,
+    DocumentRequest,
+    read_document,
+    run_document,
+)
 from claude_proxy.sim import simulate
 
 __all__ = ["main"]
@@ -85,6 +92,79 @@ def demo(port: int, sim_port: int, speed: float) -> None:
     configure_logging("info", "console")
 
     run_demo(gateway_port=port, sim_port=sim_port, speed=speed)
+
+
+@main.command()
+@click.argument("file", metavar="FILE|-")
+@click.option("-i", "--instruction", required=True, help="What to do with the document.")
+@click.option(
+    "--url",
+    envvar="CLAUDE_PROXY_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The gateway (env CLAUDE_PROXY_URL).",
+)
+@click.option(
+    "--api-key",
+    envvar="ANTHROPIC_API_KEY",
+    default="anything",
+    help="x-api-key for the gateway (env ANTHROPIC_API_KEY; one without tenants takes any).",
+)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model of every call.")
+@click.option(
+    "--chunk-tokens", type=click.IntRange(min=1), help="Tokens per chunk (gateway: 4000)."
+)
+@click.option(
+    "--overlap-tokens",
+    type=click.IntRange(min=0),
+    help="Tokens shared by neighbouring chunks (gateway: 200; 5% of --chunk-tokens if set).",
+)
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Per call (gateway: 1024).")
+@click.option("--json", "json_output", is_flag=True, help="Print the whole JSON answer.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
+@click.option("--demo", is_flag=True, help="Use an in-process gateway and simulator (no --url).")
+@click.option("--speed", type=float, default=1.0, hidden=True)  # the simulator's, with --demo
+def document(
+    file: str,
+    instruction: str,
+    url: str,
+    api_key: str,
+    model: str,
+    chunk_tokens: int | None,
+    overlap_tokens: int | None,
+    max_tokens: int | None,
+    json_output: bool,
+    progress: bool | None,
+    demo: bool,
+    speed: float,
+) -> None:
+    """Run an instruction over a long document (FILE, or - for stdin) through a gateway.
+
+    Prints the answer on stdout. Exit status 1: an error; 2: the file cannot be read;
+    3: answered without some parts of the document, named on stderr.
+    """
+    text = read_document(file)
+    if demo:  # the in-process gateway's request log: errors only, on stderr
+        from claude_proxy.observability import configure_logging
+
+        configure_logging("error", "console")
+    request = DocumentRequest(instruction, model, chunk_tokens, overlap_tokens, max_tokens)
+    sys.exit(
+        run_document(
+            request,
+            text,
+            url=url,
+            api_key=api_key,
+            json_output=json_output,
+            progress=progress,
+            demo=demo,
+            speed=speed,
+        )
+    )
 
 
 def _load_or_exit(
