@@ -40,7 +40,7 @@ import estimate  # noqa: E402  (benchmarks/estimate.py: corpora and the error me
 from tests.documents.test_split import mixed_document  # noqa: E402
 
 from claude_proxy.app import create_app  # noqa: E402
-from claude_proxy.config import Settings, UpstreamSettings  # noqa: E402
+from claude_proxy.config import LogSettings, Settings, UpstreamSettings  # noqa: E402
 from claude_proxy.documents import split_document  # noqa: E402
 from claude_proxy.server import start_server  # noqa: E402
 from claude_proxy.sim import JOURNAL, SimSettings, create_sim_app  # noqa: E402
@@ -102,7 +102,10 @@ async def one_round(http: aiohttp.ClientSession, gateway: str, sim: Any) -> dict
 
 async def wall_times(rounds: int) -> list[dict[str, float]]:
     sim = await start_server(create_sim_app(SimSettings(api_key=KEY, journal=1000)), "127.0.0.1", 0)
-    settings = Settings(upstreams=[UpstreamSettings(name="sim", base_url=sim.url, api_key=KEY)])
+    settings = Settings(
+        upstreams=[UpstreamSettings(name="sim", base_url=sim.url, api_key=KEY)],
+        log=LogSettings(level="warning"),  # no request log lines among the tables
+    )
     gateway = await start_server(create_app(settings), "127.0.0.1", 0)
     results = []
     try:
