@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -135,3 +136,33 @@ def test_phone_validity_is_remembered_by_range_not_by_number() -> None:
     assert not ranges.valid("(123) 555-2671", "US")  # no area code starts with 1
     held = repr(ranges._known)
     assert "2671" not in held and "9999" not in held
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2649 6796 8113 6180 4012 8888 8888 1881 0000 1234",  # a row of numbers, not a card
+        "317 401 660 928 411 111 111 111 111 200",
+        "pip install foo==1.2.3.4 and Firmware 10.4.12.200",
+        "The bearer responsibilities of the carrier are listed below.",
+        "impl Cafe::Bead for Face::Add {}",
+    ],
+)
+def test_ordinary_text_the_review_found_mangled(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-----BEGIN PRIVATE KEY-----!" * 8000,  # unclosed headers: was quadratic
+        "4111111111111111, " * 12000,  # cards on one long line: was quadratic
+        "+12 34 56 78 9a " * 15000,  # a phone-library call per number
+        ":" * 200_000 + "@" * 200_000,
+    ],
+)
+def test_crafted_text_cannot_stall_the_scan(text: str) -> None:
+    # Seconds here (20 s and more before); the bound leaves a wide margin for slow CI.
+    started = time.perf_counter()
+    DETECTOR.find(text)
+    assert time.perf_counter() - started < 3.0

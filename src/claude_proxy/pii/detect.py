@@ -22,6 +22,7 @@ after "version" or "版本" is a version.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}\Z")
 _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}" + _A
 )
+_LOCAL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_%+-")
 _IPV6_SEED = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 
@@ -110,16 +112,17 @@ _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         re.compile(r"g(?<![A-Za-z0-9_]g)(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_\w{22,255})"),
     ),
     (("xox",), re.compile(r"xox(?<![A-Za-z0-9]xox)[abposr]-[A-Za-z0-9\-]{10,}")),
+    # A token has a digit: "the bearer responsibilities" is prose.
     (
-        ("-----BEGIN",),
-        # A block cut before its END line is a secret all the same, to its last base64.
+        ("earer", "EARER"),
         re.compile(
-            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----"
-            r"(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s:,\-]*)"
+            r"(?:Bearer|bearer|BEARER)\s+((?=[A-Za-z\-._~+/]*[0-9])[A-Za-z0-9\-._~+/]{16,}=*)"
         ),
     ),
-    (("earer", "EARER"), re.compile(r"(?:Bearer|bearer|BEARER)\s+([A-Za-z0-9\-._~+/]{16,}=*)")),
 )
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY-----")
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/=\s:,\-]*")
 
 _CONTEXT_SPAN = 32
 _CARD_WORDS = re.compile(
@@ -134,7 +137,9 @@ _NOT_CARD_WORDS = re.compile(
 )
 _SSN_WORDS = re.compile(r"ssn|social security|社会安全|社保号", re.IGNORECASE)
 _VERSION_WORDS = re.compile(
-    r"(?:version|ver\.?|release|build|v|版本|版本号)\s*[:：]?\s*$", re.IGNORECASE
+    r"(?:version|ver\.?|release|build|firmware|fw|kernel|sdk|v|版本|版本号|固件)[ \t]*[:：]?[ \t]*\Z"
+    r"|[=<>~!]=[ \t]*\Z",  # foo==1.2.3.4, bar>=2.0.0.1
+    re.IGNORECASE,
 )
 
 
@@ -183,7 +188,8 @@ class Detector:
             digits = len(run.group().translate(_NOT_DIGITS))
             if digits >= 12 and "CREDIT_CARD" in wanted:
                 for match in _CARD.finditer(text, start, end):
-                    _card(text, match.start(), match.group(), found, tables)
+                    if _groups_around(text, match.start(), match.end()) < 2:
+                        _card(text, match.start(), match.group(), found, tables)
             if digits >= 17 and "CN_ID" in wanted:
                 for match in _CN_ID.finditer(text, start, end):
                     if check.is_cn_id(match.group()):
@@ -225,6 +231,7 @@ class _Tables:
 
     _DELIMITERS = (",", "\t", "|", ";")
     _MAX_LINES = 200
+    _MAX_ROW = 2000
     _DIGITS = re.compile(r"[0-9]{3}")
 
     def __init__(self) -> None:
@@ -235,7 +242,11 @@ class _Tables:
         delimited row of three fields or more."""
         row = text.rfind("\n", 0, start) + 1
         row_end = text.find("\n", end)
-        line = text[row : row_end if row_end >= 0 else len(text)]
+        if row_end < 0:
+            row_end = len(text)
+        if row_end - row > self._MAX_ROW:
+            return None  # not a table row (minified JSON, say): not worth a copy per value
+        line = text[row:row_end]
         delimiter = next((d for d in self._DELIMITERS if line.count(d) >= 2), None)
         if delimiter is None:
             return None
@@ -320,13 +331,34 @@ def _nearest(text: str, start: int, words: re.Pattern[str]) -> int:
     return end
 
 
+def _groups_around(text: str, start: int, end: int) -> int:
+    """Digit groups joined to ``text[start:end]`` by a single space or dash, either side:
+    a card among two or more such numbers is a row of a table of numbers."""
+    count = 0
+    position = start
+    while position >= 2 and text[position - 1] in " -" and text[position - 2].isdigit():
+        position -= 1
+        while position > 0 and text[position - 1].isdigit():
+            position -= 1
+        count += 1
+    position = end
+    while position + 1 < len(text) and text[position] in " -" and text[position + 1].isdigit():
+        position += 1
+        while position < len(text) and text[position].isdigit():
+            position += 1
+        count += 1
+    return count
+
+
 def _card(text: str, start: int, candidate: str, found: list[Finding], tables: _Tables) -> None:
     """The card in a run of digit groups: the whole run, or its first or last groups
     (a run may carry a neighbouring number along)."""
     groups = re.split(r"[ \-]", candidate)
+    # The whole run, or all of it but one group at either end ("4111 1111 1111 1111
+    # 2024"): a card among more numbers than that is a row of a table of numbers.
     spans = [(0, len(groups))]
-    spans += [(0, n) for n in range(len(groups) - 1, 0, -1)]
-    spans += [(n, len(groups)) for n in range(1, len(groups))]
+    if len(groups) > 1:
+        spans += [(0, len(groups) - 1), (1, len(groups))]
     offsets = [0]
     for group in groups:
         offsets.append(offsets[-1] + len(group) + 1)
@@ -387,6 +419,9 @@ def _iban(text: str, start: int, end: int, found: list[Finding]) -> bool:
 def _emails(text: str, found: list[Finding]) -> None:
     at = text.find("@")
     while at >= 0:
+        if at == 0 or text[at - 1] not in _LOCAL_CHARS:
+            at = text.find("@", at + 1)
+            continue
         local = _EMAIL_LOCAL.search(text, max(at - 64, 0), at)
         domain = _EMAIL_DOMAIN.match(text, at + 1)
         if local is not None and domain is not None:
@@ -426,6 +461,8 @@ def _ipv6(text: str, found: list[Finding]) -> None:
 
 
 def _secrets(text: str, found: list[Finding]) -> None:
+    if "-----BEGIN" in text:
+        _private_keys(text, found)
     underscore = "_" in text  # one memchr rules out the keys that hold an underscore
     for needles, pattern in _SECRETS:
         if not underscore and all("_" in needle for needle in needles):
@@ -450,6 +487,23 @@ _PRIORITY = {
 
 def _rank(finding: Finding) -> tuple[int, int]:
     return (finding.end - finding.start, -_PRIORITY.get(finding.entity, len(_PRIORITY)))
+
+
+def _private_keys(text: str, found: list[Finding]) -> None:
+    """PEM private-key blocks; one cut before its END line is a secret all the same, to
+    its last base64 character. Linear: each END is found once, not searched per BEGIN."""
+    ends = [match.end() for match in _PEM_END.finditer(text)]
+    position = 0
+    for begin in _PEM_BEGIN.finditer(text):
+        if begin.start() < position:
+            continue
+        index = bisect.bisect_left(ends, begin.end())
+        if index < len(ends):
+            position = ends[index]
+        else:
+            body = _PEM_BODY.match(text, begin.end())
+            position = body.end() if body is not None else begin.end()
+        found.append(Finding("SECRET", begin.start(), position))
 
 
 def _without_overlaps(found: list[Finding]) -> list[Finding]:

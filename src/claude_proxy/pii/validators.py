@@ -172,8 +172,13 @@ def is_ipv6(value: str) -> bool:
     except ValueError:
         return False
     groups = [group for group in value.split(":") if group]
-    # "a::b" in C++ or a time like "12::30" parse as addresses too: ask for the look of
-    # a real one (three groups, or one group of four hex digits, as in fe80::1).
+    # "a::b" or "Face::Add" in code and times like "12::30" parse as addresses too: ask
+    # for the look of a real one: a digit, no group in mixed case, and three groups or
+    # one of four hex digits (as in fe80::1).
+    if not any(char.isdigit() for char in value):
+        return False
+    if any(not (group.islower() or group.isupper() or group.isdigit()) for group in groups):
+        return False
     return len(groups) >= 3 or any(len(group) == 4 for group in groups)
 
 
@@ -197,17 +202,24 @@ class PhoneRanges:
     exchange, a mobile range), not by its last four: keyed by those, the cache holds no
     whole number, and a log of a thousand numbers costs one library call per range."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, budget: int = 2000) -> None:
         self._size = size
         self._known: OrderedDict[tuple[str, int, str | None], bool] = OrderedDict()
+        # Library calls this detector may still make; past them an unknown range counts
+        # as valid (masked): text crafted to cost a call per number cannot stall the
+        # gateway, and over-redaction is the safe way to be wrong.
+        self._budget = budget
 
     def valid(self, value: str, region: str | None) -> bool:
         digits = value.translate(_PHONE_PUNCTUATION)
         if len(digits) < 8 or not digits.lstrip("+").isdigit():
-            return is_phone(value, region)
+            return False  # no plan has numbers that short
         key = (digits[:-4], len(digits), region)
         known = self._known.get(key)
         if known is None:
+            if self._budget <= 0:
+                return True
+            self._budget -= 1
             known = self._known[key] = is_phone(value, region)
             if len(self._known) > self._size:
                 self._known.popitem(last=False)
