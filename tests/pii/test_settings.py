@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from claude_proxy.config import load_settings
+from claude_proxy.config import Settings, UpstreamSettings, load_settings
 from claude_proxy.pii.settings import PiiSettings, merged
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -39,7 +39,7 @@ def test_the_readme_example_is_valid() -> None:
     ("fields", "message"),
     [
         ({"entities": ["PASSPORT"]}, "unknown entity types"),
-        ({"entity_modes": {"PASSPORT": "mask"}}, "unknown entity types"),
+        ({"entity_modes": {"passport": "mask"}}, "not entity type names"),
         ({"mode": "redact"}, "mode"),
         ({"custom": [{"name": "lower", "pattern": "x"}]}, "upper case"),
         ({"custom": [{"name": "EMAIL", "pattern": "x"}]}, "built-in"),
@@ -50,3 +50,23 @@ def test_the_readme_example_is_valid() -> None:
 def test_bad_settings_are_named(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PiiSettings(**fields)  # type: ignore[arg-type]
+
+
+def test_entity_modes_must_name_known_types_in_the_gateway_and_each_tenant() -> None:
+    with pytest.raises(ValidationError, match=r"pii.entity_modes names unknown .*PASSPORT"):
+        Settings(pii=PiiSettings(entity_modes={"PASSPORT": "mask"}))
+    custom = [{"name": "EMPLOYEE_ID", "pattern": "EMP-[0-9]{6}"}]
+    tenants = [{"name": "a", "keys": ["k"], "pii": {"entity_modes": {"EMPLOYEE_ID": "block"}}}]
+    upstreams = [UpstreamSettings(api_key="sk-up")]
+    # A tenant may name the gateway's custom entity...
+    Settings(pii=PiiSettings(custom=custom), tenants=tenants, upstreams=upstreams)
+    # ... but not one nobody defines.
+    with pytest.raises(ValidationError, match=r"tenants\[a\].pii.entity_modes"):
+        Settings(tenants=tenants, upstreams=upstreams)
+
+
+def test_a_tenant_override_keeps_the_gateways_other_entity_rules() -> None:
+    gateway = PiiSettings(mode="mask", entity_modes={"SECRET": "block"})
+    tenant = merged(gateway, PiiSettings(entity_modes={"EMAIL": "pseudonymize"}))
+    assert tenant.action("SECRET") == "block" and tenant.action("EMAIL") == "pseudonymize"
+    assert tenant.action("CN_ID") == "mask"

@@ -120,3 +120,24 @@ def test_scan_responses_masks_a_value_streamed_in_pieces() -> None:
     out += restorer.on_events([stop()])
     assert "".join(texts(out)) == "Your card [CREDIT_CARD] is on file; mail [EMAIL]."
     assert r.masked_in_answer == {"CREDIT_CARD": 1, "EMAIL": 1}
+
+
+def test_held_text_goes_out_before_an_error_event_ends_the_answer() -> None:
+    restorer = StreamRestorer(redaction())
+    error = Event.encode(
+        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}
+    )
+    out = restorer.on_events([delta("Reply to <EMA"), delta("IL_1> and then <EM"), error])
+    assert "".join(texts(out)) == f"Reply to {EMAIL} and then <EM"
+    assert out[-1].name == "error"
+
+
+def test_masked_tool_input_stays_valid_json() -> None:
+    r = Redaction(Policy(PiiSettings(mode="mask", scan_responses=True)))
+    restorer = StreamRestorer(r)
+    pieces = ['{"to": "line1\\nbob@exam', 'ple.com", "card": "x\\n4111 1111', ' 1111 1111"}']
+    out: list[Event] = []
+    for piece in pieces:
+        out += restorer.on_events([delta(piece, 1, "input_json_delta")])
+    out += restorer.on_events([stop(1)])
+    assert orjson.loads("".join(texts(out))) == {"to": "line1\n[EMAIL]", "card": "x\n[CREDIT_CARD]"}

@@ -18,6 +18,7 @@ from claude_proxy.sim import JOURNAL
 from tests.api.test_metrics import scrape, total
 from tests.conftest import StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
+from tests.scripted import ScriptedUpstream, text_part
 from tests.sse import parse_events
 
 CARD = "4111 1111 1111 1111"
@@ -182,14 +183,14 @@ async def test_block_refuses_naming_types_never_values(
     assert status == 200 and "[EMAIL]" in upstream_text(sim)
 
 
-async def test_detect_counts_and_sends_the_body_untouched(
+async def test_detect_counts_and_sends_the_values_untouched(
     start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
     sim, gateway = await _gateway(start_sim, start_gateway, mode="detect")
     body = orjson.dumps(message_body(PROMPT))
     async with http.post(f"{gateway.url}/v1/messages", data=body, headers=API_HEADERS) as r:
         assert r.status == 200
-    assert sim.runner.app[JOURNAL].entries[-1].raw == body  # byte for byte
+    assert orjson.loads(sim.runner.app[JOURNAL].entries[-1].raw) == orjson.loads(body)
     _, series = await scrape(http, gateway)
     counted = "api_redactions_total"
     assert total(series, counted, entity="credit_card", action="detect") == 1
@@ -204,8 +205,8 @@ async def test_fails_closed_when_the_text_cannot_be_checked(
 ) -> None:
     sim, gateway = await _gateway(start_sim, start_gateway, mode="mask", max_scan_chars=1000)
     status, raw = await post(http, gateway, message_body(PROMPT * 20))
-    assert status == 500
-    assert orjson.loads(raw)["error"]["type"] == "api_error"
+    assert status == 413  # not 500: SDKs retry those, and it would fail again
+    assert orjson.loads(raw)["error"]["type"] == "request_too_large"
     assert "not sent" in orjson.loads(raw)["error"]["message"]
     assert journal(sim) == []
     status, _ = await post(http, gateway, message_body(PROMPT))  # and it keeps serving
@@ -249,27 +250,45 @@ async def test_count_tokens_is_redacted_too(
 
 
 async def test_scan_responses_masks_values_the_model_wrote(
-    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+    start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
-    # The tenant sends a value it may send ("off" for EMAIL), and the answer must not
-    # carry it back; a card the client sent under a pseudonym comes back restored.
-    _, gateway = await _gateway(
-        start_sim,
-        start_gateway,
-        mode="pseudonymize",
-        entity_modes={"EMAIL": "detect"},
-        scan_responses=True,
+    # The model writes values it was never sent, in pieces, with the words that give them
+    # away in earlier deltas; an email is only counted (detect) and stays.
+    pieces = [
+        "My SSN is 5362",
+        "21844, IBAN DE89 3704 0044 0532 01",
+        "30 00; call +44 20 ",
+        "7946 0958. Order #4012888888881881 is fine; mail bob@exam",
+        "ple.com. Bye",
+    ]
+    expected = (
+        "My SSN is [US_SSN], IBAN [IBAN]; call [PHONE]. Order #4012888888881881 is fine; "
+        "mail bob@example.com. Bye"
     )
-    prompt = f"card {CARD}, mail {EMAIL}, phone 138 1234 5678 end"
-    status, raw = await post(http, gateway, message_body(prompt))
-    assert status == 200
-    expected = f"card {CARD}, mail [EMAIL], phone 138 1234 5678 end"
-    assert orjson.loads(raw)["content"][0]["text"] == expected
-    status, raw = await post(http, gateway, message_body(prompt, stream=True))
-    events = parse_events(raw)
-    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
-    assert text == expected
-    assert events[-1][0] == "message_stop"
+    script = ScriptedUpstream(text_part(*pieces), text_part("".join(pieces)))
+    gateway = await start_gateway(
+        await script.start(),
+        pii=PiiSettings(mode="mask", entity_modes={"EMAIL": "detect"}, scan_responses=True),
+    )
+    try:
+        status, raw = await post(http, gateway, message_body("hello", stream=True))
+        assert status == 200
+        events = parse_events(raw)
+        text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+        assert text == expected
+        assert [n for n, _ in events][-3:] == [
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
+        # The same answer in one delta: masked the same.
+        status, raw = await post(http, gateway, message_body("hello", stream=True))
+        events = parse_events(raw)
+        assert (
+            "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta") == expected
+        )
+    finally:
+        await script.stop()
 
 
 async def test_values_never_reach_logs(
@@ -318,3 +337,31 @@ async def test_a_batch_is_redacted_request_by_request(
     assert "[CREDIT_CARD]" in first and "[EMAIL]" in first
     assert results["b"].message.content[0].text == "hi"  # type: ignore[union-attr]
     await sdk.close()
+
+
+async def test_a_key_sent_twice_cannot_carry_a_value_past_the_scan(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim, gateway = await _gateway(start_sim, start_gateway, mode="mask")
+    block = b'{"type":"text","text":"card 4111 1111 1111 1111","text":"hi"}'
+    raw = (
+        b'{"model":"claude-haiku-4-5","max_tokens":50,"messages":[{"role":"user","content":['
+        + block
+        + b"]}]}"
+    )
+    async with http.post(f"{gateway.url}/v1/messages", data=raw, headers=API_HEADERS) as r:
+        await r.read()
+    assert b"4111" not in sim.runner.app[JOURNAL].entries[-1].raw
+
+
+async def test_a_placeholder_the_client_wrote_is_never_a_values_name(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim, gateway = await _gateway(start_sim, start_gateway, mode="pseudonymize")
+    prompt = f"Templates use <EMAIL_1> as the merge field; send it to {EMAIL}."
+    status, raw = await post(http, gateway, message_body(prompt))
+    assert status == 200
+    assert journal(sim)[-1]["messages"][0]["content"] == (
+        "Templates use <EMAIL_1> as the merge field; send it to <EMAIL_2>."
+    )
+    assert orjson.loads(raw)["content"][0]["text"] == prompt  # <EMAIL_1> stays itself

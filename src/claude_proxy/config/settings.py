@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from claude_proxy.documents.settings import DocumentSettings
-from claude_proxy.pii.settings import PiiSettings
+from claude_proxy.pii.settings import PiiSettings, merged
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
@@ -302,6 +302,18 @@ class Settings(_Section):
         )
         if problems:
             raise ValueError("; ".join(message for _, message in problems))
+        return self
+
+    @model_validator(mode="after")
+    def _pii_names_known(self) -> Settings:
+        policies = [("pii", self.pii)] + [
+            (f"tenants[{tenant.name}].pii", merged(self.pii, tenant.pii))
+            for tenant in self.tenants
+            if tenant.pii is not None
+        ]
+        for where, policy in policies:
+            if unknown := policy.unknown_names():
+                raise ValueError(f"{where}.entity_modes names unknown entity types {unknown}")
         return self
 
     @property

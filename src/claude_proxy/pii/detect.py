@@ -137,7 +137,8 @@ _NOT_CARD_WORDS = re.compile(
 )
 _SSN_WORDS = re.compile(r"ssn|social security|社会安全|社保号", re.IGNORECASE)
 _VERSION_WORDS = re.compile(
-    r"(?:version|ver\.?|release|build|firmware|fw|kernel|sdk|v|版本|版本号|固件)[ \t]*[:：]?[ \t]*\Z"
+    r"(?:version|ver\.?|release|build|firmware|fw|kernel|sdk|v|版本|版本号|固件)"
+    r"[ \t]*[:：]?[ \t]*\Z"
     r"|[=<>~!]=[ \t]*\Z",  # foo==1.2.3.4, bar>=2.0.0.1
     re.IGNORECASE,
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -73,6 +73,11 @@ class Redaction:
         self.originals: dict[str, str] = {}  # placeholder (without <>) -> original value
         self._placeholders: dict[str, str] = {}  # normalised value -> placeholder
         self._numbers: Counter[str] = Counter()
+        self._reserved: set[str] = set()
+        self._scanned = 0
+
+    def begin(self) -> None:
+        """A new text to scan (a batch's next request): ``max_scan_chars`` counts afresh."""
         self._scanned = 0
 
     def text(self, text: str) -> str:
@@ -103,19 +108,31 @@ class Redaction:
 
     def mask(self, text: str) -> str:
         """An answer's text with what the policy finds masked (``scan_responses``)."""
-        findings = self.policy.detector.find(text)
-        if not findings:
-            return text
+        return self.mask_found(text, self.policy.detector.find(text))
+
+    def mask_found(self, text: str, findings: list[Finding], offset: int = 0) -> str:
+        """``text`` with ``findings`` (offsets shifted by ``offset``) masked, for the entity
+        types the policy keeps from the upstream; ``detect`` ones are only counted."""
         pieces: list[str] = []
         position = 0
         for finding in findings:
-            if self.policy.actions[finding.entity] == "off":
+            start, end = finding.start - offset, finding.end - offset
+            if start < position or end > len(text):
+                continue
+            if self.policy.actions[finding.entity] in ("off", "detect"):
                 continue
             self.masked_in_answer[finding.entity] += 1
-            pieces += (text[position : finding.start], f"[{finding.entity}]")
-            position = finding.end
+            pieces += (text[position:start], f"[{finding.entity}]")
+            position = end
+        if not pieces:
+            return text
         pieces.append(text[position:])
         return "".join(pieces)
+
+    def reserve(self, names: Iterable[str]) -> None:
+        """Placeholder names the request already holds (a template's own ``<EMAIL_1>``):
+        never given to a value, so an answer's ``<EMAIL_1>`` is not taken for one."""
+        self._reserved.update(names)
 
     def restore(self, text: str) -> str:
         """Placeholders of this request back to their values (others stay as they are)."""
@@ -135,6 +152,8 @@ class Redaction:
         placeholder = self._placeholders.get(key)
         if placeholder is None:
             self._numbers[entity] += 1
+            while f"{entity}_{self._numbers[entity]}" in self._reserved:
+                self._numbers[entity] += 1
             placeholder = f"{entity}_{self._numbers[entity]}"
             self._placeholders[key] = placeholder
             self.originals[placeholder] = value
@@ -173,6 +192,12 @@ def redact_body(body: Mapping[str, Any], redaction: Redaction) -> dict[str, Any]
         new_messages = _each(messages, lambda m: _message(m, fix))
         if new_messages is not messages:
             changed["messages"] = new_messages
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):  # user_id is often an email
+        changed_metadata: dict[str, Any] = {}
+        _field(metadata, "user_id", fix, changed_metadata)
+        if changed_metadata:
+            changed["metadata"] = {**metadata, **changed_metadata}
     if not changed:
         return None
     return {**body, **changed}
@@ -236,6 +261,11 @@ def _block(block: Any, fix: _Text) -> Any:
     changed: dict[str, Any] = {}
     if kind == "text":
         _field(block, "text", fix, changed)
+        citations = block.get("citations")
+        if isinstance(citations, list):  # an earlier answer's quotes, sent back
+            new_citations = _each(citations, lambda c: _citation(c, fix))
+            if new_citations is not citations:
+                changed["citations"] = new_citations
     elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
         new_input = _json_strings(block.get("input"), fix)
         if new_input is not block.get("input"):
@@ -245,6 +275,7 @@ def _block(block: Any, fix: _Text) -> Any:
         if new_content is not block.get("content"):
             changed["content"] = new_content
         _field(block, "title", fix, changed)
+        _field(block, "source", fix, changed)
     elif kind == "document":
         _field(block, "title", fix, changed)
         _field(block, "context", fix, changed)
@@ -254,6 +285,15 @@ def _block(block: Any, fix: _Text) -> Any:
             if new_source is not source:
                 changed["source"] = new_source
     return {**block, **changed} if changed else block
+
+
+def _citation(citation: Any, fix: _Text) -> Any:
+    if not isinstance(citation, dict):
+        return citation
+    changed: dict[str, Any] = {}
+    _field(citation, "cited_text", fix, changed)
+    _field(citation, "document_title", fix, changed)
+    return {**citation, **changed} if changed else citation
 
 
 def _document_source(source: dict[str, Any], fix: _Text) -> dict[str, Any]:
@@ -291,6 +331,11 @@ def _json_strings(value: Any, fix: _Text) -> Any:
             result[new_key] = new_item
         return result if changed else value
     return value
+
+
+def json_texts(value: Any, fix: _Text) -> Any:
+    """A JSON value with ``fix`` applied to every string in it, keys included."""
+    return _json_strings(value, fix)
 
 
 def json_fragment(value: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from claude_proxy.pii.detect import ENTITIES
 
@@ -69,7 +69,7 @@ class PiiSettings(BaseModel):
     custom: list[CustomEntity] = Field(default_factory=list)
     scan_responses: bool = False
     """Also mask values found in answers (values the model produced, not restored ones)."""
-    max_scan_chars: int = Field(default=2_000_000, ge=1)
+    max_scan_chars: int = Field(default=10_000_000, ge=1)
     """A request with more text than this is refused, not sent unchecked (fails closed)."""
 
     @field_validator("mode", mode="before")
@@ -96,13 +96,20 @@ class PiiSettings(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _modes_named(self) -> PiiSettings:
+    @field_validator("entity_modes")
+    @classmethod
+    def _entity_names(cls, value: dict[str, Mode]) -> dict[str, Mode]:
+        # Whether each is known is checked with the gateway's settings (`unknown_names`):
+        # a tenant may name a custom entity the gateway defines.
+        bad = sorted(name for name in value if not _NAME.fullmatch(name))
+        if bad:
+            raise ValueError(f"entity_modes: {bad} are not entity type names (upper case)")
+        return value
+
+    def unknown_names(self) -> list[str]:
+        """entity_modes keys that name no built-in or custom entity type."""
         names = set(ENTITIES) | {custom.name for custom in self.custom}
-        unknown = sorted(set(self.entity_modes) - names)
-        if unknown:
-            raise ValueError(f"entity_modes names unknown entity types {unknown}")
-        return self
+        return sorted(set(self.entity_modes) - names)
 
     def action(self, entity: str) -> Mode:
         return self.entity_modes.get(entity, self.mode)
@@ -121,8 +128,16 @@ class PiiSettings(BaseModel):
 
 
 def merged(base: PiiSettings, override: PiiSettings | None) -> PiiSettings:
-    """A tenant's settings: the fields it sets over the gateway's."""
+    """A tenant's settings: the fields it sets over the gateway's. ``entity_modes`` and
+    ``custom`` are merged name by name, so a tenant that sets one entity's mode keeps
+    the gateway's rules for the others (a blocked SECRET stays blocked)."""
     if override is None:
         return base
     fields = {name: getattr(override, name) for name in override.model_fields_set}
+    if "entity_modes" in fields:
+        fields["entity_modes"] = {**base.entity_modes, **override.entity_modes}
+    if "custom" in fields:
+        own = {custom.name for custom in override.custom}
+        kept = [custom for custom in base.custom if custom.name not in own]
+        fields["custom"] = [*kept, *override.custom]
     return base.model_copy(update=fields)

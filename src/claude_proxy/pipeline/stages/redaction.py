@@ -8,8 +8,11 @@ values behind pseudonyms back into the answer, JSON or stream (``pii.stream``: b
 the replay log, so a resumed stream replays the restored text), and with
 ``scan_responses`` masks values the answer itself contains.
 
-It fails closed: a request whose text cannot be scanned (a detector error, more text
-than ``pii.max_scan_chars``) is refused, never sent as it is. A batch's requests are
+It fails closed: a request whose text cannot be scanned (a detector error: 500; more
+text than ``pii.max_scan_chars``: 413) is refused, never sent as it is. A body is sent
+re-encoded from what was scanned, even when nothing changed: a key sent twice cannot
+carry an unscanned value past it. Placeholder names the request already holds (a
+template's own ``<EMAIL_1>``) are never given to its values. A batch's requests are
 redacted like single ones. In the chain only when some policy is on.
 """
 
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from claude_proxy.errors import GatewayError, InvalidRequest
+from claude_proxy.errors import GatewayError, InvalidRequest, RequestTooLarge
 from claude_proxy.observability import Metrics
 from claude_proxy.pii.redact import (
     Policy,
@@ -43,6 +47,15 @@ REDACTION: CallKey[Redaction] = CallKey("redaction")
 _log = logging.getLogger("claude_proxy.pii")
 # Bodies above this are scanned in a thread: the event loop serves other requests.
 _THREAD_BYTES = 256 * 1024
+
+
+def _placeholders_in(raw: bytes | None) -> list[str]:
+    if not raw or b"<" not in raw:
+        return []
+    return [name.decode() for name in _RAW_PLACEHOLDER.findall(raw)]
+
+
+_RAW_PLACEHOLDER = re.compile(rb"<([A-Z][A-Z0-9_]*_[0-9]+)>")
 
 
 class RedactionFailed(GatewayError):
@@ -87,11 +100,14 @@ class Redact:
                 await self._batch(call, policy)
             return
         redaction = Redaction(policy)
+        redaction.reserve(_placeholders_in(call.upstream_body))
         walk = redact_document_body if call.route is Route.DOCUMENTS else redact_body
         body = await self._scan(call, lambda: walk(call.body, redaction))
         self._settle(redaction)
-        if body is not None:
-            call.set_body(body)
+        # Re-encoded even when nothing changed: what goes upstream is then exactly what
+        # was scanned (a key sent twice is read by orjson as its last value; the API
+        # might read the first, which nobody checked).
+        call.set_body(body if body is not None else dict(call.body))
         if redaction.originals or policy.scan_responses:
             call.state[REDACTION] = redaction
 
@@ -109,6 +125,7 @@ class Redact:
             changed = False
             result = []
             for item in requests:
+                redaction.begin()  # max_scan_chars is per request of the batch
                 params = item.get("params") if isinstance(item, dict) else None
                 new_params = redact_body(params, redaction) if isinstance(params, Mapping) else None
                 changed = changed or new_params is not None
@@ -117,8 +134,7 @@ class Redact:
 
         new_requests = await self._scan(call, redact_all)
         self._settle(redaction)
-        if new_requests is not None:
-            call.set_body({**call.body, "requests": new_requests})
+        call.set_body({**call.body, "requests": new_requests or requests})
 
     async def _scan(self, call: Call, scan: Any) -> Any:
         try:
@@ -126,7 +142,8 @@ class Redact:
                 return await asyncio.to_thread(scan)
             return scan()
         except TooMuchText:
-            raise RedactionFailed(
+            # 413: a request that is too large stays too large; a 500 would be retried.
+            raise RequestTooLarge(
                 "The request has more text than this gateway checks for sensitive data "
                 "(pii.max_scan_chars); it was not sent."
             ) from None
