@@ -65,7 +65,7 @@ def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
         tenants=[
             {"name": "a", "keys": ["key-a"], "pii": {"mode": "pseudonymize"}},
             {"name": "b", "keys": ["key-b"]},
-        ]
+        ],
     )
     assert "redaction" in pipeline(one_tenant).chain(Route.MESSAGES).names
     only_off = Settings(pii=PiiSettings(mode="off", entities=["EMAIL"]))
