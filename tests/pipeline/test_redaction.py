@@ -12,7 +12,7 @@ import anthropic
 import orjson
 import pytest
 
-from claude_proxy.pii import PiiSettings
+from claude_proxy.pii import Detector, PiiSettings
 from claude_proxy.server import RunningServer
 from claude_proxy.sim import JOURNAL
 from tests.api.test_metrics import scrape, total
@@ -365,3 +365,21 @@ async def test_a_placeholder_the_client_wrote_is_never_a_values_name(
         "Templates use <EMAIL_1> as the merge field; send it to <EMAIL_2>."
     )
     assert orjson.loads(raw)["content"][0]["text"] == prompt  # <EMAIL_1> stays itself
+
+
+async def test_a_detector_that_fails_refuses_the_request(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fault injection: the detectors have no input that makes them fail on purpose.
+    def broken(self: Detector, text: str) -> list[Any]:
+        raise RuntimeError(f"detector bug near {text[:20]}")
+
+    sim, gateway = await _gateway(start_sim, start_gateway, mode="mask")
+    monkeypatch.setattr(Detector, "find", broken)
+    status, raw = await post(http, gateway, message_body(PROMPT))
+    assert status == 500 and orjson.loads(raw)["error"]["type"] == "api_error"
+    assert all(value not in raw.decode() for value in VALUES)
+    assert journal(sim) == []  # failed closed: nothing was sent
