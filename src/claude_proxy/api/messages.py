@@ -43,6 +43,7 @@ async def _answer_whole(request: web.Request, run: Run) -> web.StreamResponse:
     body = reply.body
     if reply.status == 200 and run.call.route is Route.MESSAGES:
         body = run.on_message(body)
+        await run.settle()
     return _reply_response(reply, body)
 
 

@@ -76,6 +76,9 @@ class StreamRestorer:
             self._release(index, out)
         return out
 
+    async def settle(self) -> None:
+        """Nothing to make durable."""
+
     def _delta(self, event: Event, out: list[Event]) -> None:
         payload = event.json()
         delta = payload.get("delta")

@@ -25,6 +25,7 @@ from claude_proxy.pipeline.stage import (
     FinishStage,
     MessageStage,
     Outcome,
+    SettleStage,
     Stage,
 )
 
@@ -41,6 +42,7 @@ class Chain:
     stages: tuple[Stage, ...]
     message: tuple[MessageStage, ...]  # reversed: nearest the upstream first
     events: tuple[EventStage, ...]  # reversed
+    settle: tuple[SettleStage, ...]  # reversed
     finish: tuple[tuple[int, FinishStage], ...]  # (position, stage), reversed
 
     @classmethod
@@ -51,6 +53,7 @@ class Chain:
             stages=mine,
             message=tuple(s for s in reversed(mine) if isinstance(s, MessageStage)),
             events=tuple(s for s in reversed(mine) if isinstance(s, EventStage)),
+            settle=tuple(s for s in reversed(mine) if isinstance(s, SettleStage)),
             finish=tuple(
                 (i, s) for i, s in reversed(list(enumerate(mine))) if isinstance(s, FinishStage)
             ),
@@ -105,6 +108,11 @@ class Run:
         for stage in self.chain.message:
             message = stage.on_message(self.call, message)
         return orjson.dumps(message)
+
+    async def settle(self) -> None:
+        """A whole JSON answer is about to be sent: the stages finish what must be durable."""
+        for stage in self.chain.settle:
+            await stage.settle(self.call)
 
     def event_filters(self) -> list[EventFilter]:
         """This call's stream filters, nearest the upstream first."""

@@ -13,6 +13,9 @@ that path):
   (a placeholder split across two deltas), and whose ``flush`` gives back what it
   holds when the answer ends early (abandoned, failed). Filters run before the
   replay log, so a resumed stream replays what the client was sent.
+- ``settle(call)``: a whole JSON answer is about to be sent (after ``on_message``): finish
+  what must be durable before the client has it (a session's turn written). A stream's
+  filter has its own ``settle``, awaited before its ``message_stop`` is sent.
 - ``on_finish(call, outcome)``: the call is over (answered, refused, failed or left);
   called for every stage whose ``on_request`` ran, in reverse order.
 
@@ -36,6 +39,7 @@ __all__ = [
     "FinishStage",
     "MessageStage",
     "Outcome",
+    "SettleStage",
     "Stage",
 ]
 
@@ -72,6 +76,13 @@ class EventStage(Protocol):
     name: str
 
     def event_filter(self, call: Call) -> EventFilter | None: ...
+
+
+@runtime_checkable
+class SettleStage(Protocol):
+    name: str
+
+    async def settle(self, call: Call) -> None: ...
 
 
 @runtime_checkable

@@ -27,7 +27,15 @@ from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.relay import error_event
 from claude_proxy.streaming.sse import Event
 
-__all__ = ["AnswerSource", "ClientGone", "EventFilter", "Generation", "Sink", "log_failure"]
+__all__ = [
+    "AnswerSource",
+    "ClientGone",
+    "EventFilter",
+    "Generation",
+    "Sink",
+    "log_failure",
+    "settle",
+]
 
 _log = logging.getLogger("claude_proxy.streams")
 _ENDS = frozenset({"message_stop", "error"})
@@ -68,7 +76,19 @@ class EventFilter(Protocol):
         """The events to pass on for this batch; may hold some back for a later batch."""
 
     def flush(self) -> list[Event]:
-        """The answer is ending early (abandoned, failed): everything still held."""
+        """The answer is ending early (abandoned, failed): everything still held.
+
+        A filter may also have ``async def settle(self) -> None``: awaited when the answer
+        is whole, before its ``message_stop`` is sent, to finish what must be durable
+        before the client sees the end (a session's turn written). See ``settle``."""
+
+
+async def settle(filters: Sequence[EventFilter]) -> None:
+    """Await the ``settle`` of each filter that has one (the answer is whole)."""
+    for stage in filters:
+        hook = getattr(stage, "settle", None)
+        if hook is not None:
+            await hook()
 
 
 class Generation:
@@ -141,6 +161,8 @@ class Generation:
                     for stage in self._filters:
                         events = stage.on_events(events)
                     if events:
+                        if events[-1].name == "message_stop":
+                            await settle(self._filters)
                         await self._emit(events)
             self.error_type = self._answer.error_type
         except asyncio.CancelledError:
