@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -179,7 +180,7 @@ async def test_partial_results_that_do_not_fit_one_call_are_reduced_in_levels(
 ) -> None:
     sim = await start_sim(journal=200)
     gateway = await start_gateway(sim.url, documents=DocumentSettings(context_tokens=1500))
-    body = document_body(mixed_document(60_000), stream=True, max_tokens=150)
+    body = document_body(mixed_document(60_000), stream=True, chunk_tokens=800, max_tokens=100)
     status, raw = await post(http, gateway, body)
     assert status == 200
     events = parse_events(raw)
@@ -191,3 +192,70 @@ async def test_partial_results_that_do_not_fit_one_call_are_reduced_in_levels(
     # Each reduce call fit the context it was given.
     for entry in sim.runner.app[JOURNAL].entries:
         assert len(entry.body["messages"][0]["content"]) < 1500 * 3
+
+
+async def test_a_tenant_window_makes_parts_wait_not_go_missing(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    # Each call takes ~60 ms; the window holds one; a request may queue 0.2 s at most.
+    sim = await start_sim(speed=0.3)
+    gateway = await start_gateway(
+        sim.url,
+        tenants=[{"name": "t", "keys": ["key-t"], "max_concurrent": 1, "queue_timeout": 0.2}],
+    )
+    body = document_body(mixed_document(12_000), chunk_tokens=1000, max_tokens=50)
+    status, raw = await post(http, gateway, body, **{"x-api-key": "key-t"})
+    assert status == 200, raw[:200]
+    summary = orjson.loads(raw)["document"]
+    assert summary["chunks"] > 4 and summary["missing_chunks"] == []
+
+
+async def test_a_refusal_for_the_whole_request_stops_at_once(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(journal=500)
+    gateway = await start_gateway(sim.url, documents=DocumentSettings(max_parallel=2))
+    body = document_body(mixed_document(60_000), model="claude-nonexistent-9")
+    status, raw = await post(http, gateway, body)
+    assert status == 404 and orjson.loads(raw)["error"]["type"] == "not_found_error"
+    # Not one refused call per part: those in flight (two) and at most one more.
+    assert len(sim.runner.app[JOURNAL].entries) <= 3
+
+
+async def test_a_client_that_leaves_cancels_the_map_calls(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(journal=500)  # default latency: a call takes a few hundred ms
+    gateway = await start_gateway(sim.url, documents=DocumentSettings(max_parallel=4))
+    body = document_body(mixed_document(100_000), chunk_tokens=1000, stream=True)
+    async with http.post(f"{gateway.url}/v1/documents", json=body, headers={"x-api-key": "k"}) as r:
+        await r.content.readline()  # the split event: the map has begun
+        r.close()
+    stats = sim.runner.app[STATE].stats
+    async with asyncio.timeout(10):
+        while stats.in_flight:
+            await asyncio.sleep(0.02)
+    # The parts not yet sent never were: a handful in flight, not all 60-odd.
+    assert len(sim.runner.app[JOURNAL].entries) < 20
+
+
+async def test_requests_that_cannot_fit_are_refused_up_front(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url, documents=DocumentSettings(context_tokens=5000, max_chunks=100)
+    )
+    for body, words in [
+        (document_body("text", chunk_tokens=4000, max_tokens=2000), "context_tokens"),
+        (document_body("text", chunk_tokens=1000, max_tokens=1200), "max_tokens"),
+        (document_body("text", max_tokens=True), "max_tokens"),
+        (document_body("text", chunk_tokens="4000"), "chunk_tokens"),
+        (document_body("   \n "), "blank"),
+        (document_body("text " * 20_000, chunk_tokens=100, overlap_tokens=0), "max_chunks"),
+    ]:
+        for stream in (False, True):
+            status, raw = await post(http, gateway, {**body, "stream": stream})
+            assert status == 400, (words, raw[:200])
+            assert words in orjson.loads(raw)["error"]["message"]
+    assert len(sim.runner.app[JOURNAL].entries) == 0

@@ -86,3 +86,13 @@ def test_overlap_repeats_the_end_of_the_previous_chunk(million: str) -> None:
     shared = [a.end - b.start for a, b in itertools.pairwise(chunks)]
     assert max(shared) > 0
     assert all(n >= 0 for n in shared)
+
+
+def test_mixed_density_keeps_the_overlap_asked_for_and_the_order() -> None:
+    document = ENGLISH * 700 + CHINESE * 1500 + ENGLISH * 700
+    chunks = split_document(document, 1000, 200)
+    for chunk, following in itertools.pairwise(chunks):
+        assert chunk.start < following.start and chunk.end < following.end  # none inside
+        shared = document[following.start : chunk.end] if following.start < chunk.end else ""
+        assert estimate_text_tokens(shared) <= 200 + 5
+    assert all(estimate_text_tokens(chunk.text) <= 1000 for chunk in chunks)

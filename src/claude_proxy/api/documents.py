@@ -21,6 +21,7 @@ from claude_proxy.errors import GatewayError
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.services import SERVICES
+from claude_proxy.streaming.generation import EventFilter, settle
 from claude_proxy.streaming.relay import sse_error_event
 from claude_proxy.streaming.sse import encode_event
 from claude_proxy.upstream.forwarder import UpstreamReply
@@ -40,6 +41,7 @@ async def _answer(request: web.Request, run: Run) -> web.StreamResponse:
         return await _answer_stream(request, run, document)
     services = request.app[SERVICES]
     job = DocumentJob(services.calls, run.call, document, services.settings.documents, _quiet)
+    await job.split()
     final = job.final_call(await job.prepare())
     message = await services.calls.message(final)
     job.add_usage(message.get("usage"))
@@ -54,6 +56,8 @@ async def _answer_stream(
     request: web.Request, run: Run, document: DocumentRequest
 ) -> web.StreamResponse:
     services = request.app[SERVICES]
+    job = DocumentJob(services.calls, run.call, document, services.settings.documents, _quiet)
+    await job.split()  # a refusal before the stream starts is a plain HTTP error
     response = web.StreamResponse(
         headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
     )
@@ -66,42 +70,65 @@ async def _answer_stream(
             encode_event("document_progress", {"type": "document_progress", **event})
         )
 
-    job = DocumentJob(services.calls, run.call, document, services.settings.documents, progress)
+    job.progress = progress
+    filters = run.event_filters()
     try:
         body = await job.prepare()
         opened = await services.calls.open_stream(job.final_call({**body, "stream": True}))
         if isinstance(opened, UpstreamReply):
-            await response.write(_reply_error(opened))
+            await _fail(response, run, _reply_error(opened))
             return response
         await progress({"stage": "done", **job.summary(), "usage": job.usage})
-        filters = run.event_filters()
         try:
             async for events in opened.events():
                 for stage in filters:
                     events = stage.on_events(events)
+                if events and events[-1].name == "message_stop":
+                    await settle(filters)
                 for event in events:
+                    if event.name == "error":
+                        run.call.answer_error = str(event.json().get("error", {}).get("type"))
                     await response.write(event.raw)
         finally:
             await opened.aclose()
     except GatewayError as exc:
-        await response.write(sse_error_event(exc.error_type, exc.message))
+        await _fail(response, run, (exc.error_type, exc.message), filters)
     except (ConnectionError, OSError):
-        raise  # the client went away
+        # The client went away (a progress or event write failed): the map calls were
+        # cancelled with it; nothing more to send.
+        run.call.answer_error = "client_disconnect"
+        run.call.usage = job.usage
+        return response
     except Exception:
         _log.exception("document %s failed", run.call.request_id)
-        await response.write(sse_error_event("api_error", "Internal gateway error."))
-    run.call.usage = job.usage
+        await _fail(response, run, ("api_error", "Internal gateway error."), filters)
+    finally:
+        run.call.usage = job.usage
     await response.write_eof()
     return response
+
+
+async def _fail(
+    response: web.StreamResponse,
+    run: Run,
+    error: tuple[str, str],
+    filters: list[EventFilter] | None = None,
+) -> None:
+    """End the stream with an error event (after any text a filter still holds)."""
+    run.call.answer_error = error[0]
+    for stage in filters or ():
+        for event in stage.flush():
+            await response.write(event.raw)
+    await response.write(sse_error_event(*error))
 
 
 async def _quiet(event: dict[str, Any]) -> None:
     """A JSON answer reports no progress."""
 
 
-def _reply_error(reply: UpstreamReply) -> bytes:
+def _reply_error(reply: UpstreamReply) -> tuple[str, str]:
     try:
         error = orjson.loads(reply.body)["error"]
-        return sse_error_event(str(error["type"]), str(error["message"]))
+        return str(error["type"]), str(error["message"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return sse_error_event("api_error", f"The upstream answered {reply.status}.")
+        return "api_error", f"The upstream answered {reply.status}."

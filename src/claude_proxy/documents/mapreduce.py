@@ -17,12 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.documents.split import Chunk, split_document
@@ -34,7 +44,10 @@ from claude_proxy.tokens import estimate_text_tokens
 __all__ = ["DocumentJob", "DocumentRequest", "Progress"]
 
 _log = logging.getLogger("claude_proxy.documents")
+_T = TypeVar("_T")
 DEFAULT_VERSION = "2023-06-01"
+# What the gateway's own wording of a map or reduce prompt may cost.
+_PROMPT_TOKENS = 500
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -44,14 +57,21 @@ class DocumentRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field(min_length=1)
-    document: str = Field(min_length=1)
-    instruction: str = Field(min_length=1)
-    chunk_tokens: int = Field(default=4000, ge=100, le=150_000)
-    overlap_tokens: int = Field(default=200, ge=0)
-    max_tokens: int = Field(default=1024, ge=1, le=128_000)
-    stream: bool = False
-    system: str | None = None
+    model: StrictStr = Field(min_length=1)
+    document: StrictStr = Field(min_length=1)
+    instruction: StrictStr = Field(min_length=1)
+    chunk_tokens: StrictInt = Field(default=4000, ge=100, le=150_000)
+    overlap_tokens: StrictInt = Field(default=200, ge=0)
+    max_tokens: StrictInt = Field(default=1024, ge=1, le=128_000)
+    stream: StrictBool = False
+    system: StrictStr | None = None
+
+    @field_validator("document", "instruction")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
     @model_validator(mode="after")
     def _overlap_below_half(self) -> DocumentRequest:
@@ -98,12 +118,46 @@ class DocumentJob:
         self._headers = CIMultiDictProxy(headers)
         self._last_error: GatewayError | None = None
 
-    async def prepare(self) -> dict[str, Any]:
-        """Split, map and reduce down to the body of the final call (not yet sent)."""
+    def check_fits(self) -> None:
+        """Refuse (400) what could only fail later: a map call or a reduce of two partial
+        results over ``documents.context_tokens``."""
         request = self.request
+        context = self.settings.context_tokens
+        fixed = (
+            estimate_text_tokens(request.instruction)
+            + estimate_text_tokens(request.system or "")
+            + _PROMPT_TOKENS
+        )
+        if request.chunk_tokens + request.max_tokens + fixed > context:
+            raise InvalidRequest(
+                f"chunk_tokens + max_tokens + the instruction must fit documents.context_tokens "
+                f"({context}): lower chunk_tokens or max_tokens"
+            )
+        # The reduce's groups then hold two partial results at least, even when the
+        # estimate of an answer of max_tokens tokens is 1.3x that.
+        if 4 * request.max_tokens + fixed > context:
+            raise InvalidRequest(
+                f"max_tokens is too large for partial results to be combined within "
+                f"documents.context_tokens ({context})"
+            )
+
+    async def split(self) -> None:
+        """Check the request and split the document (refusals here are plain 400s)."""
+        request = self.request
+        self.check_fits()
         self.chunks = await asyncio.to_thread(
             split_document, request.document, request.chunk_tokens, request.overlap_tokens
         )
+        if len(self.chunks) > self.settings.max_chunks:
+            raise InvalidRequest(
+                f"The document makes {len(self.chunks)} chunks of {request.chunk_tokens} "
+                f"tokens; at most {self.settings.max_chunks} (documents.max_chunks): raise "
+                "chunk_tokens"
+            )
+
+    async def prepare(self) -> dict[str, Any]:
+        """Map and reduce the chunks (``split`` first) down to the body of the final call
+        (not yet sent)."""
         await self.progress({"stage": "split", "chunks": len(self.chunks)})
         if len(self.chunks) == 1:
             return self._body(self._map_prompt(self.chunks[0], alone=True))
@@ -122,7 +176,7 @@ class DocumentJob:
             )
             if len(groups) == 1:
                 return self._body(self._reduce_prompt(groups[0], final=True))
-            if len(groups) == len(partials):  # each alone fills a call: pair them anyway
+            if len(groups) == len(partials):  # cannot happen after check_fits; never loop
                 groups = [partials[i : i + 2] for i in range(0, len(partials), 2)]
             partials = await self._reduce_level(groups)
 
@@ -144,8 +198,14 @@ class DocumentJob:
 
     # -- map --------------------------------------------------------------------------
 
+    def _parallel(self) -> int:
+        """Calls in flight at once: never more than the tenant's window, so none waits in
+        the admission queue long enough to be refused (queue_timeout)."""
+        window = self.call.tenant.settings.max_concurrent if self.call.tenant else None
+        return min(self.settings.max_parallel, window or self.settings.max_parallel)
+
     async def _map(self) -> list[_Partial]:
-        gate = asyncio.Semaphore(self.settings.max_parallel)
+        gate = asyncio.Semaphore(self._parallel())
         total = len(self.chunks)
 
         async def one(chunk: Chunk) -> _Partial | None:
@@ -163,39 +223,46 @@ class DocumentJob:
                     return None
                 return _Partial(chunk.index, text)
 
-        results = await asyncio.gather(*(one(chunk) for chunk in self.chunks))
+        results = await _all(one(chunk) for chunk in self.chunks)
         return [partial for partial in results if partial is not None]
 
     async def _ask(self, body: dict[str, Any], index: int) -> str | None:
-        """The text of one call's answer, tried again on failure; None if it never worked."""
-        for attempt in range(1 + self.settings.map_retries):
+        """The text of one call's answer, tried again on failure; None if it never worked.
+
+        A refusal that holds for the whole request (a bad model, max_tokens above the
+        model's, a key refused) is raised: every other part would get it too. A rate
+        limit is waited out (its retry-after) within ``documents.wait_seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.wait_seconds
+        failures = 0
+        while True:
             self.subcalls += 1
             sub = self.call.subcall(body, self._headers)
             try:
                 message = await self.calls.message(sub)
             except GatewayError as exc:
                 self._last_error = exc
-                _log.warning(
-                    "document part %d failed (attempt %d): %s %s %s",
-                    index,
-                    attempt + 1,
-                    exc.error_type,
-                    exc.status,
-                    exc.message,
-                )
-                if 400 <= exc.status < 500 and exc.status not in (408, 429):
-                    return None  # the request itself is wrong: asking again cannot help
+                if 400 <= exc.status < 500 and exc.status not in (408, 409, 429):
+                    raise
+                _log.warning("document part %d failed: %s %s", index, exc.error_type, exc.status)
+                if exc.status == 429:
+                    wait = _retry_after(exc)
+                    if loop.time() + wait < deadline:
+                        await asyncio.sleep(wait)
+                        continue
+                failures += 1
+                if failures > self.settings.map_retries:
+                    return None
                 continue
             self.add_usage(message.get("usage"))
             return _text_of(message)
-        return None
 
     # -- reduce -----------------------------------------------------------------------
 
     def _groups(self, partials: list[_Partial]) -> list[list[_Partial]]:
         """Consecutive partials in groups that each fit one call."""
         budget = self.settings.context_tokens - self.request.max_tokens
-        budget -= estimate_text_tokens(self.request.instruction) + 500
+        budget -= estimate_text_tokens(self.request.instruction) + _PROMPT_TOKENS
         groups: list[list[_Partial]] = [[]]
         used = 0
         for partial in partials:
@@ -208,7 +275,7 @@ class DocumentJob:
         return groups
 
     async def _reduce_level(self, groups: list[list[_Partial]]) -> list[_Partial]:
-        gate = asyncio.Semaphore(self.settings.max_parallel)
+        gate = asyncio.Semaphore(self._parallel())
 
         async def one(index: int, group: list[_Partial]) -> _Partial:
             async with gate:
@@ -217,7 +284,7 @@ class DocumentJob:
                 text = "\n\n".join(partial.text for partial in group)
             return _Partial(group[0].index, text)
 
-        return list(await asyncio.gather(*(one(i, g) for i, g in enumerate(groups))))
+        return await _all(one(i, g) for i, g in enumerate(groups))
 
     # -- prompts ----------------------------------------------------------------------
 
@@ -260,6 +327,24 @@ class DocumentJob:
             f"{what}, keeping the document's order; cite parts as [part N] where useful."
             f"{missing}\n\nInstruction: {self.request.instruction}\n\n{parts}"
         )
+
+
+async def _all(jobs: Iterable[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Run ``jobs`` concurrently; the first failure (or the client leaving) cancels the
+    rest, so no call goes on for an answer nobody will read."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job) for job in jobs]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _retry_after(exc: GatewayError) -> float:
+    try:
+        return min(max(float(exc.headers.get("retry-after", "1")), 0.1), 60.0)
+    except ValueError:
+        return 1.0
 
 
 def _text_of(message: dict[str, Any]) -> str:

@@ -19,3 +19,7 @@ class DocumentSettings(BaseModel):
     groups; below the models' 200k context, since the estimate is not the tokenizer."""
     map_retries: int = Field(default=1, ge=0, le=5)
     """Times a failed chunk is tried again (after the call's own retries)."""
+    wait_seconds: float = Field(default=300.0, ge=0)
+    """How long a chunk refused by the tenant's rate limits (429) waits and tries again."""
+    max_chunks: int = Field(default=2000, ge=1)
+    """At most this many chunks per document (each is a call): raise chunk_tokens instead."""

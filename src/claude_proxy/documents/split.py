@@ -37,22 +37,21 @@ def split_document(document: str, chunk_tokens: int, overlap_tokens: int = 0) ->
     if not document:
         return []
     # Fast path: size by characters, at the document's own characters-per-token with a
-    # margin, all in Rust (60-290 MB/s); only a chunk that is denser than the document's
-    # average (a Chinese passage in English text) is split again by the estimator,
-    # which is called once per candidate piece (17-35 MB/s).
+    # margin, all in Rust (60-290 MB/s); when a chunk is denser than the document's
+    # average (a Chinese passage in English text), the estimator sizes them all
+    # instead, called once per candidate piece (17-35 MB/s).
     per_token = len(document) / max(estimate_text_tokens(document), 1)
     capacity = max(int(chunk_tokens * per_token * _MARGIN), 1)
     overlap = min(int(overlap_tokens * per_token), capacity - 1)
-    coarse = MarkdownSplitter(capacity, overlap=overlap, trim=False).chunk_indices(document)
-    pieces: list[tuple[int, str]] = []
-    for start, text in coarse:
-        if estimate_text_tokens(text) <= chunk_tokens:
-            pieces.append((start, text))
-            continue
+    pieces = MarkdownSplitter(capacity, overlap=overlap, trim=False).chunk_indices(document)
+    if any(estimate_text_tokens(text) > chunk_tokens for _, text in pieces):
+        # A passage denser than the average: split the whole document again, sized by the
+        # estimator. Re-splitting only the chunks over budget would add their overlap to
+        # the coarse one, and leave small chunks inside bigger ones.
         exact = MarkdownSplitter.from_callback(
             estimate_text_tokens, chunk_tokens, overlap=overlap_tokens, trim=False
         )
-        pieces += [(start + offset, part) for offset, part in exact.chunk_indices(text)]
+        pieces = exact.chunk_indices(document)
     return [
         Chunk(index, start, start + len(text), text) for index, (start, text) in enumerate(pieces)
     ]
