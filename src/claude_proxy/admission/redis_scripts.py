@@ -16,7 +16,7 @@ Data model (P = key prefix, t = tenant name, times in ms from Redis' own clock):
 * ``P peak``    hash  tenant -> "n at": the most slots it held at once recently, and when
 * ``P vt``      hash  tenant -> virtual finish time; ``P vclock`` the system virtual time
 * ``P tb:t``    hash  ts l1 l2 l3: token-bucket levels at ts (expires once surely full)
-* ``P gone``    zset  cancelled ticket -> expiry (a lease): never queued again (see below)
+* ``P gone``    zset  cancelled or released ticket -> expiry (a lease): never queued again
 * channel ``P grants``: ids of tickets granted on behalf of a waiting replica, and
   ``SETUP_NOTICE`` when SETUP found no state (every replica then renews at once)
 
@@ -28,8 +28,8 @@ replica). Every script but SETUP then fails with an error starting with ``MISSIN
 before it writes anything, and the backend runs SETUP again and retries: deciding with
 defaults instead would mean a window of one and no tenant limits at all. Each replica
 knows its own tickets, so RENEW counts again the held slots Redis lost, and RENEW and
-PUMP queue again the waiting tickets it lost (not those CANCEL removed, which it marks
-``gone`` for a lease: the replica's list of waiters may be one round trip late).
+PUMP queue again the waiting tickets it lost (not those CANCEL or RELEASE removed, which
+they mark ``gone`` for a lease: the replica's list of waiters may be one round trip late).
 """
 
 from __future__ import annotations
@@ -352,6 +352,11 @@ require_setup(nil)
 local t, id = ARGV[3], ARGV[4]
 local held = redis.call('ZREM', P .. 'slots', id)
 redis.call('ZREM', P .. 'slots:' .. t, id)
+-- Gone for a lease, as after CANCEL: a PUMP or RENEW sent while this ticket still waited
+-- (the replica's list of waiters is a round trip late) must not queue it again.
+redis.call('ZREMRANGEBYSCORE', P .. 'gone', '-inf', NOW)
+redis.call('ZADD', P .. 'gone', NOW + LEASE, id)
+redis.call('PEXPIRE', P .. 'gone', LEASE)
 refund(t, tonumber(ARGV[5]), tonumber(ARGV[6]))
 dispatch(nil)
 return held
