@@ -24,6 +24,7 @@ from claude_proxy.pipeline.chain import Pipeline
 from claude_proxy.pipeline.counting import UpstreamCounter
 from claude_proxy.pipeline.service import UpstreamCalls
 from claude_proxy.pipeline.stage import Stage
+from claude_proxy.sessions import SessionStore, open_store
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
 from claude_proxy.tokens import EstimatingCounter, TokenCounter
@@ -52,6 +53,8 @@ class Services:
     # The stages of every route, in order.
     pipeline: Pipeline
     request_ids: RequestIds
+    # Conversations by x-session-id (None: sessions are off).
+    sessions: SessionStore | None = None
     ready: bool = False
 
 
@@ -88,6 +91,11 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     streams = await Streams.open(
         settings.streams, settings.replay_settings, settings.state, metrics
     )
+    sessions = (
+        await open_store(settings.sessions.url, settings.sessions)
+        if settings.sessions is not None
+        else None
+    )
     forwarder = Forwarder(settings, router, metrics=metrics)
     counter: TokenCounter = EstimatingCounter()
     if settings.retry.heal_token_count == "count_tokens":
@@ -103,6 +111,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         calls=UpstreamCalls(forwarder, admission, metrics, counter),
         pipeline=Pipeline(()),
         request_ids=RequestIds(),
+        sessions=sessions,
     )
     services.pipeline = build_pipeline(
         settings,
@@ -116,6 +125,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         # Without tenants nobody is authenticated: only this host's clients are served.
         loopback_only=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
+        sessions=sessions,
         extra=extra(services) if (extra := app.get(EXTRA_STAGES)) is not None else (),
     )
     app[SERVICES] = services
@@ -129,6 +139,8 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         await streams.drain(settings.shutdown.drain_seconds)
         await _close_within("the replay log", streams.close)
         await _close_within("admission", admission.close)
+        if sessions is not None:
+            await _close_within("the session store", sessions.close)
         await _close_within("the upstream clients", router.close)
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings, merged
 from claude_proxy.replay.base import ReplaySettings
+from claude_proxy.sessions.base import SessionSettings
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
     AdmissionSettings,
@@ -242,6 +243,8 @@ class Settings(_Section):
     timeouts: TimeoutSettings = TimeoutSettings()
     retry: RetrySettings = RetrySettings()
     continuations: ContinuationSettings = ContinuationSettings()
+    # Conversations kept by x-session-id (None: off); a URL alone is the store's URL.
+    sessions: SessionSettings | None = None
     # POST /v1/documents: map-reduce over a long document.
     documents: DocumentSettings = DocumentSettings()
     # Sensitive data in requests: detect, mask, pseudonymize or block (off by default).
@@ -280,6 +283,11 @@ class Settings(_Section):
         if len(set(names)) != len(names):
             raise ValueError("upstream names must be unique")
         return value
+
+    @field_validator("sessions", mode="before")
+    @classmethod
+    def _sessions_url(cls, value: object) -> object:
+        return {"url": value} if isinstance(value, str) else value
 
     @field_validator("state")
     @classmethod

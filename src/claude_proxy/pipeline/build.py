@@ -20,6 +20,8 @@ from claude_proxy.pipeline.stages.loopback import LoopbackOnly
 from claude_proxy.pipeline.stages.model_access import ModelAccess
 from claude_proxy.pipeline.stages.record import Record
 from claude_proxy.pipeline.stages.redaction import Redact
+from claude_proxy.pipeline.stages.sessions import SessionLoad, SessionSave
+from claude_proxy.sessions import SessionStore
 from claude_proxy.tenancy import TenantDirectory
 
 __all__ = ["build_pipeline"]
@@ -32,6 +34,7 @@ def build_pipeline(
     metrics: Metrics,
     request_log: Any | None,
     loopback_only: bool,
+    sessions: SessionStore | None = None,
     extra: Sequence[Stage] = (),
 ) -> Pipeline:
     """The gateway's stages in order; ``extra`` ones (an embedding application's) run last."""
@@ -43,8 +46,13 @@ def build_pipeline(
     stages.append(ModelAccess(tenants))
     if settings.continuations.max_per_request > 0:
         stages.append(Continuations(settings.continuations.max_per_request))
+    if sessions is not None and settings.sessions is not None:
+        stages.append(SessionLoad(sessions, settings.sessions))
     if Redact.wanted(settings.pii, tenants):
         stages.append(Redact(settings.pii, tenants, metrics))
+    if sessions is not None:
+        # After redaction: it stores the answer before pseudonyms are put back.
+        stages.append(SessionSave())
     # Features plug in here, in this order: session load, generation policy, redaction,
     # prompt-cache breakpoints, response-cache lookup.
     stages.extend(extra)

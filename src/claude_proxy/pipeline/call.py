@@ -50,6 +50,7 @@ class Route(enum.Enum):
     RESUME = "resume"  # GET /v1/streams/{id}
     # POST /v1/documents: not admitted itself; its map and reduce sub-calls are.
     DOCUMENTS = "documents"
+    SESSIONS = "sessions"  # /v1/sessions: list, read, delete stored conversations
     WEBSOCKET = "websocket"  # the upgrade of /v1/ws (its requests are MESSAGES calls)
 
     @property

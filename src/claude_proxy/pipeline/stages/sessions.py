@@ -1,0 +1,233 @@
+"""Sessions: conversations the gateway remembers, for requests with ``x-session-id``.
+
+Two stages share one turn (``call.state[TURN]``), because a turn's two halves belong at
+two places in the chain:
+
+- ``session_load`` runs early (before redaction): it takes the session's lock, so two
+  requests of one session never interleave (across replicas too), loads the stored
+  conversation and puts it before the request's new turn(s), with the stored ``system``
+  unless the request brings its own. Redaction then sees (and reserves the placeholder
+  names of) the whole conversation, and admission estimates what really goes upstream.
+- ``session_save`` runs late (after redaction), so on the way back it sees the answer
+  before pseudonyms are restored: the store never holds a value the policy keeps from the
+  upstream. Once the answer is whole (a JSON 200, or a stream's ``message_stop``, healed
+  or continued) it appends the new turn(s) and the answer, and only then is the end sent
+  to the client: a turn whose response arrived survives a SIGKILL right after.
+
+A failed, refused or abandoned call stores nothing. The lock is released when the turn is
+stored, or when the call ends without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_proxy.errors import GatewayError, InvalidRequest
+from claude_proxy.pipeline.call import Call, CallKey, Route
+from claude_proxy.pipeline.stage import EventFilter, Outcome
+from claude_proxy.sessions import SessionBusy, SessionConflict, SessionSettings, SessionStore
+from claude_proxy.streaming.accumulate import Accumulator, StreamFailed
+from claude_proxy.streaming.sse import Event
+
+__all__ = ["SESSION_HEADER", "TURN", "SessionLoad", "SessionSave", "SessionTurnConflict"]
+
+SESSION_HEADER = "x-session-id"
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_log = logging.getLogger("claude_proxy.sessions")
+
+
+class SessionTurnConflict(GatewayError):
+    """Another request of the same session is in progress (``sessions.on_busy: reject``)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+
+
+@dataclass(eq=False)
+class _Turn:
+    store: SessionStore
+    tenant: str
+    session_id: str
+    version: int
+    history: int  # messages loaded from the store, before the request's own
+    system: Any | None  # the request's own system (stored with the turn), or None
+    ttl_seconds: float | None
+    lock: AbstractAsyncContextManager[None]
+    answer: dict[str, Any] | None = None
+    stored: bool = False
+    released: bool = False
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def commit(self, call: Call) -> None:
+        """Append the new turn(s) and the answer; release the lock."""
+        if self.stored or self.answer is None:
+            return
+        messages = list(call.body.get("messages") or [])[self.history :]
+        try:
+            for attempt in range(2):
+                try:
+                    await self.store.append(
+                        self.tenant,
+                        self.session_id,
+                        [*messages, self.answer],
+                        expected_version=self.version,
+                        system=self.system,
+                        ttl_seconds=self.ttl_seconds,
+                    )
+                    self.stored = True
+                    return
+                except SessionConflict:
+                    # Another process wrote the session since this one read it (a cached
+                    # copy was behind, or a lock's lease ran out under a stalled writer):
+                    # the turn goes after theirs, whole; turns never interleave.
+                    if attempt:
+                        raise
+                    fresh = await self.store.load(self.tenant, self.session_id)
+                    self.version = fresh.version if fresh is not None else 0
+        except SessionConflict:
+            _log.warning("session %s kept changing; a turn was not stored", self.session_id)
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        try:
+            await self.lock.__aexit__(None, None, None)
+        except Exception:  # the lease expires anyway
+            _log.warning("releasing the lock of session %s failed", self.session_id)
+
+    def release_soon(self) -> None:
+        """From a synchronous hook: release in a task of its own."""
+        if self.released:
+            return
+        task = asyncio.ensure_future(self.release())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+TURN: CallKey[_Turn] = CallKey("session_turn")
+
+
+class SessionLoad:
+    name = "session_load"
+    routes = frozenset({Route.MESSAGES})
+
+    def __init__(self, store: SessionStore, settings: SessionSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    async def on_request(self, call: Call) -> None:
+        session_id = call.headers.get(SESSION_HEADER)
+        if session_id is None:
+            return
+        if not _ID.fullmatch(session_id):
+            raise InvalidRequest(
+                f"{SESSION_HEADER}: 1 to 128 characters of letters, digits and . _ : -"
+            )
+        assert call.tenant is not None, "authentication runs first"
+        messages = call.body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("messages: a session request sends its new turn(s)")
+        tenant = call.tenant.name
+        settings = self._settings
+        wait = settings.lock_wait_seconds if settings.on_busy == "wait" else 0.0
+        lock = self._store.lock(tenant, session_id, wait=wait)
+        try:
+            await lock.__aenter__()
+        except SessionBusy:
+            raise SessionTurnConflict(
+                f"Another request of session {session_id!r} is in progress; retry when it ends."
+            ) from None
+        try:
+            session = await self._store.load(tenant, session_id)
+        except BaseException:
+            await lock.__aexit__(None, None, None)
+            raise
+        body = dict(call.body)
+        history = session.messages if session is not None else []
+        body["messages"] = [*history, *messages]
+        own_system = call.body.get("system")
+        if own_system is None and session is not None and session.system is not None:
+            body["system"] = session.system
+        call.set_body(body)
+        call.state[TURN] = _Turn(
+            store=self._store,
+            tenant=tenant,
+            session_id=session_id,
+            version=session.version if session is not None else 0,
+            history=len(history),
+            system=own_system,
+            ttl_seconds=settings.ttl_seconds,
+            lock=lock,
+        )
+
+    def on_finish(self, call: Call, outcome: Outcome) -> None:
+        """The call is over: a turn not stored by now never will be; free the session."""
+        turn = call.state.get(TURN)
+        if turn is not None and call.generation is None:
+            turn.release_soon()
+
+
+class SessionSave:
+    """The ``session_save`` stage: captures the answer, stores the turn before its end."""
+
+    name = "session_save"
+    routes = frozenset({Route.MESSAGES})
+
+    async def on_request(self, call: Call) -> None:
+        """Nothing on the way up: ``session_load`` did it, before redaction."""
+
+    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
+        turn = call.state.get(TURN)
+        if turn is not None:
+            turn.answer = {"role": "assistant", "content": message.get("content", [])}
+        return message
+
+    async def settle(self, call: Call) -> None:
+        turn = call.state.get(TURN)
+        if turn is not None:
+            await turn.commit(call)
+
+    def event_filter(self, call: Call) -> EventFilter | None:
+        turn = call.state.get(TURN)
+        return None if turn is None else _Capture(turn, call)
+
+
+class _Capture:
+    """A stream's events folded into the answer to store; nothing is held back."""
+
+    def __init__(self, turn: _Turn, call: Call) -> None:
+        self._turn = turn
+        self._call = call
+        self._answer = Accumulator()
+        self._failed = False
+
+    def on_events(self, events: list[Event]) -> list[Event]:
+        if not self._failed:
+            try:
+                self._answer.feed(events)
+            except StreamFailed:
+                self._failed = True  # the answer ends with an error: nothing is stored
+                self._turn.release_soon()
+        return events
+
+    def flush(self) -> list[Event]:
+        self._turn.release_soon()  # ended early: nothing to store
+        return []
+
+    async def settle(self) -> None:
+        message = self._answer.message
+        if self._failed or message is None:
+            await self._turn.release()
+            return
+        self._turn.answer = {"role": "assistant", "content": message.get("content", [])}
+        with contextlib.suppress(GatewayError):
+            await self._turn.commit(self._call)
