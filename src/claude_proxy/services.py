@@ -126,6 +126,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         loopback_only=tenants.is_open
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
         sessions=sessions,
+        calls=services.calls,
         extra=extra(services) if (extra := app.get(EXTRA_STAGES)) is not None else (),
     )
     app[SERVICES] = services

@@ -12,6 +12,7 @@ from typing import Any
 from claude_proxy.config import Settings
 from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.pipeline.service import UpstreamCalls
 from claude_proxy.pipeline.stage import Stage
 from claude_proxy.pipeline.stages.authenticate import Authenticate
 from claude_proxy.pipeline.stages.body import ReadBody
@@ -35,6 +36,7 @@ def build_pipeline(
     request_log: Any | None,
     loopback_only: bool,
     sessions: SessionStore | None = None,
+    calls: UpstreamCalls | None = None,
     extra: Sequence[Stage] = (),
 ) -> Pipeline:
     """The gateway's stages in order; ``extra`` ones (an embedding application's) run last."""
@@ -47,7 +49,7 @@ def build_pipeline(
     if settings.continuations.max_per_request > 0:
         stages.append(Continuations(settings.continuations.max_per_request))
     if sessions is not None and settings.sessions is not None:
-        stages.append(SessionLoad(sessions, settings.sessions))
+        stages.append(SessionLoad(sessions, settings.sessions, calls))
     if Redact.wanted(settings.pii, tenants):
         stages.append(Redact(settings.pii, tenants, metrics))
     if sessions is not None:

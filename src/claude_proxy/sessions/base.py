@@ -102,6 +102,13 @@ class SessionSettings(BaseModel):
     """A request for a session whose lock is held waits for it, or is refused at once."""
     lock_wait_seconds: float = Field(default=30.0, ge=0)
     """How long ``on_busy: wait`` waits for the lock."""
+    context_tokens: int | None = Field(default=None, gt=0)
+    """The context window a session's request must fit in (None: the model's own)."""
+    overflow: Literal["drop", "summarize"] = "drop"
+    """When the history and the new turn do not fit: leave the oldest whole turns out
+    (they stay stored), or have the model summarise them into a turn stored in their place."""
+    summary_tokens: int = Field(default=1024, ge=16)
+    """``overflow: summarize``: the ``max_tokens`` of the summary."""
 
 
 class SessionStore(Protocol):

@@ -14,6 +14,15 @@ two places in the chain:
   or continued) it appends the new turn(s) and the answer, and only then is the end sent
   to the client: a turn whose response arrived survives a SIGKILL right after.
 
+When the stored history and the new turn(s) do not fit the model's context window minus
+``max_tokens`` (``sessions.budget``), ``session_load`` leaves the oldest whole turns out:
+with ``overflow: drop`` they stay stored and are only not sent (every request fits the
+whole history again); with ``overflow: summarize`` one sub-call has the model summarise
+them, and the summary turn replaces them in the store (made once; if the session changed
+meanwhile, it is sent but not stored). The summary is made of stored turns only, which
+are what the upstream saw already: redaction has nothing to miss. How many messages were
+left out or summarised is ``call.state[DROPPED]`` (the ``x-proxy-session-dropped`` header).
+
 A failed, refused or abandoned call stores nothing. The lock is released when the turn is
 stored, or when the call ends without one.
 """
@@ -26,18 +35,44 @@ import logging
 import re
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_proxy.errors import GatewayError, InvalidRequest
 from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter, Outcome
-from claude_proxy.sessions import SessionBusy, SessionConflict, SessionSettings, SessionStore
+from claude_proxy.sessions import (
+    Session,
+    SessionBusy,
+    SessionConflict,
+    SessionSettings,
+    SessionStore,
+)
+from claude_proxy.sessions.budget import (
+    Fitted,
+    context_window,
+    fit,
+    summary_request,
+    summary_text,
+    summary_turn,
+)
 from claude_proxy.streaming.accumulate import Accumulator, StreamFailed
 from claude_proxy.streaming.sse import Event
 
-__all__ = ["SESSION_HEADER", "TURN", "SessionLoad", "SessionSave", "SessionTurnConflict"]
+if TYPE_CHECKING:
+    from claude_proxy.pipeline.service import UpstreamCalls
+
+__all__ = [
+    "DROPPED",
+    "DROPPED_HEADER",
+    "SESSION_HEADER",
+    "TURN",
+    "SessionLoad",
+    "SessionSave",
+    "SessionTurnConflict",
+]
 
 SESSION_HEADER = "x-session-id"
+DROPPED_HEADER = "x-proxy-session-dropped"
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _log = logging.getLogger("claude_proxy.sessions")
 
@@ -114,15 +149,45 @@ class _Turn:
 
 
 TURN: CallKey[_Turn] = CallKey("session_turn")
+DROPPED: CallKey[int] = CallKey("session_dropped")
+"""Of a session request: the stored messages left out of it, or summarised (0: none)."""
+# Room kept for the summary turn: twice its max_tokens (the estimator counts a text high,
+# up to about twice as many tokens as the model spends on it), plus this for its framing.
+_SUMMARY_FRAMING = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """The conversation a session request sends, and the store's version it is based on."""
+
+    messages: list[dict[str, Any]]
+    history: int  # of ``messages``, the ones before the request's own
+    dropped: int  # stored messages left out, or summarised
+    version: int
 
 
 class SessionLoad:
+    """The ``session_load`` stage: takes the session's lock, puts the stored history (what
+    fits of it) before the request's new turn(s).
+
+    ``calls``: the upstream-call service, for ``overflow: summarize``'s sub-call; without
+    it, turns that do not fit are dropped whatever the setting.
+    """
+
     name = "session_load"
     routes = frozenset({Route.MESSAGES})
 
-    def __init__(self, store: SessionStore, settings: SessionSettings) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: SessionSettings,
+        calls: UpstreamCalls | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._calls = calls
+        if settings.overflow == "summarize" and calls is None:
+            _log.warning("sessions.overflow is summarize, but no summaries can be made: dropping")
 
     async def on_request(self, call: Call) -> None:
         session_id = call.headers.get(SESSION_HEADER)
@@ -148,32 +213,103 @@ class SessionLoad:
             ) from None
         try:
             session = await self._store.load(tenant, session_id)
+            body = dict(call.body)
+            own_system = call.body.get("system")
+            if own_system is None and session is not None and session.system is not None:
+                body["system"] = session.system
+            sent = await self._fit(call, body, session, messages)
         except BaseException:
             await lock.__aexit__(None, None, None)
             raise
-        body = dict(call.body)
-        history = session.messages if session is not None else []
-        body["messages"] = [*history, *messages]
-        own_system = call.body.get("system")
-        if own_system is None and session is not None and session.system is not None:
-            body["system"] = session.system
+        body["messages"] = sent.messages
         call.set_body(body)
+        call.state[DROPPED] = sent.dropped
         call.state[TURN] = _Turn(
             store=self._store,
             tenant=tenant,
             session_id=session_id,
-            version=session.version if session is not None else 0,
-            history=len(history),
+            version=sent.version,
+            history=sent.history,
             system=own_system,
             ttl_seconds=settings.ttl_seconds,
             lock=lock,
         )
+
+    async def _fit(
+        self,
+        call: Call,
+        body: dict[str, Any],
+        session: Session | None,
+        messages: list[dict[str, Any]],
+    ) -> _Sent:
+        """The history that fits with the new turn(s), the rest dropped or summarised."""
+        history = session.messages if session is not None else []
+        version = session.version if session is not None else 0
+        settings = self._settings
+        summarize = settings.overflow == "summarize" and self._calls is not None
+        context = settings.context_tokens or context_window(
+            call.model, beta=call.headers.get("anthropic-beta")
+        )
+        max_tokens = body.get("max_tokens")
+
+        def fit_to(history: list[dict[str, Any]], reserve: int = 0) -> Fitted:
+            return fit(
+                history,
+                messages,
+                system=body.get("system"),
+                tools=body.get("tools"),
+                max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0,
+                context_tokens=context,
+                reserve=reserve,
+            )
+
+        fitted = fit_to(history)
+        if fitted.dropped == 0 or not summarize or session is None:
+            return _sent(fitted, messages, fitted.dropped, version)
+        try:
+            roomy = fit_to(history, 2 * settings.summary_tokens + _SUMMARY_FRAMING)
+        except InvalidRequest:  # no room for a summary beside the new turn
+            return _sent(fitted, messages, fitted.dropped, version)
+        summary = await self._summarize(call, history[: roomy.dropped], context)
+        if not summary:
+            return _sent(fitted, messages, fitted.dropped, version)
+        kept = [*summary_turn(summary), *history[roomy.dropped :]]
+        again = fit_to(kept)  # the summary as written, counted
+        try:
+            version = await self._store.replace(
+                session.tenant, session.session_id, kept, expected_version=version
+            )
+        except SessionConflict:
+            _log.warning("session %s changed; its summary was not stored", session.session_id)
+        # The summary turn is two messages; past it, more of the history is left out.
+        return _sent(again, messages, roomy.dropped + max(again.dropped - 2, 0), version)
+
+    async def _summarize(self, call: Call, dropped: list[dict[str, Any]], context: int) -> str:
+        """The model's summary of ``dropped`` ('' when it could not be made: they are
+        dropped then, and the request goes on)."""
+        assert self._calls is not None
+        body = summary_request(
+            dropped,
+            model=call.model or "",
+            max_tokens=self._settings.summary_tokens,
+            context_tokens=context,
+        )
+        try:
+            return summary_text(await self._calls.message(call.subcall(body)))
+        except GatewayError as exc:
+            _log.warning("summarising session turns failed (%s); they are dropped", exc)
+            return ""
 
     def on_finish(self, call: Call, outcome: Outcome) -> None:
         """The call is over: a turn not stored by now never will be; free the session."""
         turn = call.state.get(TURN)
         if turn is not None and call.generation is None:
             turn.release_soon()
+
+
+def _sent(fitted: Fitted, messages: list[dict[str, Any]], dropped: int, version: int) -> _Sent:
+    history = len(fitted.messages) - len(messages)
+    return _Sent(fitted.messages, history, dropped, version)
 
 
 class SessionSave:
