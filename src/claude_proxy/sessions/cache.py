@@ -102,7 +102,7 @@ class CachedStore:
         if expected_version == 0:
             entry = _Cached(None, [], 0, now, now, 0.0)
         if entry is not None and entry.version == expected_version:
-            entry.parts.extend(encode_messages(messages))
+            entry.parts.extend(_compact(encode_messages(messages)))
             if system is not None:
                 entry.system = encode_value(system)
             entry.version = version
@@ -132,7 +132,7 @@ class CachedStore:
         if expected_version == 0:
             entry = _Cached(None, [], 0, now, now, self._fresh_until(self._retention))
         if entry is not None and entry.version == expected_version:
-            entry.parts = encode_messages(messages)
+            entry.parts = _compact(encode_messages(messages))
             entry.version = version
             entry.updated = now  # the expiry is kept: so is fresh_until
             self._put(key, entry)
@@ -182,7 +182,7 @@ class CachedStore:
     def _cached(self, session: Session, retention: float | None) -> _Cached:
         return _Cached(
             system=None if session.system is None else encode_value(session.system),
-            parts=encode_messages(session.messages),
+            parts=_compact(encode_messages(session.messages)),
             version=session.version,
             created=session.created,
             updated=session.updated,
@@ -205,3 +205,10 @@ def _session(key: _Key, entry: _Cached) -> Session:
         created=entry.created,
         updated=entry.updated,
     )
+
+
+def _compact(parts: list[bytes]) -> list[bytes]:
+    """Exact-size copies of encoded messages to keep: orjson's output holds a 4 KB
+    allocation however short the JSON (measured: 4,098 bytes for a 230-byte message,
+    270 for its copy), and the cache keeps its parts for minutes."""
+    return [bytes(memoryview(part)) for part in parts]
