@@ -587,9 +587,9 @@ def main() -> int:
         f"| {grown * 1024 / max(sessions, 1):.2f} | {mem['payload']:.1f} |"
     )
     print(
-        f"\nEach cached message is one bytes object from orjson.dumps: "
-        f"{mem['json_per_message']:.0f} bytes of JSON, {mem['allocated_per_message']:,.0f} "
-        f"bytes allocated (tracemalloc); {int(mem['messages']):,} messages cached."
+        f"\n{int(mem['messages']):,} messages cached, {mem['json_per_message']:.0f} bytes of "
+        f"JSON each; orjson.dumps allocates {mem['allocated_per_message']:,.0f} bytes for one "
+        "(tracemalloc), which is why the cache keeps exact-size copies."
     )
 
     print()
