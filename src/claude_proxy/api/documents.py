@@ -48,8 +48,8 @@ async def _answer(request: web.Request, run: Run) -> web.StreamResponse:
     message["usage"] = job.usage
     message["document"] = job.summary()
     run.call.usage = job.usage
-    body = run.on_message(orjson.dumps(message))
-    return web.Response(body=body, content_type="application/json")
+    message = run.on_message_object(message)
+    return web.Response(body=orjson.dumps(message), content_type="application/json")
 
 
 async def _answer_stream(
@@ -76,7 +76,7 @@ async def _answer_stream(
         body = await job.prepare()
         opened = await services.calls.open_stream(job.final_call({**body, "stream": True}))
         if isinstance(opened, UpstreamReply):
-            await _fail(response, run, _reply_error(opened))
+            await _fail(response, run, opened.error())
             return response
         await progress({"stage": "done", **job.summary(), "usage": job.usage})
         try:
@@ -124,11 +124,3 @@ async def _fail(
 
 async def _quiet(event: dict[str, Any]) -> None:
     """A JSON answer reports no progress."""
-
-
-def _reply_error(reply: UpstreamReply) -> tuple[str, str]:
-    try:
-        error = orjson.loads(reply.body)["error"]
-        return str(error["type"]), str(error["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return "api_error", f"The upstream answered {reply.status}."

@@ -244,12 +244,7 @@ class _Socket:
                 await self.ws.send_frame(event, WSMsgType.TEXT)
 
     async def _send_reply_error(self, client_id: bytes, reply: UpstreamReply) -> None:
-        try:
-            error = orjson.loads(reply.body)["error"]
-            error_type, message = str(error["type"]), str(error["message"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            error_type, message = "api_error", f"The upstream answered {reply.status}."
-        await self._send_error(client_id, error_type, message)
+        await self._send_error(client_id, *reply.error())
 
 
 def _parse(data: str) -> dict[str, Any] | None:

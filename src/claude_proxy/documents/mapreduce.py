@@ -39,6 +39,7 @@ from claude_proxy.documents.split import Chunk, split_document
 from claude_proxy.errors import GatewayError, InvalidRequest, UpstreamUnavailable
 from claude_proxy.pipeline.call import Call
 from claude_proxy.pipeline.service import UpstreamCalls
+from claude_proxy.streaming.accumulate import message_text
 from claude_proxy.tokens import estimate_text_tokens
 
 __all__ = ["DocumentJob", "DocumentRequest", "Progress"]
@@ -255,7 +256,7 @@ class DocumentJob:
                     return None
                 continue
             self.add_usage(message.get("usage"))
-            return _text_of(message)
+            return message_text(message)
 
     # -- reduce -----------------------------------------------------------------------
 
@@ -345,14 +346,3 @@ def _retry_after(exc: GatewayError) -> float:
         return min(max(float(exc.headers.get("retry-after", "1")), 0.1), 60.0)
     except ValueError:
         return 1.0
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return ""
-    return "".join(
-        str(block.get("text", ""))
-        for block in content
-        if isinstance(block, dict) and block.get("type") == "text"
-    )

@@ -24,6 +24,7 @@ from claude_proxy.pii.validators import compact
 
 __all__ = [
     "PLACEHOLDER",
+    "RAW_PLACEHOLDER",
     "Policy",
     "Redaction",
     "TooMuchText",
@@ -34,6 +35,8 @@ __all__ = [
 
 # What a pseudonym looks like: <EMAIL_1>, <CREDIT_CARD_12>, <EMPLOYEE_ID_3>.
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*_[0-9]+)>")
+# The same, in a raw request body.
+RAW_PLACEHOLDER = re.compile(PLACEHOLDER.pattern.encode())
 _NUMERIC = frozenset({"CREDIT_CARD", "US_SSN", "PHONE", "CN_ID", "IBAN"})
 
 
@@ -140,8 +143,18 @@ class Redaction:
             return text
         return PLACEHOLDER.sub(self._original, text)
 
+    def restore_json_text(self, text: str) -> str:
+        """``restore`` inside JSON text (partial tool input): values go in JSON-escaped."""
+        if "<" not in text or not self.originals:
+            return text
+        return PLACEHOLDER.sub(self._json_original, text)
+
     def _original(self, match: re.Match[str]) -> str:
         return self.originals.get(match.group(1), match.group())
+
+    def _json_original(self, match: re.Match[str]) -> str:
+        value = self.originals.get(match.group(1))
+        return match.group() if value is None else json_fragment(value)
 
     def _replacement(self, finding: Finding, text: str, action: Mode) -> str:
         entity = finding.entity
@@ -247,8 +260,7 @@ def _message(message: Any, fix: _Text) -> Any:
 
 def _content(content: Any, fix: _Text) -> Any:
     if isinstance(content, str):
-        fixed = fix(content)
-        return content if fixed == content else fixed
+        return _json_strings(content, fix)
     if isinstance(content, list):
         return _each(content, lambda block: _block(block, fix))
     return content

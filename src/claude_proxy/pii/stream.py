@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from claude_proxy.pii.redact import PLACEHOLDER, Redaction, json_fragment, json_texts
+from claude_proxy.pii.redact import Redaction, json_texts
 from claude_proxy.streaming.sse import Event
 
 __all__ = ["CONTEXT", "MAX_HOLD", "StreamRestorer"]
@@ -91,12 +91,15 @@ class StreamRestorer:
         held = self._held.get(index)
         if held is None:
             held = self._held[index] = _Held(str(kind), field)
-        text = held.text + str(delta.get(field, ""))
+        incoming = str(delta.get(field, ""))
+        text = held.text + incoming
         if field == "partial_json" and self._masking:
             held.text = text  # masked whole, as JSON, at the block's end
             return
         ready, held.text = self._split(held, text)
-        if ready:
+        if ready == text == incoming:
+            out.append(event)  # nothing held, nothing changed: the event as it came
+        elif ready:
             out.append(_delta_event(payload, delta, field, ready))
 
     def _split(self, held: _Held, text: str) -> tuple[str, str]:
@@ -126,7 +129,7 @@ class StreamRestorer:
         if not self._restoring or not text:
             return text
         if field == "partial_json":
-            return _restore_partial_json(self._redaction, text)
+            return self._redaction.restore_json_text(text)
         return self._redaction.restore(text)
 
     def _release(self, index: Any, out: list[Event]) -> None:
@@ -156,21 +159,10 @@ class StreamRestorer:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
             # Not JSON after all (a cut answer): masking the text is the safe way to fail.
-            return _restore_partial_json(redaction, redaction.mask(text))
+            return redaction.restore_json_text(redaction.mask(text))
         masked = json_texts(value, redaction.mask)
         return orjson.dumps(json_texts(masked, redaction.restore)).decode()
 
 
 def _delta_event(payload: dict[str, Any], delta: dict[str, Any], field: str, text: str) -> Event:
     return Event.encode("content_block_delta", {**payload, "delta": {**delta, field: text}})
-
-
-def _restore_partial_json(redaction: Redaction, text: str) -> str:
-    """Placeholders inside JSON text: each value goes in escaped as a JSON string part."""
-    originals = redaction.originals
-
-    def original(match: re.Match[str]) -> str:
-        value = originals.get(match.group(1))
-        return match.group() if value is None else json_fragment(value)
-
-    return PLACEHOLDER.sub(original, text)

@@ -104,10 +104,13 @@ class Run:
         """A JSON answer through the message hooks: parsed and re-encoded only if any."""
         if not self.chain.message:
             return body
-        message: dict[str, Any] = orjson.loads(body)
+        return orjson.dumps(self.on_message_object(orjson.loads(body)))
+
+    def on_message_object(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An answer the gateway holds parsed already, through the message hooks."""
         for stage in self.chain.message:
             message = stage.on_message(self.call, message)
-        return orjson.dumps(message)
+        return message
 
     async def settle(self) -> None:
         """A whole JSON answer is about to be sent: the stages finish what must be durable."""

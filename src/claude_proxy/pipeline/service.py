@@ -246,11 +246,7 @@ def usage_of(body: bytes) -> dict[str, Any] | None:
 
 
 def _reply_error(reply: UpstreamReply) -> GatewayError:
-    try:
-        error = orjson.loads(reply.body)["error"]
-        error_type, message = str(error["type"]), str(error["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        error_type, message = "api_error", f"The upstream answered {reply.status}."
+    error_type, message = reply.error()
     failure = GatewayError(message)
     failure.status, failure.error_type = reply.status, error_type
     return failure

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from claude_proxy.errors import InvalidRequest
+from claude_proxy.streaming.accumulate import message_text
 from claude_proxy.tokens import estimate_input_tokens, estimate_text_tokens
 
 __all__ = [
@@ -183,15 +184,7 @@ def summary_request(
 
 def summary_text(message: Mapping[str, Any]) -> str:
     """The text of the summary sub-call's answer ('' when it has none)."""
-    content = message.get("content")
-    if not isinstance(content, list):
-        return ""
-    parts = [
-        str(block.get("text", ""))
-        for block in content
-        if isinstance(block, dict) and block.get("type") == "text"
-    ]
-    return "\n".join(parts).strip()
+    return message_text(message).strip()
 
 
 def summary_turn(text: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ message. Mirrors what the SDK's ``messages.stream()`` helper rebuilds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ import orjson
 from claude_proxy.errors import GatewayError
 from claude_proxy.streaming.sse import Event
 
-__all__ = ["Accumulator", "StreamFailed"]
+__all__ = ["Accumulator", "StreamFailed", "message_text"]
 
 # The HTTP status the API uses for each error.type.
 _STATUS = {
@@ -99,3 +100,15 @@ class Accumulator:
             block["signature"] = str(delta.get("signature", ""))
         elif kind == "citations_delta":
             block.setdefault("citations", []).append(delta.get("citation"))
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of a Message (its text blocks joined; '' when it has none)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        str(block.get("text", ""))
+        for block in content
+        if isinstance(block, dict) and block.get("type") == "text"
+    )

@@ -22,8 +22,6 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from claude_proxy.errors import GatewayError, error_body
 from claude_proxy.observability import Metrics
 from claude_proxy.streaming.continuation import build_continuation, refuses_prefill
@@ -312,12 +310,7 @@ def _prefill_refused(reply: UpstreamReply) -> bool:
 
 
 def _reply_error_event(reply: UpstreamReply) -> Event:
-    try:
-        payload = orjson.loads(reply.body)
-        error = payload["error"]
-        return error_event(str(error["type"]), str(error["message"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return error_event("api_error", f"The upstream answered {reply.status}.")
+    return error_event(*reply.error())
 
 
 def _break_error_event(broke: _Break, reason: str) -> Event:

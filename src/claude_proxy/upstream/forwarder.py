@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import orjson
 from multidict import CIMultiDict, MultiMapping
 
 from claude_proxy.config import Settings
@@ -79,6 +80,15 @@ class UpstreamReply:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+
+    def error(self) -> tuple[str, str]:
+        """An error answer's ``error.type`` and message, from its Anthropic-shaped body
+        (a body of another shape says only the status)."""
+        try:
+            error = orjson.loads(self.body)["error"]
+            return str(error["type"]), str(error["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return "api_error", f"The upstream answered {self.status}."
 
 
 @dataclass(slots=True)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from claude_proxy.errors import GatewayError, InvalidRequest, RequestTooLarge
 from claude_proxy.observability import Metrics
 from claude_proxy.pii.redact import (
+    RAW_PLACEHOLDER,
     Policy,
     Redaction,
     TooMuchText,
@@ -52,10 +52,7 @@ _THREAD_BYTES = 256 * 1024
 def _placeholders_in(raw: bytes | None) -> list[str]:
     if not raw or b"<" not in raw:
         return []
-    return [name.decode() for name in _RAW_PLACEHOLDER.findall(raw)]
-
-
-_RAW_PLACEHOLDER = re.compile(rb"<([A-Z][A-Z0-9_]*_[0-9]+)>")
+    return [name.decode() for name in RAW_PLACEHOLDER.findall(raw)]
 
 
 class RedactionFailed(GatewayError):
