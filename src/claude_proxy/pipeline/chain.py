@@ -102,15 +102,24 @@ class Run:
 
     def on_message(self, body: bytes) -> bytes:
         """A JSON answer through the message hooks: parsed and re-encoded only if any."""
-        if not self.chain.message:
+        if not self._message_stages():
             return body
         return orjson.dumps(self.on_message_object(orjson.loads(body)))
 
     def on_message_object(self, message: dict[str, Any]) -> dict[str, Any]:
         """An answer the gateway holds parsed already, through the message hooks."""
-        for stage in self.chain.message:
+        for stage in self._message_stages():
             message = stage.on_message(self.call, message)
         return message
+
+    def _message_stages(self) -> list[MessageStage]:
+        """The message stages this call's answer concerns (a stage without
+        ``wants_message`` wants every answer)."""
+        return [
+            stage
+            for stage in self.chain.message
+            if getattr(stage, "wants_message", _always)(self.call)
+        ]
 
     async def settle(self) -> None:
         """A whole JSON answer is about to be sent: the stages finish what must be durable."""
@@ -144,6 +153,10 @@ class Run:
         outcome = outcome_of(exc, answered=answered)
         self.finish(outcome)
         return outcome
+
+
+def _always(call: Call) -> bool:
+    return True
 
 
 def outcome_of(exc: BaseException, *, answered: bool = False) -> Outcome:

@@ -7,7 +7,9 @@ of these hooks, found when the chain is built (a stage without one costs nothing
 that path):
 
 - ``on_message(call, message)``: a whole JSON answer on its way back (a parsed
-  Messages response); returns the message to send on.
+  Messages response); returns the message to send on. With ``wants_message(call)``, a
+  stage says whether this call's answer concerns it: when none does, the answer is not
+  parsed at all.
 - ``event_filter(call)``: an ``EventFilter`` for one stream (or None), whose
   ``on_events`` sees each batch of events on its way back and may hold some back
   (a placeholder split across two deltas), and whose ``flush`` gives back what it

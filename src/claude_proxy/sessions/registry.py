@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import cast
 from urllib.parse import urlsplit
 
 from claude_proxy.sessions.base import SessionSettings, SessionStore
 from claude_proxy.sessions.cache import CachedStore
+from claude_proxy.state.backends import load_backend
 
 __all__ = ["BACKENDS", "open_store"]
 
@@ -36,13 +36,8 @@ async def open_store(url: str, settings: SessionSettings) -> SessionStore:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"unknown session store scheme {scheme!r}; use one of {known}")
     target, extra = BACKENDS[scheme]
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        install = f"pip install 'claude-proxy[{extra}]'" if extra else "pip install claude-proxy"
-        raise RuntimeError(f"sessions at {scheme}:// need {exc.name!r}: {install}") from exc
-    store = cast(SessionStore, await getattr(module, class_name).open(url, settings))
+    backend = load_backend({scheme: target}, scheme, extra=extra, what="sessions at")
+    store = cast(SessionStore, await backend.open(url, settings))
     if scheme == "memory" or settings.cache_size == 0:
         return store
     return CachedStore(

@@ -165,6 +165,9 @@ class Redact:
                 "send upstream. Remove it and try again."
             )
 
+    def wants_message(self, call: Call) -> bool:
+        return REDACTION in call.state
+
     def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
         redaction = call.state.get(REDACTION)
         if redaction is None:

@@ -117,18 +117,24 @@ class _Turn:
                     )
                     self.stored = True
                     return
-                except SessionConflict:
+                except SessionConflict as exc:
                     # Another process wrote the session since this one read it (a cached
                     # copy was behind, or a lock's lease ran out under a stalled writer):
                     # the turn goes after theirs, whole; turns never interleave.
                     if attempt:
                         raise
-                    fresh = await self.store.load(self.tenant, self.session_id)
-                    self.version = fresh.version if fresh is not None else 0
+                    self.version = await self._current_version(exc)
         except SessionConflict:
             _log.warning("session %s kept changing; a turn was not stored", self.session_id)
         finally:
             await self.release()
+
+    async def _current_version(self, conflict: SessionConflict) -> int:
+        """The version the store has now: told by the conflict when the store knows it."""
+        if conflict.actual is not None:
+            return conflict.actual
+        fresh = await self.store.load(self.tenant, self.session_id)
+        return fresh.version if fresh is not None else 0
 
     async def release(self) -> None:
         if self.released:
@@ -320,6 +326,9 @@ class SessionSave:
 
     async def on_request(self, call: Call) -> None:
         """Nothing on the way up: ``session_load`` did it, before redaction."""
+
+    def wants_message(self, call: Call) -> bool:
+        return TURN in call.state
 
     def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
         turn = call.state.get(TURN)
