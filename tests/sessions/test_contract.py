@@ -134,6 +134,30 @@ async def test_concurrent_appends_on_one_version_exactly_one_wins(
     assert session.messages == [*history, turn(f"racer {winners[0]}")]
 
 
+async def test_a_crowd_of_appends_all_land_and_a_stale_one_among_them_fails_alone(
+    store: SessionStore, other: SessionStore
+) -> None:
+    # Stores share one commit or round trip among concurrent writes: each must still
+    # succeed or fail on its own.
+    await store.append(T, "stale", [turn("first")], expected_version=0)
+    writes = [
+        (store if i % 2 else other).append(
+            T, f"s{i}", [turn(f"q{i}"), turn(f"a{i}", "assistant")], expected_version=0
+        )
+        for i in range(60)
+    ]
+    writes.insert(30, store.append(T, "stale", [turn("lost")], expected_version=0))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(results.pop(30), SessionConflict)
+    assert results == [1] * 60
+    for i in (0, 29, 30, 59):
+        session = await other.load(T, f"s{i}")
+        assert session is not None
+        assert session.messages == [turn(f"q{i}"), turn(f"a{i}", "assistant")]
+    stale = await other.load(T, "stale")
+    assert stale is not None and stale.messages == [turn("first")]
+
+
 async def test_replace_swaps_the_messages_and_keeps_the_rest(store: SessionStore) -> None:
     version = await store.append(T, "s1", [QUESTION, TOOL_USE], expected_version=0, system="s")
     version = await store.append(T, "s1", [TOOL_RESULT, ANSWER], expected_version=version)

@@ -1,7 +1,8 @@
 """Conversation sessions: the stored turns a client continues with only ``x-session-id``.
 
-Only the contract is imported here; each backend (and its driver: aiosqlite, asyncpg,
-redis-py) is imported by ``open_store`` when its URL is configured.
+Only the contract is imported here; each backend (and its driver: the stdlib's sqlite3 on
+a thread of its own, asyncpg, redis-py) is imported by ``open_store`` when its URL is
+configured.
 """
 
 from claude_proxy.sessions.base import (

@@ -11,7 +11,8 @@ tenant's index; ``%`` and ``}`` in ``t`` are percent-escaped)::
     P{t}:lock:s  string  the lock holder's token, expiring with its lease
 
 A session's keys expire by Redis's own TTL. Appends and replaces are one Lua script each
-(version check and write together); a load reads both keys in one MULTI. How much of a
+(version check and write together), and the ones made while others are in flight share
+one pipeline, so one round trip (``coalesce``); a load reads both keys in one MULTI. How much of a
 completed append survives a Redis restart is Redis's persistence setting (AOF
 ``appendfsync``), not the gateway's.
 """
@@ -24,8 +25,10 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Self
 
 from redis import asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from claude_proxy.sessions.base import Session, SessionConflict, SessionInfo, SessionSettings
+from claude_proxy.sessions.coalesce import Coalescer, Outcome
 from claude_proxy.sessions.codec import decode_messages, decode_value, encode_messages, encode_value
 from claude_proxy.sessions.leases import Leases
 from claude_proxy.sessions.redis_scripts import RELEASE, RENEW, SAVE
@@ -34,6 +37,12 @@ from claude_proxy.state.health import HealthCheck
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
 
 __all__ = ["RedisStore"]
+
+MAX_PIPELINE = 128  # saves per round trip
+
+
+# A save's keys and arguments (see redis_scripts.SAVE).
+_Save = tuple[tuple[str, str, str, str], list[bytes | str | int]]
 
 
 class _Keys:
@@ -60,6 +69,9 @@ class RedisStore:
         self._save = client.register_script(SAVE)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
+        self._saves: Coalescer[_Save] = Coalescer(
+            self._save_group, max_group=MAX_PIPELINE, name="redis-session-saves"
+        )
         self._locks = Leases(self)
         self._health = HealthCheck(client.ping)
         self._closed = False
@@ -143,13 +155,31 @@ class RedisStore:
         ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         args: builtins.list[bytes | str | int] = [mode, expected, repr(time.time()), ttl_ms]
         args += [system_json, session_id, *parts]
+        save = ((keys.meta, keys.turns, keys.index, keys.expiry), args)
         with translate_redis_errors("writing a session"):
-            ok, version = await self._save(
-                keys=[keys.meta, keys.turns, keys.index, keys.expiry], args=args
-            )
+            ok, version = await self._saves.submit(save)
         if not ok:
             raise SessionConflict(session_id, expected, int(version))
         return int(version)
+
+    async def _save_group(self, saves: builtins.list[_Save]) -> builtins.list[Outcome]:
+        """Run the save script once per item, all in one pipeline (not a transaction:
+        each script is atomic on its own, and one refused save does not hold up others)."""
+        replies = await self._pipeline_saves(saves)
+        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unknown:  # Redis restarted or its scripts were flushed: load it, send those again
+            await self._redis.script_load(SAVE)
+            again = await self._pipeline_saves([saves[i] for i in unknown])
+            for i, reply in zip(unknown, again, strict=True):
+                replies[i] = reply
+        return [(isinstance(reply, Exception), reply) for reply in replies]
+
+    async def _pipeline_saves(self, saves: builtins.list[_Save]) -> builtins.list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in saves:
+            pipe.evalsha(self._save.sha, len(keys), *keys, *args)
+        replies: builtins.list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def delete(self, tenant: str, session_id: str) -> bool:
         keys = self._keys(tenant, session_id)
@@ -188,6 +218,7 @@ class RedisStore:
         if self._closed:
             return
         self._closed = True
+        await self._saves.drained()
         await self._locks.close()
         await self._health.close()
         await close_within(self._redis.aclose(), "the session store's Redis client")
