@@ -165,3 +165,24 @@ async def test_a_copy_never_outlives_its_session(inner: Counting) -> None:
     assert await cache.load(T, "short") is None
     assert await cache.load(T, "default") is None
     assert await cache.load(T, "kept") is not None
+
+
+async def test_a_write_of_another_replica_is_seen_at_once_and_unchanged_copies_are_not_reread(
+    inner: Counting,
+) -> None:
+    cache = CachedStore(inner, size=10, ttl=600)
+    await cache.append(T, "s1", [turn("mine")], expected_version=0)
+    assert (await cache.load(T, "s1")) is not None
+    assert inner.loads == 0  # the version matched: the history was not read again
+    await inner.append(T, "s1", [turn("theirs")], expected_version=1)  # another replica
+    session = await cache.load(T, "s1")
+    assert session is not None and session.messages == [turn("mine"), turn("theirs")]
+    assert inner.loads == 1
+
+
+async def test_without_verify_a_copy_may_lag_until_its_ttl(inner: Counting) -> None:
+    cache = CachedStore(inner, size=10, ttl=600, verify=False)
+    await cache.append(T, "s1", [turn("mine")], expected_version=0)
+    await inner.append(T, "s1", [turn("theirs")], expected_version=1)
+    session = await cache.load(T, "s1")
+    assert session is not None and session.messages == [turn("mine")]

@@ -158,6 +158,18 @@ async def test_a_crowd_of_appends_all_land_and_a_stale_one_among_them_fails_alon
     assert stale is not None and stale.messages == [turn("first")]
 
 
+async def test_version_is_what_the_store_holds_now(
+    store: SessionStore, other: SessionStore
+) -> None:
+    assert await store.version(T, "s1") == 0
+    await other.append(T, "s1", [QUESTION], expected_version=0)
+    await other.append(T, "s1", [ANSWER], expected_version=1)
+    assert await store.version(T, "s1") == 2
+    assert await store.version("tenant-b", "s1") == 0
+    await other.delete(T, "s1")
+    assert await store.version(T, "s1") == 0
+
+
 async def test_replace_swaps_the_messages_and_keeps_the_rest(store: SessionStore) -> None:
     version = await store.append(T, "s1", [QUESTION, TOOL_USE], expected_version=0, system="s")
     version = await store.append(T, "s1", [TOOL_RESULT, ANSWER], expected_version=version)

@@ -84,6 +84,30 @@ async def test_a_conversation_is_remembered_json_and_streamed(
     assert (await stored(http, gateway, "s1"))[0] == 404
 
 
+@pytest.mark.parametrize("backend", SHARED, indirect=True)
+async def test_replicas_with_caches_send_upstream_the_turns_the_other_one_stored(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    store_settings: SessionSettings,
+) -> None:
+    # Each replica keeps the sessions it served in its LRU for ten minutes; a turn taken
+    # by the other replica meanwhile must still be in what goes upstream.
+    cached = store_settings.model_copy(update={"cache_size": 100, "cache_ttl_seconds": 600})
+    sim = await start_sim(journal=10, echo=True)
+    one = await start_gateway(sim.url, sessions=cached)
+    two = await start_gateway(sim.url, sessions=cached)
+    for replica, text in ((one, "first on one"), (two, "then on two"), (one, "back on one")):
+        assert (await say(http, replica, "s1", text))[0] == 200
+    sent = sim.runner.app[JOURNAL].entries[-1].body["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == [
+        "first on one",
+        "then on two",
+        "back on one",
+    ]
+    assert (await stored(http, two, "s1"))[1]["version"] == 3
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_tenants_never_meet_and_failures_store_nothing(
     start_sim: StartSim,

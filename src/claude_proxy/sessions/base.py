@@ -94,6 +94,10 @@ class SessionSettings(BaseModel):
     """Sessions kept decoded in this process in front of a shared store (0: no cache)."""
     cache_ttl_seconds: float = Field(default=300.0, ge=0)
     """A cached session is read again from the store after this long."""
+    cache_verify: bool = True
+    """Before a cached session is used, ask the store its version (one small read) and read
+    it again if another replica or worker wrote it since. Off: a copy may be up to
+    ``cache_ttl_seconds`` behind such writes; only safe with one gateway process."""
     ttl_seconds: float | None = Field(default=None, gt=0)
     """Retention: a session is forgotten this long after its last append (None: kept)."""
     key_prefix: str = "claude-proxy:sessions:"
@@ -120,6 +124,10 @@ class SessionStore(Protocol):
 
     async def load(self, tenant: str, session_id: str) -> Session | None:
         """The session, or None when it never existed, was deleted or expired."""
+
+    async def version(self, tenant: str, session_id: str) -> int:
+        """The live session's version, 0 when there is none: one small read, which a
+        cache in front asks before it serves a copy (another replica may have written)."""
 
     async def append(
         self,

@@ -3,13 +3,14 @@
 A session is read before every turn and written after it; with the cache the write
 keeps the cached copy current, and the next turn's read never reaches the store.
 
-Another replica (or worker process) may write a session this cache holds: the cached
-copy then stays behind for at most ``ttl`` seconds. It can never be written over: an
-append or replace carries its expected version, the store refuses a stale one with
-``SessionConflict``, and the cache drops its copy before the conflict reaches the caller,
-so the caller's retry reads the store. A session whose cached copy is that old was
-still sent upstream as it was: with several replicas or worker processes, keep
-``cache_ttl_seconds`` short or route a session's requests to one replica.
+Another replica (or worker process) may write a session this cache holds. With
+``verify`` (the default) a hit first asks the store for the session's version, one small
+read instead of the whole history, and a copy that is behind is read again: the turns sent
+upstream are the store's, whichever replica wrote them. Without it the copy may be behind
+for up to ``ttl`` seconds (fine for a single process). Either way a copy can never be
+written over: an append or replace carries its expected version, the store refuses a
+stale one with ``SessionConflict``, and the cache drops its copy before the conflict
+reaches the caller, so the caller's retry reads the store.
 
 After a write the cache updates its copy itself rather than read it back: its
 ``updated`` (and ``created``, for a new session) is this process's clock, within
@@ -49,11 +50,18 @@ class CachedStore:
     ``ttl_seconds``, or the ``ttl_seconds`` of this cache's last append of it)."""
 
     def __init__(
-        self, inner: SessionStore, size: int, ttl: float, *, retention: float | None = None
+        self,
+        inner: SessionStore,
+        size: int,
+        ttl: float,
+        *,
+        retention: float | None = None,
+        verify: bool = True,
     ) -> None:
         self.inner = inner
         self._size = size
         self._ttl = ttl
+        self._verify = verify
         self._retention = retention
         self._entries: OrderedDict[_Key, _Cached] = OrderedDict()
         # Bumped before and after every write: a load that overlapped one may have read
@@ -62,11 +70,16 @@ class CachedStore:
 
     async def load(self, tenant: str, session_id: str) -> Session | None:
         key = (tenant, session_id)
+        writes = self._writes
         entry = self._entries.get(key)
-        if entry is not None:
-            if entry.fresh_until > time.monotonic():
-                self._entries.move_to_end(key)
-                return _session(key, entry)
+        if (
+            entry is not None
+            and entry.fresh_until > time.monotonic()
+            and (not self._verify or await self._still_current(key, entry, writes))
+        ):
+            self._entries.move_to_end(key)
+            return _session(key, entry)
+        if self._entries.get(key) is entry is not None:
             del self._entries[key]
         writes = self._writes
         session = await self.inner.load(tenant, session_id)
@@ -74,6 +87,15 @@ class CachedStore:
             left = None if self._retention is None else session.updated + self._retention
             self._put(key, self._cached(session, None if left is None else left - time.time()))
         return session
+
+    async def version(self, tenant: str, session_id: str) -> int:
+        return await self.inner.version(tenant, session_id)
+
+    async def _still_current(self, key: _Key, entry: _Cached, writes: int) -> bool:
+        """Whether the store's version is the cached copy's (and no write of this process
+        overlapped the question, which would make the answer ambiguous)."""
+        version = await self.inner.version(*key)
+        return version == entry.version and writes == self._writes
 
     async def append(
         self,

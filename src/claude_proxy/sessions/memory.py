@@ -67,6 +67,10 @@ class MemoryStore:
             updated=entry.updated,
         )
 
+    async def version(self, tenant: str, session_id: str) -> int:
+        entry = self._live((tenant, session_id), time.time())
+        return 0 if entry is None else entry.version
+
     async def append(
         self,
         tenant: str,

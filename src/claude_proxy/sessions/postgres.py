@@ -62,6 +62,7 @@ from claude_proxy.sessions.postgres_sql import (
     SCHEMA,
     SCHEMA_TABLE,
     SCHEMA_VERSION,
+    VERSION,
 )
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.health import HealthCheck
@@ -136,6 +137,11 @@ class PostgresStore:
             created=first["created"],
             updated=first["updated"],
         )
+
+    async def version(self, tenant: str, session_id: str) -> int:
+        with _translate("reading a session"):
+            version = await self._pool.fetchval(VERSION, tenant, session_id)
+        return 0 if version is None else int(version)
 
     async def append(
         self,

@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_TABLE",
     "SCHEMA_VERSION",
+    "VERSION",
 ]
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,12 @@ SCHEMA = [
 ]
 
 # One statement, so one snapshot: the session and its turns as of the same moment.
+# $1 tenant, $2 session_id
+VERSION = f"""
+    SELECT version FROM claude_proxy_sessions
+    WHERE tenant = $1 AND session_id = $2 AND {_ALIVE}
+"""
+
 LOAD = f"""
     SELECT s.system::text AS system, s.version, s.created, s.updated, t.message::text AS message
     FROM claude_proxy_sessions AS s

@@ -113,6 +113,12 @@ class RedisStore:
             updated=float(meta[b"u"]),
         )
 
+    async def version(self, tenant: str, session_id: str) -> int:
+        keys = self._keys(tenant, session_id)
+        with translate_redis_errors("reading a session"):
+            version = await self._redis.hget(keys.meta, "v")
+        return 0 if version is None else int(version)
+
     async def append(
         self,
         tenant: str,

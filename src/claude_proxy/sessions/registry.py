@@ -41,5 +41,9 @@ async def open_store(url: str, settings: SessionSettings) -> SessionStore:
     if scheme == "memory" or settings.cache_size == 0:
         return store
     return CachedStore(
-        store, settings.cache_size, settings.cache_ttl_seconds, retention=settings.ttl_seconds
+        store,
+        settings.cache_size,
+        settings.cache_ttl_seconds,
+        retention=settings.ttl_seconds,
+        verify=settings.cache_verify,
     )

@@ -55,6 +55,7 @@ from claude_proxy.sessions.sqlite_sql import (
     SCHEMA,
     SCHEMA_TABLE,
     SCHEMA_VERSION,
+    VERSION,
 )
 from claude_proxy.sessions.sqlite_thread import GroupCommit, SqliteThread
 from claude_proxy.state import StateUnavailable
@@ -157,6 +158,10 @@ class SqliteStore:
             created=created,
             updated=updated,
         )
+
+    async def version(self, tenant: str, session_id: str) -> int:
+        rows = await self._read("reading a session", VERSION, (tenant, session_id, time.time()))
+        return int(rows[0][0]) if rows else 0
 
     async def append(
         self,

@@ -25,6 +25,7 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_TABLE",
     "SCHEMA_VERSION",
+    "VERSION",
 ]
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,12 @@ LOAD = """
     FROM sessions AS s LEFT JOIN turns AS t USING (tenant, session_id)
     WHERE s.tenant = ? AND s.session_id = ? AND (s.expires IS NULL OR s.expires > ?)
     ORDER BY t.seq
+"""
+
+# (tenant, session_id, now)
+VERSION = """
+    SELECT version FROM sessions
+    WHERE tenant = ? AND session_id = ? AND (expires IS NULL OR expires > ?)
 """
 
 # (tenant, session_id)
