@@ -84,6 +84,31 @@ async def test_a_conversation_is_remembered_json_and_streamed(
     assert (await stored(http, gateway, "s1"))[0] == 404
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_each_tenant_keeps_its_sessions_for_its_own_retention(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    store_settings: SessionSettings,
+) -> None:
+    sim = await start_sim(echo=True)
+    gateway = await start_gateway(
+        sim.url,
+        sessions=store_settings.model_copy(update={"ttl_seconds": 3600}),
+        tenants=[
+            {"name": "brief", "keys": ["key-brief"], "session_ttl_seconds": 0.3},
+            {"name": "default", "keys": ["key-default"]},
+        ],
+    )
+    for key in ("key-brief", "key-default"):
+        assert (await say(http, gateway, "s1", "remember this", key=key))[0] == 200
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await stored(http, gateway, "s1", key="key-brief"))[0] != 404:
+        assert asyncio.get_running_loop().time() < deadline, "the brief session never expired"
+        await asyncio.sleep(0.05)
+    assert (await stored(http, gateway, "s1", key="key-default"))[0] == 200
+
+
 @pytest.mark.parametrize("backend", SHARED, indirect=True)
 async def test_replicas_with_caches_send_upstream_the_turns_the_other_one_stored(
     start_sim: StartSim,

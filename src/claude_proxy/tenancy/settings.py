@@ -55,6 +55,8 @@ class TenantSettings(_Section):
     max_continuations: int = Field(default=0, ge=0, le=100)
     # Sensitive-data redaction for this tenant: the fields given replace the gateway's.
     pii: PiiSettings | None = None
+    # Retention of this tenant's sessions after their last turn (None: sessions.ttl_seconds).
+    session_ttl_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("keys")
     @classmethod

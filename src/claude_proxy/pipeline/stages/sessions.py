@@ -237,7 +237,7 @@ class SessionLoad:
             version=sent.version,
             history=sent.history,
             system=own_system,
-            ttl_seconds=settings.ttl_seconds,
+            ttl_seconds=call.tenant.settings.session_ttl_seconds or settings.ttl_seconds,
             lock=lock,
         )
 
