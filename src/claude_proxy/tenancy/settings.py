@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from claude_proxy.pii.settings import PiiSettings
+from claude_proxy.response_cache.settings import ResponseCachePolicy
 
 __all__ = [
     "ADMISSION_SCHEMES",
@@ -55,6 +56,8 @@ class TenantSettings(_Section):
     max_continuations: int = Field(default=0, ge=0, le=100)
     # Sensitive-data redaction for this tenant: the fields given replace the gateway's.
     pii: PiiSettings | None = None
+    # The exact response cache for this tenant: the fields given replace the gateway's.
+    response_cache: ResponseCachePolicy | None = None
 
     @field_validator("keys")
     @classmethod
