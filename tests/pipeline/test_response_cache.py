@@ -18,6 +18,7 @@ from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.server import RunningServer
 from claude_proxy.sim import JOURNAL
 from tests.api.test_metrics import scrape, total
+from tests.api.test_websocket import collect, request_frame
 from tests.conftest import StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
 from tests.scripted import ScriptedUpstream, text_part
@@ -138,6 +139,20 @@ async def test_the_sdk_streams_a_hit_as_it_streamed_the_miss(
     assert upstream_calls(sim) == 2
 
 
+async def test_a_websocket_request_is_answered_from_the_cache_too(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(sim.url, response_cache=ON)
+    _, headers, sse = await post(http, gateway, {**FIXED, "stream": True})
+    assert headers[HEADER] == "miss"
+    async with http.ws_connect(f"{gateway.url}/v1/ws", headers=API_HEADERS) as ws:
+        await ws.send_str(request_frame(1, FIXED))
+        frames = (await collect(ws, {1}))[1]
+    assert [frame["event"] for frame in frames] == [data for _, data in parse_events(sse)]
+    assert upstream_calls(sim) == 1
+
+
 @pytest.mark.parametrize(
     ("fields", "cached"),
     [({}, False), ({"temperature": 0.7}, False), ({"temperature": 0}, True)],
@@ -211,6 +226,24 @@ async def test_errors_and_cut_streams_are_not_cached(
     verdicts = [(await post(http, gateway, body))[1][HEADER] for _ in range(2)]
     assert verdicts == ["miss", "hit"]  # the cut stream was not kept
     assert upstream_calls(sim) == 4
+
+
+async def test_a_healed_stream_is_whole_and_kept_as_the_client_got_it(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url, response_cache=ON, streams=StreamSettings(resumable=False)
+    )
+    body = {**FIXED, "stream": True}
+    tokens = {"x-sim-answer-tokens": "120"}
+    cut = {"x-sim-fault": "cut:6", "x-sim-fault-times": "1", "x-sim-fault-key": "heal-1"}
+    _, headers, healed = await post(http, gateway, body, **tokens, **cut)
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 2  # the cut part, the heal
+    assert parse_events(healed)[-1][0] == "message_stop"
+    _, headers, hit = await post(http, gateway, body, **tokens)
+    assert headers[HEADER] == "hit" and hit == healed
+    assert upstream_calls(sim) == 2
 
 
 @pytest.mark.parametrize("stream", [False, True])
