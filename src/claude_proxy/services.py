@@ -24,6 +24,8 @@ from claude_proxy.pipeline.chain import Pipeline
 from claude_proxy.pipeline.counting import UpstreamCounter
 from claude_proxy.pipeline.service import UpstreamCalls
 from claude_proxy.pipeline.stage import Stage
+from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
+from claude_proxy.response_cache import ResponseCache, open_response_cache
 from claude_proxy.sessions import SessionStore, open_store
 from claude_proxy.streaming.streams import Streams
 from claude_proxy.tenancy import TenantDirectory
@@ -55,6 +57,8 @@ class Services:
     request_ids: RequestIds
     # Conversations by x-session-id (None: sessions are off).
     sessions: SessionStore | None = None
+    # Whole answers to identical requests (None: no tenant has the response cache).
+    response_cache: ResponseCache | None = None
     ready: bool = False
 
 
@@ -96,6 +100,12 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         if settings.sessions is not None
         else None
     )
+    cache_settings = settings.response_cache_settings
+    response_cache = (
+        await open_response_cache(cache_settings.url or settings.state, cache_settings)
+        if ResponseCacheStage.wanted(cache_settings, tenants)
+        else None
+    )
     forwarder = Forwarder(settings, router, metrics=metrics)
     counter: TokenCounter = EstimatingCounter()
     if settings.retry.heal_token_count == "count_tokens":
@@ -112,6 +122,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         pipeline=Pipeline(()),
         request_ids=RequestIds(),
         sessions=sessions,
+        response_cache=response_cache,
     )
     services.pipeline = build_pipeline(
         settings,
@@ -127,6 +138,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         and not (settings.allow_remote_without_auth or settings.listen.is_loopback),
         sessions=sessions,
         calls=services.calls,
+        response_cache=response_cache,
         extra=extra(services) if (extra := app.get(EXTRA_STAGES)) is not None else (),
     )
     app[SERVICES] = services
@@ -142,6 +154,8 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         await _close_within("admission", admission.close)
         if sessions is not None:
             await _close_within("the session store", sessions.close)
+        if response_cache is not None:
+            await _close_within("the response cache", response_cache.close)
         await _close_within("the upstream clients", router.close)
 
 

@@ -8,6 +8,10 @@ from claude_proxy.pii import PiiSettings
 from claude_proxy.pipeline.build import build_pipeline
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
+from claude_proxy.response_cache import ResponseCacheSettings
+from claude_proxy.response_cache.memory import MemoryResponseCache
+from claude_proxy.sessions import open_store
 from claude_proxy.tenancy import TenantDirectory
 
 
@@ -70,3 +74,28 @@ def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
     assert "redaction" in pipeline(one_tenant).chain(Route.MESSAGES).names
     only_off = Settings(pii=PiiSettings(mode="off", entities=["EMAIL"]))
     assert "redaction" not in pipeline(only_off).chain(Route.MESSAGES).names
+
+
+async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first() -> None:
+    settings = Settings(
+        pii=PiiSettings(mode="pseudonymize"),
+        sessions="memory://",
+        response_cache=ResponseCacheSettings(enabled=True),
+    )
+    store = MemoryResponseCache(settings.response_cache)
+    assert settings.sessions is not None
+    chains = build_pipeline(
+        settings,
+        tenants=TenantDirectory.from_settings(settings.tenants),
+        metrics=NullMetrics(),
+        request_log=None,
+        loopback_only=False,
+        sessions=await open_store("memory://", settings.sessions),
+        response_cache=store,
+    )
+    chain = chains.chain(Route.MESSAGES)
+    assert chain.names[-3:] == ["redaction", "session_save", "response_cache"]
+    assert chain.message[0].name == chain.events[0].name == "response_cache"
+    assert "response_cache" not in chains.chain(Route.COUNT_TOKENS).names
+    assert ResponseCacheStage.wanted(settings.response_cache, TenantDirectory.from_settings([]))
+    assert not ResponseCacheStage.wanted(ResponseCacheSettings(), TenantDirectory.from_settings([]))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings, merged
 from claude_proxy.replay.base import ReplaySettings
+from claude_proxy.response_cache.settings import ResponseCacheSettings
 from claude_proxy.sessions.base import SessionSettings
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
@@ -249,6 +250,8 @@ class Settings(_Section):
     documents: DocumentSettings = DocumentSettings()
     # Sensitive data in requests: detect, mask, pseudonymize or block (off by default).
     pii: PiiSettings = PiiSettings()
+    # Identical requests answered from a store of whole answers (opt-in per tenant).
+    response_cache: ResponseCacheSettings = ResponseCacheSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     clients: ClientSettings = ClientSettings()
@@ -335,6 +338,20 @@ class Settings(_Section):
         base = self.admission.key_prefix
         prefix = base[: -len("admission:")] if base.endswith("admission:") else base
         return replay.model_copy(update={"key_prefix": prefix + "replay:"})
+
+    @property
+    def response_cache_settings(self) -> ResponseCacheSettings:
+        """The response cache's settings; its store is the ``state`` URL unless it names
+        its own, and its Redis keys follow ``admission.key_prefix`` as the replay log's do."""
+        cache = self.response_cache
+        update: dict[str, str] = {}
+        if cache.url is None:
+            update["url"] = self.state
+        if "key_prefix" not in cache.model_fields_set:
+            base = self.admission.key_prefix
+            prefix = base[: -len("admission:")] if base.endswith("admission:") else base
+            update["key_prefix"] = prefix + "response-cache:"
+        return cache.model_copy(update=update)
 
     @property
     def primary(self) -> UpstreamSettings:

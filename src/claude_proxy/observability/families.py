@@ -120,6 +120,31 @@ class Families:
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r
         )
+        self.response_cache_hits = Counter(
+            "api_response_cache_hits",
+            "Requests answered from the response cache.",
+            ("tenant",),
+            registry=r,
+        )
+        self.response_cache_misses = Counter(
+            "api_response_cache_misses",
+            "Requests looked up in the response cache and not found there.",
+            ("tenant",),
+            registry=r,
+        )
+        self.response_cache_bypasses = Counter(
+            "api_response_cache_bypasses",
+            "Requests of tenants with a response cache that it may not answer, by why "
+            "(sampling, session, no-store, no-cache, warm-up, unavailable).",
+            ("tenant", "reason"),
+            registry=r,
+        )
+        self.response_cache_stores = Counter(
+            "api_response_cache_stores",
+            "Whole answers offered to the response cache, by result (stored, too_large, failed).",
+            ("result",),
+            registry=r,
+        )
         self.admitted_without_shared_state = Counter(
             "api_admission_without_shared_state",
             "Requests admitted on this process's own limits while Redis was unreachable "
@@ -152,6 +177,12 @@ class Families:
             "api_queue_depth",
             "Requests of this process waiting for admission, per tenant.",
             ("tenant",),
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.response_cache_bytes = Gauge(
+            "api_response_cache_bytes",
+            "Bytes of answers held by the in-memory response cache (not set with Redis).",
             registry=r,
             multiprocess_mode="livesum",
         )

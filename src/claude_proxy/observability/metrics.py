@@ -256,6 +256,26 @@ class Metrics:
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()
 
+    def response_cache_lookup(self, tenant: str | None, result: str, reason: str = "") -> None:
+        """A request of a tenant with the response cache: ``hit``, ``miss`` or ``bypass``
+        (with its ``reason``)."""
+        label = self._tenant(tenant)
+        families = self.families
+        if result == "hit":
+            families.response_cache_hits.labels(label).inc()
+        elif result == "miss":
+            families.response_cache_misses.labels(label).inc()
+        else:
+            families.response_cache_bypasses.labels(label, reason).inc()
+
+    def response_cache_store(self, result: str) -> None:
+        """A whole answer offered to the cache: ``stored``, ``too_large`` or ``failed``."""
+        self.families.response_cache_stores.labels(result).inc()
+
+    def response_cache_bytes(self, held: int) -> None:
+        """Bytes of answers the in-memory response cache holds now."""
+        self.families.response_cache_bytes.set(held)
+
     def admitted_without_shared_state(self, tenant: str | None) -> None:
         """A request admitted on local limits while the shared state was unreachable."""
         self.families.admitted_without_shared_state.labels(self._tenant(tenant)).inc()

@@ -72,6 +72,15 @@ class NullMetrics(Metrics):
     def session_cache_hit(self) -> None:
         pass
 
+    def response_cache_lookup(self, tenant: str | None, result: str, reason: str = "") -> None:
+        pass
+
+    def response_cache_store(self, result: str) -> None:
+        pass
+
+    def response_cache_bytes(self, held: int) -> None:
+        pass
+
     def admitted_without_shared_state(self, tenant: str | None) -> None:
         pass
 

@@ -21,7 +21,9 @@ from claude_proxy.pipeline.stages.loopback import LoopbackOnly
 from claude_proxy.pipeline.stages.model_access import ModelAccess
 from claude_proxy.pipeline.stages.record import Record
 from claude_proxy.pipeline.stages.redaction import Redact
+from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
 from claude_proxy.pipeline.stages.sessions import SessionLoad, SessionSave
+from claude_proxy.response_cache import ResponseCache
 from claude_proxy.sessions import SessionStore
 from claude_proxy.tenancy import TenantDirectory
 
@@ -37,9 +39,12 @@ def build_pipeline(
     loopback_only: bool,
     sessions: SessionStore | None = None,
     calls: UpstreamCalls | None = None,
+    response_cache: ResponseCache | None = None,
     extra: Sequence[Stage] = (),
 ) -> Pipeline:
-    """The gateway's stages in order; ``extra`` ones (an embedding application's) run last."""
+    """The gateway's stages in order; ``extra`` ones (an embedding application's) run last.
+
+    ``response_cache``: the store, when some tenant has the response cache."""
     stages: list[Stage] = [Record(metrics, request_log, open_access=tenants.is_open)]
     if loopback_only:
         stages.append(LoopbackOnly())
@@ -57,5 +62,16 @@ def build_pipeline(
         stages.append(SessionSave())
     # Features plug in here, in this order: session load, generation policy, redaction,
     # prompt-cache breakpoints, response-cache lookup.
+    if response_cache is not None:
+        # Last: its key is the body as sent, and it sees the upstream's answer first.
+        stages.append(
+            ResponseCacheStage(
+                response_cache,
+                settings.response_cache,
+                tenants,
+                metrics,
+                credential_in_key=any(upstream.api_key is None for upstream in settings.upstreams),
+            )
+        )
     stages.extend(extra)
     return Pipeline(stages)

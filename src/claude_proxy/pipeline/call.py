@@ -22,7 +22,7 @@ import orjson
 from multidict import MultiMapping
 
 from claude_proxy.errors import InvalidRequest
-from claude_proxy.upstream.forwarder import AttemptLog, UpstreamRequest
+from claude_proxy.upstream.forwarder import AttemptLog, UpstreamReply, UpstreamRequest
 
 if TYPE_CHECKING:
     from claude_proxy.streaming.generation import Generation
@@ -98,6 +98,10 @@ class Call:
     generation: Generation | None = None  # a stream's: time to first token, how it ended
     # The error type of an answer that failed after its status was sent (a relayed body).
     answer_error: str | None = None
+    # An answer a stage gives in place of the upstream's (a response cache's hit): a 200
+    # whose body is a JSON Message, or a stream's SSE bytes. The upstream-call service
+    # returns it as the upstream's, without admission or an upstream call.
+    prepared: UpstreamReply | None = None
     state: dict[CallKey[Any], Any] = field(default_factory=dict)
     read_body: BodyReader | None = None
     _raw: bytes | None = None

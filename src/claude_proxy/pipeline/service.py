@@ -14,6 +14,11 @@ calls, summaries) all call through it, so none bypasses a tenant's window:
 ``LiveAnswer`` whose ``events()`` the caller relays (or the error reply); ``message``
 a parsed Message for sub-calls, through either; ``relay`` a relayed route's answer
 with its body unread (files, batches: not admitted, not parsed).
+
+A call a stage has answered already (``call.prepared``: a response cache's hit) is
+answered with that, as ``send``'s reply or as a ``StoredStream``: nothing is admitted
+(it costs the upstream nothing, so it takes no slot and no tokens of the tenant's
+limits) and nothing is sent upstream.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.accumulate import Accumulator
-from claude_proxy.streaming.relay import Relay
-from claude_proxy.streaming.sse import Event
+from claude_proxy.streaming.relay import PIECE_BYTES, Relay
+from claude_proxy.streaming.sse import Event, EventSplitter
 from claude_proxy.tokens import TokenCounter, estimate_input_tokens
 from claude_proxy.upstream.forwarder import (
     AttemptLog,
@@ -44,7 +49,7 @@ from claude_proxy.upstream.forwarder import (
     UpstreamReply,
 )
 
-__all__ = ["LiveAnswer", "UpstreamCalls"]
+__all__ = ["LiveAnswer", "StoredStream", "UpstreamCalls"]
 
 _log = logging.getLogger("claude_proxy.upstream")
 
@@ -66,6 +71,8 @@ class UpstreamCalls:
 
     async def send(self, call: Call) -> UpstreamReply:
         """The whole answer: the first success, or the last failure once retrying stops."""
+        if call.prepared is not None:
+            return call.prepared
         if call.max_continuations > 0 and not call.stream:
             return await self._send_continued(call)
         ticket = await self._admit(call) if call.route.admitted else None
@@ -84,8 +91,10 @@ class UpstreamCalls:
             if ticket is not None:
                 await self._settle(ticket, call, log)
 
-    async def open_stream(self, call: Call) -> LiveAnswer | UpstreamReply:
+    async def open_stream(self, call: Call) -> LiveAnswer | StoredStream | UpstreamReply:
         """An answer whose first part is open, or the upstream's final error reply."""
+        if call.prepared is not None:
+            return StoredStream(call.prepared)
         ticket = await self._admit(call)
         log = call.attempts = self._forwarder.start(call.upstream_request())
         try:
@@ -225,6 +234,32 @@ class LiveAnswer:
         self._relay.close()
         call.usage = self._relay.usage
         await self._calls._settle(self._ticket, call, self._log)
+
+
+class StoredStream:
+    """A stream a stage answered in place of the upstream (``call.prepared``): its events,
+    as the upstream sent them, in the pieces a relay would read them in."""
+
+    __slots__ = ("_body", "headers")
+
+    def __init__(self, reply: UpstreamReply) -> None:
+        self.headers = reply.headers
+        self._body = reply.body
+
+    @property
+    def error_type(self) -> str | None:
+        return None
+
+    async def events(self) -> AsyncGenerator[list[Event], None]:
+        splitter = EventSplitter()
+        body = self._body
+        for start in range(0, len(body), PIECE_BYTES):
+            events = splitter.feed(body[start : start + PIECE_BYTES])
+            if events:
+                yield events
+
+    async def aclose(self) -> None:
+        """Nothing is held: no connection, no admission slot."""
 
 
 def usage_of(body: bytes) -> dict[str, Any] | None:

@@ -23,6 +23,14 @@ that path):
 
 Answer hooks run in reverse order of the chain, as Bifrost's post-hooks do: the stage
 nearest the upstream sees the answer first.
+
+A stage may answer in place of the upstream (the response cache's hit): in
+``on_request`` it sets ``call.prepared`` to a 200 ``UpstreamReply`` whose body is the
+JSON Message, or for a stream the SSE bytes of its events. The stages after it still
+run; then the upstream-call service returns that answer as the upstream's, without
+admission (no slot, no tokens: it costs the upstream nothing) and without an upstream
+call, and the answer hooks, filters and replay log see it as they would see the
+upstream's.
 """
 
 from __future__ import annotations

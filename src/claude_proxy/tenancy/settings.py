@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from claude_proxy.pii.settings import PiiSettings
+from claude_proxy.response_cache.settings import ResponseCachePolicy
 
 __all__ = [
     "ADMISSION_SCHEMES",
@@ -57,6 +58,8 @@ class TenantSettings(_Section):
     pii: PiiSettings | None = None
     # Retention of this tenant's sessions after their last turn (None: sessions.ttl_seconds).
     session_ttl_seconds: float | None = Field(default=None, gt=0)
+    # The exact response cache for this tenant: the fields given replace the gateway's.
+    response_cache: ResponseCachePolicy | None = None
 
     @field_validator("keys")
     @classmethod

@@ -1,0 +1,81 @@
+"""The ``response_cache:`` section, for the gateway and per tenant.
+
+```yaml
+response_cache:
+  enabled: false          # every tenant's default (the open gateway's only switch)
+  ttl_seconds: 600
+  allow_sampling: false   # cache requests sampled at temperature > 0 (or absent) too
+  max_bytes: 134217728    # memory backend: all entries of this process, LRU beyond
+  max_entry_bytes: 4194304  # one answer (JSON body or SSE bytes); larger is not kept
+  url: null               # null: the `state` URL (memory:// or redis://…)
+tenants:
+  - name: search
+    response_cache: {enabled: true, ttl_seconds: 3600}   # only the fields given replace
+```
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["SCHEMES", "ResponseCachePolicy", "ResponseCacheSettings", "merged"]
+
+# The stores a URL may name (the registry maps each to a backend).
+SCHEMES = frozenset({"memory", "redis", "rediss", "unix"})
+
+
+class ResponseCachePolicy(BaseModel):
+    """Whether a tenant's answers are cached, for how long, and which requests qualify."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    ttl_seconds: float = Field(default=600.0, gt=0)
+    """An entry answers identical requests this long after it was stored (never refreshed:
+    the bound on how stale an answer may be)."""
+    allow_sampling: bool = False
+    """Also cache requests that sample (``temperature`` absent or above 0): the same answer
+    then comes back where the API would have drawn another. Models and API versions that
+    refuse ``temperature`` can only be cached with this on."""
+
+
+class ResponseCacheSettings(ResponseCachePolicy):
+    """The gateway's defaults for every tenant, plus the store's bounds and place."""
+
+    max_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
+    """Memory backend: bytes of answers held by one process; least recently used go first."""
+    max_entry_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored."""
+    url: str | None = None
+    """The store: None for the ``state`` URL; a Redis of its own (``maxmemory`` with
+    ``allkeys-lru``) bounds the total there."""
+    key_prefix: str = "claude-proxy:response-cache:"
+    """Redis backend: every key starts with this."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in SCHEMES:
+            known = ", ".join(f"{name}://" for name in sorted(SCHEMES))
+            raise ValueError(f"unknown response cache scheme; use one of {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _entry_fits(self) -> ResponseCacheSettings:
+        if self.max_entry_bytes > self.max_bytes:
+            raise ValueError("max_entry_bytes must not exceed max_bytes")
+        return self
+
+
+def merged(base: ResponseCachePolicy, override: ResponseCachePolicy | None) -> ResponseCachePolicy:
+    """A tenant's policy: the fields it sets over the gateway's."""
+    policy = ResponseCachePolicy(
+        enabled=base.enabled, ttl_seconds=base.ttl_seconds, allow_sampling=base.allow_sampling
+    )
+    if override is None:
+        return policy
+    return policy.model_copy(
+        update={name: getattr(override, name) for name in override.model_fields_set}
+    )

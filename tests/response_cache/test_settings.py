@@ -1,0 +1,56 @@
+"""The response_cache section: defaults, per-tenant overrides, bounds, and where it is kept."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from claude_proxy.config import Settings
+from claude_proxy.response_cache import ResponseCachePolicy, ResponseCacheSettings, merged
+
+
+def test_a_tenant_sets_only_what_it_names() -> None:
+    base = ResponseCacheSettings(enabled=True, ttl_seconds=120, allow_sampling=False)
+    assert merged(base, None) == ResponseCachePolicy(enabled=True, ttl_seconds=120)
+    tenant = ResponseCachePolicy(allow_sampling=True)
+    assert merged(base, tenant) == ResponseCachePolicy(
+        enabled=True, ttl_seconds=120, allow_sampling=True
+    )
+    assert not merged(base, ResponseCachePolicy(enabled=False)).enabled
+
+
+def test_off_by_default_and_kept_where_the_state_is() -> None:
+    settings = Settings(
+        state="redis://cache.internal:6379/2", admission={"key_prefix": "x:admission:"}
+    )
+    assert not settings.response_cache.enabled
+    resolved = settings.response_cache_settings
+    assert resolved.url == "redis://cache.internal:6379/2"
+    assert resolved.key_prefix == "x:response-cache:"
+    own = Settings(response_cache={"url": "memory://", "key_prefix": "mine:"})
+    assert own.response_cache_settings.url == "memory://"
+    assert own.response_cache_settings.key_prefix == "mine:"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ({"max_entry_bytes": 2000, "max_bytes": 1000}, "max_entry_bytes must not exceed"),
+        ({"url": "postgresql://db/x"}, "unknown response cache scheme"),
+        ({"ttl_seconds": 0}, "greater than 0"),
+        ({"enabled": True, "size": 3}, "Extra inputs"),
+    ],
+)
+def test_bad_sections_are_refused_naming_the_field(
+    section: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings(response_cache=section)
+
+
+def test_tenant_sections_are_checked_too() -> None:
+    with pytest.raises(ValidationError, match="response_cache"):
+        Settings(
+            upstreams=[{"api_key": "sk-up"}],
+            tenants=[{"name": "a", "keys": ["k"], "response_cache": {"ttl_seconds": -1}}],
+        )

@@ -1,0 +1,105 @@
+"""What every response-cache backend promises, run over memory and the real Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from claude_proxy.response_cache import Entry, ResponseCacheSettings, open_response_cache
+from claude_proxy.response_cache.memory import MemoryResponseCache
+from claude_proxy.response_cache.registry import BACKENDS
+from claude_proxy.response_cache.settings import SCHEMES
+from claude_proxy.state import StateUnavailable
+from tests.response_cache.conftest import Clock, MakeCache
+
+SSE = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+async def test_entries_come_back_as_stored_and_apart_by_key(make_cache: MakeCache) -> None:
+    cache = await make_cache()
+    json_entry = Entry(False, b'{"type":"message","content":[]}')
+    stream_entry = Entry(True, SSE * 3)
+    assert await cache.put("acme:1", json_entry, 60)
+    assert await cache.put("acme:2", stream_entry, 60)
+    assert await cache.get("acme:1") == json_entry
+    assert await cache.get("acme:2") == stream_entry
+    assert await cache.get("other:1") is None
+    # A put under a key already held replaces its entry.
+    assert await cache.put("acme:1", Entry(False, b"{}"), 60)
+    assert await cache.get("acme:1") == Entry(False, b"{}")
+
+
+async def test_an_entry_over_max_entry_bytes_is_not_kept(make_cache: MakeCache) -> None:
+    cache = await make_cache(max_entry_bytes=100, max_bytes=1000)
+    assert not await cache.put("k", Entry(False, b"x" * 101), 60)
+    assert await cache.get("k") is None
+    assert await cache.put("k", Entry(False, b"x" * 100), 60)
+
+
+async def test_memory_entries_expire_by_the_clock(clock: Clock) -> None:
+    cache = MemoryResponseCache(ResponseCacheSettings(), clock=clock)
+    await cache.put("short", Entry(False, b"{}"), 5)
+    await cache.put("long", Entry(False, b"{}"), 60)
+    clock.now += 4.9
+    assert await cache.get("short") is not None
+    clock.now += 0.1
+    assert await cache.get("short") is None
+    assert cache.bytes_held == 2  # the expired one is gone, the other still held
+    clock.now += 55
+    assert await cache.get("long") is None
+    assert cache.bytes_held == 0
+
+
+async def test_redis_entries_carry_their_ttl(redis_url: str, key_prefix: str) -> None:
+    """Redis expires them by its own clock (not the gateway's): the TTL is what is set."""
+    cache = await open_response_cache(redis_url, ResponseCacheSettings(key_prefix=key_prefix))
+    try:
+        await cache.put("acme:k", Entry(True, SSE), 42.5)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            ttl_ms = client.pttl(key_prefix + "acme:k")
+        finally:
+            client.close()
+        assert cache.bytes_held is None
+    finally:
+        await cache.close()
+    assert 42_000 < ttl_ms <= 42_500
+
+
+async def test_memory_holds_at_most_max_bytes_dropping_the_least_recently_used(
+    clock: Clock,
+) -> None:
+    cache = MemoryResponseCache(
+        ResponseCacheSettings(max_bytes=1000, max_entry_bytes=400), clock=clock
+    )
+    for name in "abc":
+        assert await cache.put(name, Entry(False, name.encode() * 300), 60)
+    assert cache.bytes_held == 900
+    assert await cache.get("a") is not None  # a is now the most recently used
+    await cache.put("d", Entry(False, b"d" * 300), 60)  # 1,200 bytes: b goes
+    assert await cache.get("b") is None
+    assert [await cache.get(name) is not None for name in "acd"] == [True, True, True]
+    assert cache.bytes_held == 900 and len(cache) == 3
+    await cache.put("e", Entry(False, b"e" * 400), 60)  # 1,300: a, now the coldest, goes
+    assert [await cache.get(name) is not None for name in "acde"] == [False, True, True, True]
+    assert cache.bytes_held == 1000
+
+
+async def test_expired_entries_at_the_cold_end_make_room_first(clock: Clock) -> None:
+    cache = MemoryResponseCache(
+        ResponseCacheSettings(max_bytes=1000, max_entry_bytes=500), clock=clock
+    )
+    await cache.put("old", Entry(False, b"o" * 500), 1)
+    await cache.put("hot", Entry(False, b"h" * 400), 60)
+    clock.now += 2
+    await cache.put("new", Entry(False, b"n" * 100), 60)
+    assert cache.bytes_held == 500 and await cache.get("hot") is not None
+
+
+async def test_a_redis_that_does_not_answer_is_unavailable_at_start() -> None:
+    with pytest.raises(StateUnavailable):
+        await open_response_cache("redis://127.0.0.1:1/0", ResponseCacheSettings())
+
+
+def test_every_scheme_has_a_backend() -> None:
+    assert set(BACKENDS) == SCHEMES
