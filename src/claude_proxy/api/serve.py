@@ -21,6 +21,7 @@ from claude_proxy.errors import GatewayError
 from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.pipeline.stage import Outcome
+from claude_proxy.pipeline.stages.policies import POLICY, POLICY_HEADER
 from claude_proxy.pipeline.stages.sessions import DROPPED, DROPPED_HEADER
 from claude_proxy.responses import error_response, gateway_error_response
 from claude_proxy.services import SERVICES
@@ -69,10 +70,13 @@ async def serve(request: web.Request, route: Route, answer: Answer) -> web.Strea
 
 
 def reply_headers(headers: CIMultiDict[str], call: Call) -> None:
-    """The gateway's headers on an API response: request id, attempts, its own time."""
+    """The gateway's headers on an API response: request id, attempts, its own time,
+    what the session and the generation policies did."""
     headers.setdefault("request-id", call.request_id)
     log = call.attempts
     headers[ATTEMPTS_HEADER] = str(log.count if log is not None else 0)
     headers[OVERHEAD_HEADER] = f"{call.mark_overhead() * 1000:.2f}"
     if (dropped := call.state.get(DROPPED)) is not None:
         headers[DROPPED_HEADER] = str(dropped)
+    if (policy := call.state.get(POLICY)) is not None:
+        headers[POLICY_HEADER] = policy.header()
