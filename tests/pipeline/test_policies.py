@@ -19,6 +19,7 @@ from claude_proxy.sim import JOURNAL
 from claude_proxy.sim.validation import NEW_VERSION
 from claude_proxy.tenancy import TenantSettings
 from tests.api.test_metrics import scrape, total
+from tests.api.test_websocket import collect, request_frame
 from tests.conftest import StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
 from tests.pipeline.test_build import pipeline
@@ -243,3 +244,15 @@ def test_the_stage_sits_before_redaction_and_only_when_there_are_rules() -> None
     assert "policies" in chains.chain(Route.DOCUMENTS).names
     assert "policies" not in chains.chain(Route.COUNT_TOKENS).names
     assert "policies" not in pipeline(Settings()).chain(Route.MESSAGES).names
+
+
+async def test_requests_on_the_websocket_get_the_rules(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    sim, gateway = await _pair(start_sim, start_gateway, RULES)
+    async with http.ws_connect(f"{gateway.url}/v1/ws", headers=API_HEADERS) as ws:
+        await ws.send_str(request_frame(1, message_body(INVOICE, max_tokens=4000)))
+        frames = await collect(ws, {1})
+    assert frames[1][-1]["event"]["type"] == "message_stop"
+    sent = upstream(sim)[-1]
+    assert (sent["max_tokens"], sent["temperature"]) == (1024, 0.0)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from claude_proxy.policies import PolicyReport, PolicyRule, Target, apply_policies
+from claude_proxy.policies import (
+    PolicyReport,
+    PolicyRule,
+    RequestFacts,
+    Target,
+    apply_policies,
+    matching,
+)
+from tests.policies.test_property import AGGRESSIVE
 
 OLD = "2023-06-01"
 NEW = "2026-10-21"
@@ -188,3 +196,42 @@ def test_documents_take_only_a_lower_max_tokens() -> None:
     assert skipped(report) == {"temperature": "route"}
     changed, report = apply_policies(document, rules({"set": {"max_tokens": 4000}}), target)
     assert changed is None and skipped(report) == {"max_tokens": "route"}
+
+
+def test_odd_bodies_pass_through_without_an_error() -> None:
+    """Whatever a body holds, the rules never raise: the API judges what is malformed."""
+    odd: list[dict[str, Any]] = [
+        {},
+        {"messages": None, "metadata": "x", "system": 3},
+        {"model": 5, "max_tokens": True, "messages": [1, "x", None, {"role": "user"}]},
+        {"model": "claude-haiku-4-5", "thinking": "on", "max_tokens": 10, "messages": []},
+        {"model": "claude-opus-4-6", "output_config": [], "tool_choice": "any", "tools": {}},
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 5000,
+            "thinking": {"type": "enabled", "budget_tokens": "lots"},
+            "messages": [{"role": "assistant", "content": [None, {"type": "text"}]}],
+        },
+        {"model": "claude-sonnet-4-6", "max_tokens": -3, "top_p": None, "temperature": [1]},
+    ]
+    every_criterion = {
+        "name": "all",
+        "match": {
+            "tasks": ["extraction", "writing", "other"],
+            "turns": {"max": 10},
+            "metadata": {"user_id": "*"},
+            "headers": {"x-app": "*"},
+        },
+        "set": {"max_tokens": 100},
+    }
+    for specs in [*AGGRESSIVE, [every_criterion]]:
+        for sent in odd:
+            facts = RequestFacts(sent, route="messages", tenant=None, headers={"x-app": "a"})
+            target = Target.of("messages", facts.model, OLD)
+            apply_policies(sent, matching(rules(*specs), facts), target)
+
+
+def test_no_room_left_in_the_context_means_no_raise() -> None:
+    full = body(messages=[{"role": "user", "content": "word " * 120_000}])
+    out, report = run(full, {"set": {"max_tokens": 60_000}})
+    assert out["max_tokens"] == 2048 and skipped(report) == {"max_tokens": "context"}

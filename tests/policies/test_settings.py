@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ def test_a_gateway_without_tenants_has_the_default_one(tmp_path: Path) -> None:
     rule = "  - {name: x, match: {tenants: acme}, set: {max_tokens: 1}}\n"
     message = problems(tmp_path, rule, head="policies:\n")
     assert "names unknown tenants ['acme'] (configured: ['default'])" in message
+
+
+def test_the_readme_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Generation policies", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "tenants:\n  - {name: support, keys: [sk-s]}\nupstreams:\n  - {api_key: sk-u}\n"
+        + example.group(1)
+    )
+    settings = load_settings(path, env={})
+    assert [rule.name for rule in settings.policies] == [
+        "extraction-cold",
+        "long-chats",
+        "invoicing-app",
+    ]
