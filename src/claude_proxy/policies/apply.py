@@ -34,10 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from claude_proxy.policies.capabilities import EFFORTS, OLD_VERSION, ModelCaps, capabilities
-from claude_proxy.policies.report import Action, Applied, PolicyReport, Skipped
+from claude_proxy.policies.decide import Wanted, current_value, decide, integer, is_number
+from claude_proxy.policies.report import Applied, PolicyReport, Skipped
 from claude_proxy.policies.settings import PARAMETERS, Parameter, PolicyRoute, PolicyRule
 from claude_proxy.sessions.budget import context_window
 from claude_proxy.tokens import estimate_input_tokens
@@ -74,18 +75,12 @@ class Target:
         return cls(route, capabilities(model), version, betas, output_room)
 
 
-class _Wanted(NamedTuple):
-    policy: str
-    value: Any
-    action: Action
-
-
 def apply_policies(
     body: Mapping[str, Any], rules: Sequence[PolicyRule], target: Target
 ) -> tuple[dict[str, Any] | None, PolicyReport]:
     """The body with the rules applied (None: unchanged) and what they did."""
     report = PolicyReport([rule.name for rule in rules])
-    wanted = _decide(body, rules, target.route)
+    wanted = decide(body, rules, target.route)
     if not wanted:
         return None, report
     work = _Work(body, target, report)
@@ -100,76 +95,6 @@ def apply_policies(
         if (want := wanted.get(parameter)) is not None:
             work.sampling(parameter, want)
     return work.result()
-
-
-def _decide(
-    body: Mapping[str, Any], rules: Sequence[PolicyRule], route: PolicyRoute
-) -> dict[Parameter, _Wanted]:
-    """Per parameter, the value its first rule wants, where that differs from the body's."""
-    wanted: dict[Parameter, _Wanted] = {}
-    for parameter in PARAMETERS:
-        rule = next((rule for rule in rules if rule.mentions(parameter)), None)
-        if rule is None:
-            continue
-        current = current_value(body, parameter, route)
-        value: Any = getattr(rule.set, parameter)
-        action: Action | None = "set" if value is not None else None
-        if value is None:
-            value = current
-            default = getattr(rule.default, parameter)
-            if value is None and default is not None:
-                value, action = default, "default"
-            bounds = getattr(rule.clamp, parameter)
-            if bounds is not None and value is not None:
-                clamped = _clamp(parameter, value, bounds.min, bounds.max)
-                if clamped != value:
-                    value, action = clamped, "clamped"
-        if action is not None and value != current:
-            wanted[parameter] = _Wanted(rule.name, value, action)
-    return wanted
-
-
-def _clamp(parameter: Parameter, value: Any, low: Any, high: Any) -> Any:
-    if parameter == "effort":
-        if value not in EFFORTS:
-            return value  # the client's own unknown level: the API will say so
-        rank = EFFORTS.index(value)
-        if low is not None and rank < EFFORTS.index(low):
-            return low
-        if high is not None and rank > EFFORTS.index(high):
-            return high
-        return value
-    if low is not None and value < low:
-        return low
-    if high is not None and value > high:
-        return high
-    return value
-
-
-def current_value(body: Mapping[str, Any], parameter: Parameter, route: PolicyRoute) -> Any:
-    """The value the body carries for ``parameter`` (None: none, or not a valid one)."""
-    if parameter == "thinking_budget":
-        thinking = body.get("thinking")
-        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-            return _integer(thinking.get("budget_tokens"))
-        return None
-    if parameter == "max_tokens":
-        if route == "documents" and "max_tokens" not in body:
-            return 1024  # the document request's default
-        return _integer(body.get("max_tokens"))
-    if parameter == "effort":
-        config = body.get("output_config")
-        return config.get("effort") if isinstance(config, dict) else None
-    value = body.get(parameter)
-    return value if _is_number(value) else None
-
-
-def _integer(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _Work:
@@ -193,16 +118,16 @@ class _Work:
         return (self.body if applied else None), self.report
 
     def _apply(
-        self, wanted: _Wanted, parameter: Parameter, value: Any, note: str | None = None
+        self, wanted: Wanted, parameter: Parameter, value: Any, note: str | None = None
     ) -> None:
         self.applied[parameter] = Applied(wanted.policy, parameter, value, wanted.action, note)
 
-    def _skip(self, wanted: _Wanted, parameter: Parameter, reason: str) -> None:
+    def _skip(self, wanted: Wanted, parameter: Parameter, reason: str) -> None:
         self.report.skipped.append(Skipped(wanted.policy, parameter, reason))
 
     # -- thinking -------------------------------------------------------------------
 
-    def thinking(self, wanted: _Wanted) -> None:
+    def thinking(self, wanted: Wanted) -> None:
         reason = self._thinking_refused(wanted.value)
         if reason is not None:
             self._skip(wanted, "thinking_budget", reason)
@@ -263,7 +188,7 @@ class _Work:
         temperature, top_p = self.body.get("temperature"), self.body.get("top_p")
         if (
             (temperature is not None and temperature != 1)
-            or (top_p is not None and not (_is_number(top_p) and top_p >= 0.95))
+            or (top_p is not None and not (is_number(top_p) and top_p >= 0.95))
             or self.body.get("top_k") is not None
         ):
             return "sampling"
@@ -271,7 +196,7 @@ class _Work:
 
     # -- max_tokens -----------------------------------------------------------------
 
-    def max_tokens(self, wanted: _Wanted) -> None:
+    def max_tokens(self, wanted: Wanted) -> None:
         current = current_value(self.body, "max_tokens", self.target.route)
         if current is None:
             self._skip(wanted, "max_tokens", "invalid")
@@ -307,8 +232,8 @@ class _Work:
         thinking = self.body.get("thinking")
         if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
             return
-        budget = _integer(thinking.get("budget_tokens"))
-        ceiling = _integer(self.body.get("max_tokens"))
+        budget = integer(thinking.get("budget_tokens"))
+        ceiling = integer(self.body.get("max_tokens"))
         if budget is None or ceiling is None or budget < ceiling:
             return
         set_budget = self.applied.get("thinking_budget")
@@ -374,7 +299,7 @@ class _Work:
 
     # -- effort ---------------------------------------------------------------------
 
-    def effort(self, wanted: _Wanted) -> None:
+    def effort(self, wanted: Wanted) -> None:
         config = self.body.get("output_config")
         if self.target.route == "documents":
             self._skip(wanted, "effort", "route")
@@ -407,7 +332,7 @@ class _Work:
 
     # -- sampling -------------------------------------------------------------------
 
-    def sampling(self, parameter: Parameter, wanted: _Wanted) -> None:
+    def sampling(self, parameter: Parameter, wanted: Wanted) -> None:
         reason = self._sampling_refused(parameter)
         if reason is not None:
             self._skip(wanted, parameter, reason)
@@ -419,7 +344,7 @@ class _Work:
         if self.target.route == "documents":
             return "route"
         sent = self.body.get(parameter)
-        if sent is not None and not _is_number(sent):
+        if sent is not None and not is_number(sent):
             return "invalid"
         thinking = self.body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
