@@ -156,7 +156,7 @@ async def test_invalid_json(sim: Sim, http: aiohttp.ClientSession) -> None:
 async def test_pass_through_fields_accepted(sim: Sim, http: aiohttp.ClientSession) -> None:
     payload = body(
         service_tier="auto",
-        output_config={"effort": "low"},
+        output_config={},
         container=None,
         inference_geo="us",
         speed="standard",
@@ -178,6 +178,59 @@ async def test_sampling_rejected_on_new_version(sim: Sim, http: aiohttp.ClientSe
         assert f"`{field}`" in data["error"]["message"]
     status, _ = await _post(sim, http, body(temperature=1.0))  # old version: fine
     assert status == 200
+
+
+async def test_sampling_rules_of_claude_4_models(sim: Sim, http: aiohttp.ClientSession) -> None:
+    """Both sampling knobs at once, or sampling (and forced tools) beside thinking, are 400s."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    refused = [
+        (body(temperature=0.5, top_p=0.9), "cannot both be specified"),
+        (body(max_tokens=2048, thinking=thinking, temperature=0.5), "only be set to 1"),
+        (body(max_tokens=2048, thinking=thinking, top_p=0.5), "`top_p` must be at least 0.95"),
+        (body(max_tokens=2048, thinking=thinking, top_k=5), "`top_k` is not available"),
+        (
+            body(
+                max_tokens=2048,
+                thinking=thinking,
+                tools=[{"name": "f", "input_schema": {"type": "object"}}],
+                tool_choice={"type": "any"},
+            ),
+            "tool_choice forces tool use",
+        ),
+    ]
+    for payload, message in refused:
+        status, data = await _post(sim, http, payload)
+        assert status == 400 and message in data["error"]["message"], payload
+    fine = [
+        body(temperature=0.5),
+        body(top_p=0.9),
+        body(max_tokens=2048, thinking=thinking, temperature=1),
+        body(max_tokens=2048, thinking=thinking, top_p=0.95),
+    ]
+    for payload in fine:
+        status, _ = await _post(sim, http, payload)
+        assert status == 200, payload
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "message"),
+    [
+        (MODEL, "low", "This model does not support the effort parameter."),
+        ("claude-opus-4-5", "max", "effort level 'max'. Supported levels: high, low, medium."),
+        ("claude-opus-4-6", "xhigh", "effort level 'xhigh'"),
+        ("claude-opus-4-7", "extreme", "output_config.effort: Input should be 'low'"),
+        ("claude-opus-4-6", "max", None),
+        ("claude-opus-4-7", "xhigh", None),
+    ],
+)
+async def test_effort_levels_per_model(
+    sim: Sim, http: aiohttp.ClientSession, model: str, effort: str, message: str | None
+) -> None:
+    status, data = await _post(sim, http, body(model=model, output_config={"effort": effort}))
+    if message is None:
+        assert status == 200
+    else:
+        assert status == 400 and message in data["error"]["message"]
 
 
 async def test_sampling_deprecated_on_newest_models(sim: Sim, http: aiohttp.ClientSession) -> None:

@@ -21,6 +21,7 @@ from claude_proxy.errors import GatewayError
 from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.pipeline.stage import Outcome
+from claude_proxy.pipeline.stages.policies import POLICY, POLICY_HEADER
 from claude_proxy.pipeline.stages.response_cache import RESPONSE_CACHE, RESPONSE_CACHE_HEADER
 from claude_proxy.pipeline.stages.sessions import DROPPED, DROPPED_HEADER
 from claude_proxy.responses import error_response, gateway_error_response
@@ -71,7 +72,8 @@ async def serve(request: web.Request, route: Route, answer: Answer) -> web.Strea
 
 def reply_headers(headers: CIMultiDict[str], call: Call) -> None:
     """The gateway's headers on an API response: request id, attempts, its own time, and
-    what the stages report (a session's dropped turns, the response cache's verdict)."""
+    what the stages report (a session's dropped turns, the response cache's verdict, the
+    generation policies applied)."""
     headers.setdefault("request-id", call.request_id)
     log = call.attempts
     headers[ATTEMPTS_HEADER] = str(log.count if log is not None else 0)
@@ -80,3 +82,5 @@ def reply_headers(headers: CIMultiDict[str], call: Call) -> None:
         headers[DROPPED_HEADER] = str(dropped)
     if (cached := call.state.get(RESPONSE_CACHE)) is not None:
         headers[RESPONSE_CACHE_HEADER] = cached
+    if (policy := call.state.get(POLICY)) is not None:
+        headers[POLICY_HEADER] = policy.header()

@@ -10,13 +10,23 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings, merged
+from claude_proxy.policies.settings import PolicyRule, check_policies
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.response_cache.settings import ResponseCacheSettings
 from claude_proxy.sessions.base import SessionSettings
+from claude_proxy.tenancy.directory import DEFAULT_TENANT
 from claude_proxy.tenancy.settings import (
     ADMISSION_SCHEMES,
     AdmissionSettings,
@@ -267,6 +277,10 @@ class Settings(_Section):
     allow_remote_without_auth: bool = False
     # Who may call the gateway and under which limits; none = open to loopback clients.
     tenants: TenantList = Field(default_factory=list)
+    # Generation policies: rules that set or clamp temperature, top_p, max_tokens, the
+    # thinking budget and effort (see policies/; none: the stage is not in the chain).
+    # After tenants: the tenant names the rules match on are checked against them.
+    policies: list[PolicyRule] = Field(default_factory=list)
     # The gateway's total window of concurrent calls towards the API (adapts below it).
     upstream_max_concurrent: int = Field(default=64, ge=1)
     # Where shared state lives: memory:// (one process) or redis://host:port/db (replicas).
@@ -326,6 +340,16 @@ class Settings(_Section):
             if unknown := policy.unknown_names():
                 raise ValueError(f"{where}.entity_modes names unknown entity types {unknown}")
         return self
+
+    @field_validator("policies")
+    @classmethod
+    def _policies_consistent(
+        cls, value: list[PolicyRule], info: ValidationInfo
+    ) -> list[PolicyRule]:
+        tenants = info.data.get("tenants")  # absent when they are invalid themselves
+        names = None if tenants is None else {t.name for t in tenants} or {DEFAULT_TENANT}
+        check_policies(value, names)
+        return value
 
     @property
     def replay_settings(self) -> ReplaySettings:

@@ -117,6 +117,18 @@ class Families:
             ("entity", "action"),
             registry=r,
         )
+        self.policy_applied = Counter(
+            "api_policy_applied",
+            "Generation parameters a policy set, defaulted, clamped or fitted.",
+            ("policy", "parameter", "action"),
+            registry=r,
+        )
+        self.policy_skipped = Counter(
+            "api_policy_skipped",
+            "Parameters a policy wanted that the request could not carry (not sent), by why.",
+            ("policy", "parameter", "reason"),
+            registry=r,
+        )
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r
         )

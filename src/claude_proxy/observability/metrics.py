@@ -88,6 +88,10 @@ class Metrics:
         self._entity = BoundedLabels()
         self._action = BoundedLabels(limit=8)
         self._reason = BoundedLabels(REASON_NAME)
+        self._policy = BoundedLabels(CONFIG_NAME, limit=128)  # names from the config
+        self._parameter = BoundedLabels(limit=8)
+        self._policy_action = BoundedLabels(limit=8)
+        self._policy_reason = BoundedLabels(limit=32)
         self._clock = clock
         self.families = Families(self.registry)
         self._exposed = self.registry
@@ -252,6 +256,17 @@ class Metrics:
         mask_response), by entity type; never the values."""
         entity_label = self._entity(entity.lower())
         self.families.redactions.labels(entity_label, self._action(action)).inc(count)
+
+    def policy_applied(self, policy: str, parameter: str, action: str) -> None:
+        """A generation parameter a policy changed (``action``: set, default, clamped,
+        fitted); labels are the policy's name and the parameter's, never a value."""
+        labels = (self._policy(policy), self._parameter(parameter), self._policy_action(action))
+        self.families.policy_applied.labels(*labels).inc()
+
+    def policy_skipped(self, policy: str, parameter: str, reason: str) -> None:
+        """A parameter a policy wanted that the request could not carry."""
+        labels = (self._policy(policy), self._parameter(parameter), self._policy_reason(reason))
+        self.families.policy_skipped.labels(*labels).inc()
 
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()

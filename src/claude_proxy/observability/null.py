@@ -69,6 +69,12 @@ class NullMetrics(Metrics):
     def redaction(self, entity: str, action: str, count: int = 1) -> None:
         pass
 
+    def policy_applied(self, policy: str, parameter: str, action: str) -> None:
+        pass
+
+    def policy_skipped(self, policy: str, parameter: str, reason: str) -> None:
+        pass
+
     def session_cache_hit(self) -> None:
         pass
 

@@ -19,6 +19,7 @@ from claude_proxy.pipeline.stages.body import ReadBody
 from claude_proxy.pipeline.stages.continuations import Continuations
 from claude_proxy.pipeline.stages.loopback import LoopbackOnly
 from claude_proxy.pipeline.stages.model_access import ModelAccess
+from claude_proxy.pipeline.stages.policies import ApplyPolicies
 from claude_proxy.pipeline.stages.record import Record
 from claude_proxy.pipeline.stages.redaction import Redact
 from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
@@ -55,6 +56,8 @@ def build_pipeline(
         stages.append(Continuations(settings.continuations.max_per_request))
     if sessions is not None and settings.sessions is not None:
         stages.append(SessionLoad(sessions, settings.sessions, calls))
+    if settings.policies:
+        stages.append(ApplyPolicies(settings.policies, metrics))
     if Redact.wanted(settings.pii, tenants):
         stages.append(Redact(settings.pii, tenants, metrics))
     if sessions is not None:

@@ -6,7 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["CATALOGUE", "ModelSpec", "active_models", "lookup_model"]
+__all__ = ["CATALOGUE", "EFFORTS", "ModelSpec", "active_models", "lookup_model"]
+
+# output_config.effort levels, lowest first.
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+_EFFORTS_4_5 = EFFORTS[:3]  # Opus 4.5 predates max and xhigh
+_EFFORTS_4_6 = ("low", "medium", "high", "max")  # 4.6 predates xhigh
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,10 @@ class ModelSpec:
     accepts_prefill: bool = True
     accepts_sampling: bool = True  # temperature / top_p / top_k on 2023-06-01
     adaptive_thinking_only: bool = False
+    extended_thinking: bool = True  # thinking at all (Claude 3.7 and newer)
+    # Claude 4 models that take sampling refuse temperature and top_p in one request.
+    sampling_exclusive: bool = False
+    efforts: tuple[str, ...] = ()  # output_config.effort levels (none: refused)
     min_cacheable_tokens: int = 1024
     retired: bool = False
 
@@ -52,6 +61,7 @@ def _new(model_id: str, name: str, created: str, min_cache: int) -> ModelSpec:
         accepts_prefill=False,
         accepts_sampling=False,
         adaptive_thinking_only=True,
+        efforts=EFFORTS,
         min_cacheable_tokens=min_cache,
     )
 
@@ -63,6 +73,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         "2024-06-20T00:00:00Z",
         200 * _K,
         8192,
+        extended_thinking=False,
         retired=True,
     ),
     ModelSpec(
@@ -71,6 +82,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         "2024-10-22T00:00:00Z",
         200 * _K,
         8192,
+        extended_thinking=False,
         retired=True,
     ),
     ModelSpec(
@@ -80,6 +92,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         200 * _K,
         8192,
         min_cacheable_tokens=2048,
+        extended_thinking=False,
         retired=True,
     ),
     ModelSpec(
@@ -97,6 +110,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         200 * _K,
         4096,
         min_cacheable_tokens=2048,
+        extended_thinking=False,
         retired=True,
     ),
     ModelSpec(
@@ -106,6 +120,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         200 * _K,
         64 * _K,
         aliases=("claude-sonnet-4-0",),
+        sampling_exclusive=True,
         retired=True,
     ),
     ModelSpec(
@@ -115,6 +130,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         200 * _K,
         32 * _K,
         aliases=("claude-opus-4-0",),
+        sampling_exclusive=True,
         retired=True,
     ),
     ModelSpec(
@@ -123,6 +139,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         "2025-08-05T00:00:00Z",
         200 * _K,
         32 * _K,
+        sampling_exclusive=True,
         retired=True,
     ),
     ModelSpec(
@@ -132,6 +149,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         200 * _K,
         64 * _K,
         aliases=("claude-sonnet-4-5",),
+        sampling_exclusive=True,
     ),
     ModelSpec(
         "claude-haiku-4-5-20251001",
@@ -141,6 +159,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         64 * _K,
         aliases=("claude-haiku-4-5",),
         min_cacheable_tokens=4096,
+        sampling_exclusive=True,
     ),
     ModelSpec(
         "claude-opus-4-5-20251101",
@@ -150,6 +169,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         64 * _K,
         aliases=("claude-opus-4-5",),
         min_cacheable_tokens=4096,
+        sampling_exclusive=True,
+        efforts=_EFFORTS_4_5,
     ),
     ModelSpec(
         "claude-opus-4-6",
@@ -159,6 +180,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         128 * _K,
         accepts_prefill=False,
         min_cacheable_tokens=4096,
+        sampling_exclusive=True,
+        efforts=_EFFORTS_4_6,
     ),
     # Sources disagree for Sonnet 4.6 (1024 vs 2048); the larger is the safe assumption.
     ModelSpec(
@@ -169,6 +192,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         128 * _K,
         accepts_prefill=False,
         min_cacheable_tokens=2048,
+        sampling_exclusive=True,
+        efforts=_EFFORTS_4_6,
     ),
     _new("claude-opus-4-7", "Claude Opus 4.7", "2026-04-16T00:00:00Z", 2048),
     _new("claude-opus-4-8", "Claude Opus 4.8", "2026-06-10T00:00:00Z", 1024),

@@ -15,7 +15,7 @@ import orjson
 
 from claude_proxy.errors import InvalidRequest, NotFound
 from claude_proxy.sim.blocks import check_blocks, check_cache_control, check_text_blocks
-from claude_proxy.sim.models import ModelSpec, lookup_model
+from claude_proxy.sim.models import EFFORTS, ModelSpec, lookup_model
 
 __all__ = [
     "MID_CONVERSATION_SYSTEM",
@@ -334,6 +334,8 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             raise InvalidRequest(f"`{key}` is not supported with anthropic-version {NEW_VERSION}.")
     if spec.adaptive_thinking_only and req.thinking and req.thinking.get("type") == "enabled":
         raise _bad("thinking.type", "'enabled' is not supported for this model; use 'adaptive'")
+    _sampling_rules(data, req, count_only)
+    _effort_rule(data.get("output_config"), spec)
     last = req.messages[-1]
     if last.role == "assistant" and not count_only:
         if not spec.accepts_prefill:
@@ -347,6 +349,44 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             raise InvalidRequest(
                 "messages: final assistant content cannot end with trailing whitespace"
             )
+
+
+def _sampling_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -> None:
+    """What sampling and thinking refuse together (models that take sampling at all)."""
+    if req.model.sampling_exclusive and "temperature" in data and "top_p" in data:
+        raise InvalidRequest(
+            "`temperature` and `top_p` cannot both be specified for this model. "
+            "Please use only one."
+        )
+    if not req.thinking_on or count_only:
+        return
+    if not req.model.extended_thinking:
+        raise _bad("thinking", "Extended thinking is not supported for this model.")
+    temperature, top_p = data.get("temperature"), data.get("top_p")
+    if temperature is not None and temperature != 1:
+        raise InvalidRequest("`temperature` may only be set to 1 when thinking is enabled.")
+    if top_p is not None and top_p < 0.95:
+        raise InvalidRequest("`top_p` must be at least 0.95 when thinking is enabled.")
+    if data.get("top_k") is not None:
+        raise InvalidRequest("`top_k` is not available when thinking is enabled.")
+    if req.tool_choice is not None and req.tool_choice.get("type") in ("any", "tool"):
+        raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")
+
+
+def _effort_rule(raw: Any, spec: ModelSpec) -> None:
+    effort = raw.get("effort") if isinstance(raw, dict) else None
+    if effort is None:
+        return
+    if effort not in EFFORTS:
+        levels = ", ".join(f"'{level}'" for level in EFFORTS[:-1])
+        raise _bad("output_config.effort", f"Input should be {levels} or '{EFFORTS[-1]}'")
+    if not spec.efforts:
+        raise InvalidRequest("This model does not support the effort parameter.")
+    if effort not in spec.efforts:
+        raise InvalidRequest(
+            f"This model does not support effort level '{effort}'. "
+            f"Supported levels: {', '.join(sorted(spec.efforts))}."
+        )
 
 
 def _output_schema(raw: Any) -> dict[str, Any] | None:
