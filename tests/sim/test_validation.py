@@ -259,8 +259,9 @@ async def test_system_turns_in_messages_need_their_beta(
         assert (status, answer["error"]["message"]) == (400, message)
 
 
-
-async def test_thinking_blocks_carry_no_cache_control(sim: Sim, http: aiohttp.ClientSession) -> None:
+async def test_thinking_blocks_carry_no_cache_control(
+    sim: Sim, http: aiohttp.ClientSession
+) -> None:
     """The API caches a thinking block with its turn, never marked itself."""
     thinking = {"type": "thinking", "thinking": "Let me see.", "signature": "sig",
                 "cache_control": {"type": "ephemeral"}}  # fmt: skip

@@ -21,6 +21,7 @@ from claude_proxy.errors import GatewayError
 from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.pipeline.stage import Outcome
+from claude_proxy.pipeline.stages.prompt_cache import PROMPT_CACHE, PROMPT_CACHE_HEADER
 from claude_proxy.pipeline.stages.sessions import DROPPED, DROPPED_HEADER
 from claude_proxy.responses import error_response, gateway_error_response
 from claude_proxy.services import SERVICES
@@ -76,3 +77,5 @@ def reply_headers(headers: CIMultiDict[str], call: Call) -> None:
     headers[OVERHEAD_HEADER] = f"{call.mark_overhead() * 1000:.2f}"
     if (dropped := call.state.get(DROPPED)) is not None:
         headers[DROPPED_HEADER] = str(dropped)
+    if (prompt_cache := call.state.get(PROMPT_CACHE)) is not None:
+        headers[PROMPT_CACHE_HEADER] = prompt_cache.header

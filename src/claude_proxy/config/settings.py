@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings, merged
+from claude_proxy.prompt_cache.settings import PromptCacheSettings
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.sessions.base import SessionSettings
 from claude_proxy.tenancy.settings import (
@@ -249,6 +250,8 @@ class Settings(_Section):
     documents: DocumentSettings = DocumentSettings()
     # Sensitive data in requests: detect, mask, pseudonymize or block (off by default).
     pii: PiiSettings = PiiSettings()
+    # Cache breakpoints added on long, stable prefixes the client left unmarked (on).
+    prompt_caching: PromptCacheSettings = PromptCacheSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     clients: ClientSettings = ClientSettings()

@@ -253,6 +253,13 @@ class Metrics:
         entity_label = self._entity(entity.lower())
         self.families.redactions.labels(entity_label, self._action(action)).inc(count)
 
+    def prompt_cache(self, outcome: str, added: Iterable[str]) -> None:
+        """What automatic prompt caching did to one request: its outcome, and where each
+        breakpoint it added went (both from fixed vocabularies)."""
+        self.families.prompt_cache_requests.labels(outcome).inc()
+        for where in added:
+            self.families.prompt_cache_breakpoints.labels(where).inc()
+
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()
 

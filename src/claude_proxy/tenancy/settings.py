@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from claude_proxy.pii.settings import PiiSettings
+from claude_proxy.prompt_cache.settings import PromptCacheSettings
 
 __all__ = [
     "ADMISSION_SCHEMES",
@@ -55,6 +56,8 @@ class TenantSettings(_Section):
     max_continuations: int = Field(default=0, ge=0, le=100)
     # Sensitive-data redaction for this tenant: the fields given replace the gateway's.
     pii: PiiSettings | None = None
+    # Automatic prompt caching for this tenant: the fields given replace the gateway's.
+    prompt_caching: PromptCacheSettings | None = None
 
     @field_validator("keys")
     @classmethod

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from claude_proxy.errors import GatewayError, InvalidRequest
 from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter, Outcome
+from claude_proxy.pipeline.stages.prompt_cache import unmarked_messages
 from claude_proxy.sessions import (
     Session,
     SessionBusy,
@@ -103,7 +104,7 @@ class _Turn:
         """Append the new turn(s) and the answer; release the lock."""
         if self.stored or self.answer is None:
             return
-        messages = list(call.body.get("messages") or [])[self.history :]
+        messages = list(unmarked_messages(call))[self.history :]
         try:
             for attempt in range(2):
                 try:
