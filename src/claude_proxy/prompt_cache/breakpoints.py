@@ -9,10 +9,10 @@ plan adds ``cache_control`` where a long prefix is stable, in this order of valu
 2. the end of the previous turn (the last block before the last assistant message),
    when it lies too far back for that look-back (``PREVIOUS_TURN_GAP`` blocks or more:
    a turn of many tool calls): it is where the previous request's end was written;
-3. the block before the last one in the last message (a document before its
-   question): the next question about the same document reads it;
-4. the last system block: shared by every conversation with these tools and system;
-5. the last tool definition: shared even when the system prompt changes.
+3. the last system block: shared by every conversation with these tools and system;
+4. the last tool definition: shared even when the system prompt changes;
+5. the block before the last one in the last message (a document before its
+   question): the next question about the same document reads it.
 
 Each only where it reaches the minimum, the first four free slots taken in this order.
 
@@ -106,16 +106,17 @@ def _candidates(prompt: Prompt) -> list[tuple[Where, int]]:
         previous = _previous_turn_end(prompt)
         if previous is not None and end - previous >= PREVIOUS_TURN_GAP:
             found.append(("messages", previous))
-        last = units[end].index
-        context = _last(units, lambda u: u.where == "messages" and u.index == last, before=end)
-        if context is not None:
-            found.append(("messages", context))
     system = _last(units, lambda u: u.where == "system")
     if system is not None:
         found.append(("system", system))
     tools = _last(units, lambda u: u.where == "tools")
     if tools is not None:
         found.append(("tools", tools))
+    if end is not None:
+        last = units[end].index
+        context = _last(units, lambda u: u.where == "messages" and u.index == last, before=end)
+        if context is not None:
+            found.append(("messages", context))
     return found
 
 
