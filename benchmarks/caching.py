@@ -1,6 +1,6 @@
 """Automatic prompt caching: time to first token and input-token cost, with and without.
 
-    python benchmarks/caching.py              # about 2 minutes
+    python benchmarks/caching.py              # about a minute
     python benchmarks/caching.py --rounds 1
 
 The simulator runs with its default latency model (160 ms + 20 us per input token

@@ -25,7 +25,7 @@ SYSTEM = text(1500, "library rules")  # past Sonnet 4.5's 1,024 tokens, as the A
 
 
 def sent(sim: RunningServer) -> list[Any]:
-    return [entry for entry in sim.runner.app[JOURNAL].entries]
+    return list(sim.runner.app[JOURNAL].entries)
 
 
 async def post(
@@ -92,7 +92,10 @@ async def test_requests_without_breakpoints_go_upstream_byte_for_byte(
 ) -> None:
     sim = await start_sim(journal=10)
     gateway = await start_gateway(sim.url)
-    short = b'{ "max_tokens":50,"model" :"claude-sonnet-4-5",\n "messages":[{"role":"user","content":"H\\u00e9llo"}]}'
+    short = (
+        b'{ "max_tokens":50,"model" :"claude-sonnet-4-5",\n '
+        b'"messages":[{"role":"user","content":"H\\u00e9llo"}]}'
+    )
     automatic = orjson.dumps(
         long_request(cache_control={"type": "ephemeral"}), option=orjson.OPT_INDENT_2
     )
@@ -111,6 +114,8 @@ async def test_requests_without_breakpoints_go_upstream_byte_for_byte(
         assert total(series, "api_prompt_cache_requests_total", outcome=outcome) == 1
     assert total(series, "api_prompt_cache_breakpoints_added_total", where="system") == 1
     assert total(series, "api_prompt_cache_breakpoints_added_total", where="messages") == 1
+    # What the cache wrote is counted per model with the other tokens.
+    assert total(series, "api_tokens_total", model="claude-sonnet-4-5", type="cache_write") > 1000
 
 
 async def test_tenants_and_the_request_header_choose(
@@ -186,7 +191,7 @@ MODELS = ["claude-haiku-4-5", "claude-opus-4-5", "claude-sonnet-4-5", "claude-so
           "claude-opus-4-7", "claude-opus-5"]  # fmt: skip
 
 
-def agent_turn(model: str, version: str) -> dict[str, Any]:
+def agent_turn(model: str) -> dict[str, Any]:
     """Tools, a system prompt, and a conversation with thinking and tool calls, long
     enough for every model's minimum, with one breakpoint of the client's own."""
     tools = [
@@ -231,14 +236,14 @@ async def test_the_simulator_takes_every_request_the_stage_makes(
     sim = await start_sim(journal=4)
     gateway = await start_gateway(sim.url)
     for model in MODELS:
-        body = agent_turn(model, version)
-        for attempt in range(2):
+        body = agent_turn(model)
+        for _ in range(2):
             status, answer, header = await post(
                 http, gateway, body, **{"anthropic-version": version}
             )
             assert status == 200, (model, answer)
-            # The end, the previous turn's end (ten blocks back and more), and the tool
-            # or the last tool result, by the model's minimum.
+            # The end, the previous turn's end (21 blocks back), and the tool or the last
+            # tool result, by the model's minimum.
             assert header is not None and header.startswith("added=3; at="), (model, header)
         upstream = sent(sim)[-1].body
         assert len(markers(upstream)) == 4

@@ -14,7 +14,8 @@ plan adds ``cache_control`` where a long prefix is stable, in this order of valu
 5. the block before the last one in the last message (a document before its
    question): the next question about the same document reads it.
 
-Each only where it reaches the minimum, the first four free slots taken in this order.
+Each only where its prefix reaches the model's minimum; as many as there are free slots
+(four less the client's own), taken in this order.
 
 The API's rules hold: at most four breakpoints counting the client's own, never where
 the client has one (nor is one of theirs changed); a request with top-level
@@ -31,7 +32,7 @@ to the last breakpoint, whatever the number in between.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,7 +134,9 @@ def _previous_turn_end(prompt: Prompt) -> int | None:
     return _last(prompt.units, lambda u: u.where == "messages" and u.index < turn)
 
 
-def _last(units: list[Unit], wanted: Any, before: int | None = None) -> int | None:
+def _last(
+    units: list[Unit], wanted: Callable[[Unit], bool], before: int | None = None
+) -> int | None:
     """The position of the last cacheable unit ``wanted`` accepts (before ``before``)."""
     for position in range(len(units) - 1 if before is None else before - 1, -1, -1):
         unit = units[position]

@@ -13,6 +13,8 @@ two places in the chain:
   upstream. Once the answer is whole (a JSON 200, or a stream's ``message_stop``, healed
   or continued) it appends the new turn(s) and the answer, and only then is the end sent
   to the client: a turn whose response arrived survives a SIGKILL right after.
+  The turn is stored without the cache breakpoints the gateway added (``prompt_cache``
+  marks each request afresh; stored, they would pile up past the API's four).
 
 When the stored history and the new turn(s) do not fit the model's context window minus
 ``max_tokens`` (``sessions.budget``), ``session_load`` leaves the oldest whole turns out:
