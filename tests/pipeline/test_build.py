@@ -9,6 +9,7 @@ from claude_proxy.pipeline.build import build_pipeline
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Pipeline
 from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
+from claude_proxy.prompt_cache import PromptCacheSettings
 from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.response_cache.memory import MemoryResponseCache
 from claude_proxy.sessions import open_store
@@ -33,6 +34,7 @@ def test_the_default_chains() -> None:
         "body",
         "model_access",
         "continuations",
+        "prompt_cache",
     ]
     assert chains.chain(Route.COUNT_TOKENS).names == [
         "record",
@@ -59,7 +61,7 @@ def test_a_feature_that_is_off_is_not_in_the_chain() -> None:
 
 def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
     on = Settings(pii=PiiSettings(mode="mask"))
-    assert pipeline(on).chain(Route.MESSAGES).names[-1] == "redaction"
+    assert pipeline(on).chain(Route.MESSAGES).names[-2:] == ["redaction", "prompt_cache"]
     assert "redaction" in pipeline(on).chain(Route.COUNT_TOKENS).names
     chain = pipeline(on).chain(Route.MESSAGES)
     assert [stage.name for stage in chain.message] == ["redaction"]
@@ -99,3 +101,20 @@ async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first(
     assert "response_cache" not in chains.chain(Route.COUNT_TOKENS).names
     assert ResponseCacheStage.wanted(settings.response_cache, TenantDirectory.from_settings([]))
     assert not ResponseCacheStage.wanted(ResponseCacheSettings(), TenantDirectory.from_settings([]))
+
+
+def test_prompt_caching_is_in_the_chain_unless_off_everywhere() -> None:
+    off = PromptCacheSettings(enabled=False)
+    assert "prompt_cache" not in pipeline(Settings(prompt_caching=off)).chain(Route.MESSAGES).names
+    one_tenant = Settings(
+        upstreams=[UpstreamSettings(api_key="sk-upstream")],
+        prompt_caching=off,
+        tenants=[
+            {"name": "a", "keys": ["key-a"], "prompt_caching": {"enabled": True}},
+            {"name": "b", "keys": ["key-b"]},
+        ],
+    )
+    assert pipeline(one_tenant).chain(Route.MESSAGES).names[-1] == "prompt_cache"
+    # count_tokens counts what the client sent; batches are relayed as they are.
+    for route in (Route.COUNT_TOKENS, Route.RELAY):
+        assert "prompt_cache" not in pipeline(Settings()).chain(route).names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 
 from claude_proxy.errors import InvalidRequest
 from claude_proxy.sim.cache import PromptCache
+from claude_proxy.sim.settings import LatencyModel
 from claude_proxy.sim.tokens import PromptUnit
 
 from .conftest import NEW_VERSION, FakeClock, Sim, StartSim, headers
@@ -190,3 +192,39 @@ def test_one_hour_after_five_minutes_rejected() -> None:
     ]
     with pytest.raises(InvalidRequest, match="1h"):
         cache.account("m", units, None, 1)
+
+
+def test_a_write_is_prefilled_a_read_is_not() -> None:
+    """What the latency model charges: a cache write costs the model a full prefill."""
+    cache = PromptCache(FakeClock(), 300, 3600)
+    units = [PromptUnit(b"doc", 1000, {"type": "ephemeral"}), PromptUnit(b"q", 10, None)]
+    write = cache.account("m", units, None, 500)
+    read = cache.account("m", units, None, 500)
+    assert (write.prefilled, write.cache_read) == (1013, 0)
+    assert (read.prefilled, read.cache_read) == (13, 1000)
+
+
+async def _first_token_seconds(sim: Sim, http: aiohttp.ClientSession, payload: Any) -> float:
+    began = time.monotonic()
+    async with http.post(
+        f"{sim.url}/v1/messages", headers=headers(), json={**payload, "stream": True}
+    ) as resp:
+        async for line in resp.content:
+            if line.startswith(b"event: content_block_delta"):
+                return time.monotonic() - began
+    raise AssertionError("no content")
+
+
+async def test_a_cache_read_comes_to_the_first_token_sooner(
+    start_sim: StartSim, http: aiohttp.ClientSession
+) -> None:
+    """Real time: writing the prefix costs its prefill, reading it back a tenth of that."""
+    slow_prefill = LatencyModel(
+        base_ttft=0.01, per_input_token=0.0001, per_cached_token=0.00001, per_output_token=0.0
+    )
+    sim = await start_sim(speed=1.0, latency=slow_prefill)
+    payload = _payload(_marked(LONG))  # 1301 tokens: 0.13 s to prefill, 0.013 s to read
+    write = await _first_token_seconds(sim, http, payload)
+    read = await _first_token_seconds(sim, http, payload)
+    assert write >= 0.13
+    assert read < 0.5 * write

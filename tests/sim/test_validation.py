@@ -310,3 +310,20 @@ async def test_system_turns_in_messages_need_their_beta(
         bad = [turns[0], {"role": "system", "content": content}]
         status, answer = await _post(sim, http, body(messages=bad), with_beta)
         assert (status, answer["error"]["message"]) == (400, message)
+
+
+async def test_thinking_blocks_carry_no_cache_control(
+    sim: Sim, http: aiohttp.ClientSession
+) -> None:
+    """The API caches a thinking block with its turn, never marked itself."""
+    thinking = {"type": "thinking", "thinking": "Let me see.", "signature": "sig",
+                "cache_control": {"type": "ephemeral"}}  # fmt: skip
+    payload = body()
+    payload["messages"] = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [thinking, {"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": "Again"},
+    ]
+    status, data = await _post(sim, http, payload)
+    assert status == 400
+    assert "thinking.cache_control" in data["error"]["message"]

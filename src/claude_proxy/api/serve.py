@@ -22,6 +22,7 @@ from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.pipeline.stage import Outcome
 from claude_proxy.pipeline.stages.policies import POLICY, POLICY_HEADER
+from claude_proxy.pipeline.stages.prompt_cache import PROMPT_CACHE, PROMPT_CACHE_HEADER
 from claude_proxy.pipeline.stages.response_cache import RESPONSE_CACHE, RESPONSE_CACHE_HEADER
 from claude_proxy.pipeline.stages.sessions import DROPPED, DROPPED_HEADER
 from claude_proxy.responses import error_response, gateway_error_response
@@ -84,3 +85,5 @@ def reply_headers(headers: CIMultiDict[str], call: Call) -> None:
         headers[RESPONSE_CACHE_HEADER] = cached
     if (policy := call.state.get(POLICY)) is not None:
         headers[POLICY_HEADER] = policy.header()
+    if (prompt_cache := call.state.get(PROMPT_CACHE)) is not None:
+        headers[PROMPT_CACHE_HEADER] = prompt_cache.header

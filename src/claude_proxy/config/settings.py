@@ -23,6 +23,7 @@ from pydantic import (
 from claude_proxy.documents.settings import DocumentSettings
 from claude_proxy.pii.settings import PiiSettings, merged
 from claude_proxy.policies.settings import PolicyRule, check_policies
+from claude_proxy.prompt_cache.settings import PromptCacheSettings
 from claude_proxy.replay.base import ReplaySettings
 from claude_proxy.response_cache.settings import ResponseCacheSettings
 from claude_proxy.sessions.base import SessionSettings
@@ -262,6 +263,8 @@ class Settings(_Section):
     pii: PiiSettings = PiiSettings()
     # Identical requests answered from a store of whole answers (opt-in per tenant).
     response_cache: ResponseCacheSettings = ResponseCacheSettings()
+    # Cache breakpoints added on long, stable prefixes the client left unmarked (on).
+    prompt_caching: PromptCacheSettings = PromptCacheSettings()
     breaker: BreakerSettings = BreakerSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     clients: ClientSettings = ClientSettings()

@@ -129,6 +129,19 @@ class Families:
             ("policy", "parameter", "reason"),
             registry=r,
         )
+        self.prompt_cache_requests = Counter(
+            "api_prompt_cache_requests",
+            "Messages requests seen by automatic prompt caching, by outcome (added, off, "
+            "short, automatic, full, covered, invalid).",
+            ("outcome",),
+            registry=r,
+        )
+        self.prompt_cache_breakpoints = Counter(
+            "api_prompt_cache_breakpoints_added",
+            "Cache breakpoints the gateway added, by where (tools, system, messages).",
+            ("where",),
+            registry=r,
+        )
         self.session_cache_hits = Counter(
             "api_session_cache_hits", "Session look-ups served from the cache.", registry=r
         )

@@ -107,6 +107,7 @@ class Metrics:
         self._attempt_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._tenant_gauges: dict[str, tuple[Gauge, Gauge]] = {}
         self._queue_wait_children: dict[str, Histogram] = {}
+        self._prompt_cache_children: dict[tuple[str, str], Counter] = {}
         self._in_flight = self.families.in_flight
 
     # -- per request ---------------------------------------------------------------
@@ -267,6 +268,22 @@ class Metrics:
         """A parameter a policy wanted that the request could not carry."""
         labels = (self._policy(policy), self._parameter(parameter), self._policy_reason(reason))
         self.families.policy_skipped.labels(*labels).inc()
+
+    def prompt_cache(self, outcome: str, added: Iterable[str]) -> None:
+        """What automatic prompt caching did to one request: its outcome, and where each
+        breakpoint it added went (both from fixed vocabularies)."""
+        self._prompt_cache_child("outcome", outcome).inc()
+        for where in added:
+            self._prompt_cache_child("where", where).inc()
+
+    def _prompt_cache_child(self, kind: str, value: str) -> Counter:
+        child = self._prompt_cache_children.get((kind, value))
+        if child is None:
+            family = self.families.prompt_cache_requests
+            if kind == "where":
+                family = self.families.prompt_cache_breakpoints
+            child = self._prompt_cache_children[(kind, value)] = family.labels(value)
+        return child
 
     def session_cache_hit(self) -> None:
         self.families.session_cache_hits.inc()

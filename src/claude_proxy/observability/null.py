@@ -7,6 +7,7 @@ with them on). ``render`` and ``snapshot`` still answer, with empty families.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from claude_proxy.observability.metrics import Metrics, UsageLike
@@ -73,6 +74,9 @@ class NullMetrics(Metrics):
         pass
 
     def policy_skipped(self, policy: str, parameter: str, reason: str) -> None:
+        pass
+
+    def prompt_cache(self, outcome: str, added: Iterable[str]) -> None:
         pass
 
     def session_cache_hit(self) -> None:

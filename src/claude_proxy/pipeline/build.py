@@ -20,6 +20,7 @@ from claude_proxy.pipeline.stages.continuations import Continuations
 from claude_proxy.pipeline.stages.loopback import LoopbackOnly
 from claude_proxy.pipeline.stages.model_access import ModelAccess
 from claude_proxy.pipeline.stages.policies import ApplyPolicies
+from claude_proxy.pipeline.stages.prompt_cache import PromptCache
 from claude_proxy.pipeline.stages.record import Record
 from claude_proxy.pipeline.stages.redaction import Redact
 from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
@@ -63,6 +64,9 @@ def build_pipeline(
     if sessions is not None:
         # After redaction: it stores the answer before pseudonyms are put back.
         stages.append(SessionSave())
+    if PromptCache.wanted(settings.prompt_caching, tenants):
+        # After redaction: the breakpoints go on the content that is sent.
+        stages.append(PromptCache(settings.prompt_caching, tenants, metrics))
     # Features plug in here, in this order: session load, generation policy, redaction,
     # prompt-cache breakpoints, response-cache lookup.
     if response_cache is not None:

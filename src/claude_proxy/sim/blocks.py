@@ -32,6 +32,7 @@ _USER_ONLY = frozenset({"image", "tool_result", "search_result", "container_uplo
 _ASSISTANT_ONLY = frozenset(
     {"tool_use", "thinking", "redacted_thinking", "server_tool_use", "mcp_tool_use"}
 )
+_UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 _TAGS = ", ".join(f"'{t}'" for t in _REQUIRED)
 _TYPE_NAMES: dict[type, str] = {
     str: "a valid string",
@@ -67,6 +68,10 @@ def _check_block(block: Any, path: str) -> dict[str, Any]:
             raise InvalidRequest(f"{path}.{kind}.{field}: Field required")
         if not isinstance(block[field], kind_of):
             raise InvalidRequest(f"{path}.{kind}.{field}: Input should be {_TYPE_NAMES[kind_of]}")
+    if kind in _UNCACHEABLE and "cache_control" in block:
+        # The API's thinking block params have no cache_control field: they are cached
+        # as part of the turn around them, never marked themselves.
+        raise InvalidRequest(f"{path}.{kind}.cache_control: Extra inputs are not permitted")
     check_cache_control(block.get("cache_control"), f"{path}.{kind}.cache_control")
     return block
 

@@ -35,6 +35,12 @@ class CacheUsage:
         return self.write_5m + self.write_1h
 
     @property
+    def prefilled(self) -> int:
+        """Tokens the model reads afresh: uncached ones and the ones written to the cache
+        (a write is a full prefill; only a read skips it)."""
+        return self.input_tokens + self.cache_creation
+
+    @property
     def total(self) -> int:
         return self.input_tokens + self.cache_read + self.cache_creation
 

@@ -103,7 +103,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     result = answer(state, req, answer_tokens)
     cache, reply = result.cache, result.reply
     latency, speed = settings.latency, settings.speed
-    ttft = time_to_first_token(latency, speed, cache.input_tokens, cache.cache_read)
+    ttft = time_to_first_token(latency, speed, cache.prefilled, cache.cache_read)
     if req.stream:
         return await _stream(
             request,
@@ -114,7 +114,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             per_output_token(latency, speed),
             fault,
         )
-    delay = total_time(latency, speed, cache.input_tokens, cache.cache_read, reply.output_tokens)
+    delay = total_time(latency, speed, cache.prefilled, cache.cache_read, reply.output_tokens)
     if delay > 0:
         await asyncio.sleep(delay)
     return json_response(result.whole(), request)

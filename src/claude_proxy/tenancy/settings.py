@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from claude_proxy.pii.settings import PiiSettings
+from claude_proxy.prompt_cache.settings import PromptCacheSettings
 from claude_proxy.response_cache.settings import ResponseCachePolicy
 
 __all__ = [
@@ -60,6 +61,8 @@ class TenantSettings(_Section):
     session_ttl_seconds: float | None = Field(default=None, gt=0)
     # The exact response cache for this tenant: the fields given replace the gateway's.
     response_cache: ResponseCachePolicy | None = None
+    # Automatic prompt caching for this tenant: the fields given replace the gateway's.
+    prompt_caching: PromptCacheSettings | None = None
 
     @field_validator("keys")
     @classmethod

@@ -29,7 +29,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["estimate_input_tokens", "estimate_text_tokens"]
+__all__ = [
+    "estimate_block_tokens",
+    "estimate_input_tokens",
+    "estimate_text_tokens",
+    "estimate_tool_tokens",
+]
 
 LATIN_CHARS_PER_TOKEN = 3.0
 UPPER_CHARS_PER_TOKEN = 2.0
@@ -109,6 +114,17 @@ def _block_tokens(block: Any) -> int:
     else:  # tool_use, thinking, unknown blocks: what they carry is their JSON
         cost = _json_tokens(block)
     return cost + BLOCK_OVERHEAD
+
+
+def estimate_block_tokens(block: Any) -> int:
+    """One content block (or a string content, as one block), with its framing; a
+    message's own framing (``MESSAGE_OVERHEAD``) is not included."""
+    return _block_tokens(block)
+
+
+def estimate_tool_tokens(tool: Any) -> int:
+    """One tool definition; the hidden tool prompt (``TOOLS_OVERHEAD``) is not included."""
+    return _json_tokens(tool)
 
 
 def _content_tokens(content: Any) -> int:

@@ -13,6 +13,8 @@ two places in the chain:
   upstream. Once the answer is whole (a JSON 200, or a stream's ``message_stop``, healed
   or continued) it appends the new turn(s) and the answer, and only then is the end sent
   to the client: a turn whose response arrived survives a SIGKILL right after.
+  The turn is stored without the cache breakpoints the gateway added (``prompt_cache``
+  marks each request afresh; stored, they would pile up past the API's four).
 
 When the stored history and the new turn(s) do not fit the model's context window minus
 ``max_tokens`` (``sessions.budget``), ``session_load`` leaves the oldest whole turns out:
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from claude_proxy.errors import GatewayError, InvalidRequest
 from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter, Outcome
+from claude_proxy.pipeline.stages.prompt_cache import unmarked_messages
 from claude_proxy.sessions import (
     Session,
     SessionBusy,
@@ -103,7 +106,7 @@ class _Turn:
         """Append the new turn(s) and the answer; release the lock."""
         if self.stored or self.answer is None:
             return
-        messages = list(call.body.get("messages") or [])[self.history :]
+        messages = list(unmarked_messages(call))[self.history :]
         try:
             for attempt in range(2):
                 try:

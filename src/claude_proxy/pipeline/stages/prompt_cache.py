@@ -1,0 +1,124 @@
+"""The ``prompt_cache`` stage: cache breakpoints on long, stable prefixes the client left unmarked.
+
+Where a request's prompt reaches the model's minimum cacheable length, the plan
+(``prompt_cache.breakpoints``) adds ``cache_control`` to the end of the prompt, a
+previous turn's end out of the API's look-back, the stable part of the last message
+(a document before its question), the last system block and the last tool, within the
+API's rules. A request that gets none goes upstream byte for byte. It runs after
+redaction, so the breakpoints are on the final content. Per request,
+``x-proxy-prompt-cache: off | 5m | 1h`` turns it off or sets the TTL (it cannot turn
+on what the configuration turns off); the ``x-proxy-prompt-cache`` response header says
+what was done: ``added=2; at=system,messages; ttl=5m``, or ``added=0; reason=short``
+(``automatic``, ``full``, ``covered``, ``invalid``), or ``off``.
+
+Only ``/v1/messages`` (JSON, SSE, WebSocket): ``count_tokens`` counts what the client
+sent, and message batches are relayed as they are, streamed rather than parsed (their
+results come back within a day, and cache hits in a batch are the API's best effort).
+In the chain when the gateway or any tenant has it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from claude_proxy.errors import InvalidRequest
+from claude_proxy.observability import Metrics
+from claude_proxy.pipeline.call import Call, CallKey, Route
+from claude_proxy.prompt_cache import (
+    Plan,
+    PromptCacheSettings,
+    Ttl,
+    merged,
+    min_cacheable_tokens,
+    plan,
+)
+from claude_proxy.tenancy import Tenant, TenantDirectory
+
+__all__ = ["PROMPT_CACHE", "PROMPT_CACHE_HEADER", "PromptCache", "Report", "unmarked_messages"]
+
+PROMPT_CACHE_HEADER = "x-proxy-prompt-cache"
+_CHOICES: dict[str, Ttl | None] = {"off": None, "5m": "5m", "1h": "1h"}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What the stage did to one request (the response header's value)."""
+
+    plan: Plan | None  # None: off for this request
+    messages: Any = None  # the messages before breakpoints were added (when some were)
+
+    @property
+    def header(self) -> str:
+        plan = self.plan
+        if plan is None:
+            return "off"
+        if not plan.added:
+            return f"added=0; reason={plan.outcome}"
+        at = ",".join(dict.fromkeys(point.where for point in plan.added))
+        ttls = ",".join(dict.fromkeys(point.ttl for point in plan.added))
+        return f"added={len(plan.added)}; at={at}; ttl={ttls}"
+
+
+PROMPT_CACHE: CallKey[Report] = CallKey("prompt_cache")
+
+
+def unmarked_messages(call: Call) -> Sequence[Any]:
+    """The call's messages without the breakpoints the gateway added: what a session
+    stores (its next turns are marked afresh; kept, marks would pile up past four)."""
+    report = call.state.get(PROMPT_CACHE)
+    if report is not None and report.messages is not None:
+        messages: Sequence[Any] = report.messages
+        return messages
+    return call.body.get("messages") or []
+
+
+class PromptCache:
+    name = "prompt_cache"
+    routes = frozenset({Route.MESSAGES})
+
+    def __init__(
+        self, settings: PromptCacheSettings, tenants: TenantDirectory, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
+        self._default = settings
+        self._tenants: dict[str, PromptCacheSettings] = {
+            tenant.name: merged(settings, tenant.settings.prompt_caching)
+            for tenant in tenants.tenants
+            if tenant.settings.prompt_caching is not None
+        }
+
+    @staticmethod
+    def wanted(settings: PromptCacheSettings, tenants: TenantDirectory) -> bool:
+        """Whether it is on for the gateway or any tenant (else it stays out of the chain)."""
+        return settings.enabled or any(
+            merged(settings, tenant.settings.prompt_caching).enabled for tenant in tenants.tenants
+        )
+
+    def _settings(self, tenant: Tenant | None) -> PromptCacheSettings:
+        if tenant is None:
+            return self._default
+        return self._tenants.get(tenant.name, self._default)
+
+    async def on_request(self, call: Call) -> None:
+        settings = self._settings(call.tenant)
+        asked = call.headers.get(PROMPT_CACHE_HEADER)
+        if asked is not None and asked.strip().lower() not in _CHOICES:
+            raise InvalidRequest(f"{PROMPT_CACHE_HEADER}: must be off, 5m or 1h")
+        ttl = settings.ttl if asked is None else _CHOICES[asked.strip().lower()]
+        if not settings.enabled or ttl is None:
+            call.state[PROMPT_CACHE] = Report(None)
+            self._metrics.prompt_cache("off", ())
+            return
+        result = plan(
+            call.body,
+            ttl=ttl,
+            min_tokens=min_cacheable_tokens(call.model, settings.min_tokens),
+        )
+        if result.body is None:
+            call.state[PROMPT_CACHE] = Report(result)
+        else:
+            call.state[PROMPT_CACHE] = Report(result, call.body.get("messages"))
+            call.set_body(result.body)
+        self._metrics.prompt_cache(result.outcome, [point.where for point in result.added])
