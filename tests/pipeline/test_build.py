@@ -96,7 +96,7 @@ async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first(
         response_cache=store,
     )
     chain = chains.chain(Route.MESSAGES)
-    assert chain.names[-3:] == ["redaction", "session_save", "response_cache"]
+    assert chain.names[-4:] == ["redaction", "session_save", "prompt_cache", "response_cache"]
     assert chain.message[0].name == chain.events[0].name == "response_cache"
     assert "response_cache" not in chains.chain(Route.COUNT_TOKENS).names
     assert ResponseCacheStage.wanted(settings.response_cache, TenantDirectory.from_settings([]))
