@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
     "--speed",
     type=click.FloatRange(min=0),
     help="The built-in simulator's latency factor (default 1: the design note's timings; "
-    "quick 0.2).",
+    "quick 0.15).",
 )
 @click.option(
     "--out",
@@ -132,6 +133,9 @@ def bench(
         report = run_event_loop(run_bench(plan, target, err, bar=bar))
     except BenchFailed as exc:
         raise click.ClickException(str(exc)) from None
+    except asyncio.CancelledError:  # SIGINT or SIGTERM: what was started is stopped
+        click.echo("\ninterrupted; the simulator and the gateway are stopped", err=True)
+        sys.exit(130)
     from claude_proxy.bench.report import markdown
 
     tables = markdown(report)

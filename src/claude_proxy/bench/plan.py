@@ -55,7 +55,7 @@ class Plan:
             max_tokens=(16, 128, 256, 512),
             input_tokens=(300, 1_000, 3_000),
             input_max_tokens=16,
-            speed=0.2,
+            speed=0.15,
         )
 
     def cases(self) -> list[Case]:

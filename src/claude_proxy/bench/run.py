@@ -11,8 +11,11 @@ Three ways to choose what is measured (``Target``):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -69,6 +72,7 @@ async def run_bench(plan: Plan, target: Target, progress: TextIO, *, bar: bool) 
     """Measure every row of ``plan``; progress (a tqdm bar when ``bar``, else a line a row)
     goes to ``progress``."""
     started = time.monotonic()
+    _stop_on_signals()
     async with _servers(plan, target) as measured:
         report = Report(
             plan,
@@ -99,6 +103,17 @@ async def run_bench(plan: Plan, target: Target, progress: TextIO, *, bar: bool) 
                     )
     report.seconds = time.monotonic() - started
     return report
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM cancel the run, whose ``finally`` blocks stop the simulator and
+    the gateway: they run in sessions of their own, so no signal reaches them otherwise."""
+    task = asyncio.current_task()
+    if task is None or threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (and CliRunner runs elsewhere)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
 
 
 async def _row(
