@@ -1,10 +1,10 @@
 """The bench's requests: a long document of a chosen size, and questions that ask for long answers.
 
-The document reads like an operations report (sections, incidents, figures), not a
-repeated sentence: a real tokenizer and the simulator's both count it as they would a
-real one. Its size is measured with the gateway's own estimator
-(``tokens.estimate``), which errs high: the API and the simulator count fewer tokens,
-and the bench reports what they counted (``usage``) beside the size asked for.
+The document reads like an operations report (sections, incidents, figures, names), not
+a repeated sentence, so that tokenizers count it as they would a real one. Its size is
+measured with the gateway's own estimator (``tokens.estimate``), which errs high: the API
+and the simulator count fewer tokens, and the bench reports what they counted (``usage``)
+beside the size asked for.
 
 The document goes in ``system``, the stable prefix of every request of a series, and
 each run asks a different question in the user turn: a prompt cache can serve the
