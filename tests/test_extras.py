@@ -1,4 +1,5 @@
-"""The core install (no extras) runs: nothing it imports needs redis-py or the SDK."""
+"""The core install (no extras) runs: nothing it imports needs redis-py, the SDK or
+matplotlib."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ CHECK = """
 import sys
 import claude_proxy.app, claude_proxy.cli, claude_proxy.demo, claude_proxy.runner
 import claude_proxy.workers, claude_proxy.collector
-missing = sorted(name for name in ("redis", "anthropic") if name in sys.modules)
+missing = sorted(name for name in ("redis", "anthropic", "matplotlib") if name in sys.modules)
 print(",".join(missing))
 """
 

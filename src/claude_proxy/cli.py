@@ -8,6 +8,7 @@ import sys
 import click
 
 from claude_proxy import __version__
+from claude_proxy.bench.cli import bench
 from claude_proxy.config import ConfigError, Settings, load_settings
 from claude_proxy.document_cli import (
     DEFAULT_MODEL,
@@ -188,3 +189,4 @@ def _configure_logging(settings: Settings) -> None:
 
 
 main.add_command(simulate)
+main.add_command(bench)

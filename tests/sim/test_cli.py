@@ -72,3 +72,15 @@ def test_fault_rate_mix(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rates_over_one_rejected() -> None:
     result = CliRunner().invoke(simulate, ["--p-429", "0.7", "--p-529", "0.7"])
     assert result.exit_code != 0
+
+
+def test_port_zero_listens_on_a_free_port_and_prints_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    output, captured = _run(monkeypatch, ["--port", "0"])
+    sock = captured["sock"]
+    try:
+        port = sock.getsockname()[1]
+        assert port > 0
+        assert output.strip() == f"claude-proxy simulator listening on http://127.0.0.1:{port}"
+        assert captured["port"] is None  # served on that socket only
+    finally:
+        sock.close()

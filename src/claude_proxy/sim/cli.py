@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 
 import click
 from aiohttp import web
@@ -27,7 +28,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--port", default=8001, show_default=True, type=int, help="0: a free port, printed.")
 @click.option("--api-key", default=None, help="Required key; default accepts any non-empty key.")
 @click.option(
     "--speed",
@@ -148,14 +149,24 @@ def simulate(
         echo=echo,
         journal=journal,
     )
-    click.echo(f"claude-proxy simulator listening on http://{host}:{port}")
     with listen_errors(host, port):
+        # Port 0: bound here, so that the line below names the port the kernel chose
+        # (a process that starts the simulator reads its address from it).
+        sock = _bind_free_port(host) if port == 0 else None
+        shown = port if sock is None else sock.getsockname()[1]
+        click.echo(f"claude-proxy simulator listening on http://{host}:{shown}")
         web.run_app(
             create_sim_app(settings),
-            host=host,
-            port=port,
+            host=host if sock is None else None,
+            port=port if sock is None else None,
+            sock=sock,
             print=None,
             loop=_new_loop(),
             access_log=None,
             backlog=backlog,
         )
+
+
+def _bind_free_port(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, 0), family=family)

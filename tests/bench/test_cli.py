@@ -1,0 +1,146 @@
+"""``claude-proxy bench``: a quick run against the simulator, as a process of its own, and
+the errors a user meets (an upstream that is down or refuses the key, no matplotlib)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from claude_proxy.cli import main
+from claude_proxy.server import RunningServer
+from tests.conftest import StartSim
+
+CLI = [sys.executable, "-m", "claude_proxy", "bench"]
+# The outside environment must not choose the upstream key or the gateway's config.
+HIDDEN_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_PROXY_CONFIG")
+QUICK_MAX_TOKENS = [16, 128, 256, 512]
+QUICK_INPUTS = [(300, "off"), (300, "on"), (1_000, "off"), (1_000, "on")]
+QUICK_INPUTS += [(3_000, "off"), (3_000, "on")]
+
+
+async def run_bench(*args: str) -> tuple[int, bytes, str]:
+    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(90):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out, err.decode()
+
+
+def table_rows(text: str, first_header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose first column is ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+async def test_a_quick_run_measures_every_row_and_draws_the_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "bench.png"
+    code, out, err = await run_bench("--quick", "--json", "--no-progress", "--out", str(chart))
+    assert code == 0, err[-3000:]
+    result: dict[str, Any] = orjson.loads(out)
+    rows = result["rows"]
+
+    by_output = [row for row in rows if row["series"] == "max_tokens"]
+    by_input = [row for row in rows if row["series"] == "input"]
+    assert [row["max_tokens"] for row in by_output] == QUICK_MAX_TOKENS
+    assert [(row["input_tokens_asked"], row["prompt_cache"]) for row in by_input] == QUICK_INPUTS
+    for row in rows:
+        assert row["runs"] == len(row["samples"]) == 3
+        for timing in ("ttft_ms", "latency_ms"):
+            assert 0 < row[timing]["p50"] <= row[timing]["p95"] < 5_000, row
+        assert row["ttft_ms"]["p50"] <= row["latency_ms"]["p50"], row
+        assert all(s["ttft_ms"] <= s["latency_ms"] for s in row["samples"]), row
+        # The gateway's own memory, read from its process around the row.
+        assert 10 < row["rss_mb"] <= row["peak_rss_mb"] < 2_000, row
+        assert row["cache_read_input_tokens"] >= 0
+    # The simulator makes each answer fill max_tokens, and a longer answer takes longer.
+    for row in by_output:
+        assert row["output_tokens"] == row["max_tokens"]
+        assert {s["stop_reason"] for s in row["samples"]} == {"max_tokens"}
+    latencies = [row["latency_ms"]["p50"] for row in by_output]
+    assert latencies == sorted(latencies) and latencies[-1] > 2 * latencies[0], latencies
+    # A longer document is more input, as the upstream counted it.
+    counted = [row["input_tokens"] for row in by_input if row["prompt_cache"] == "off"]
+    assert counted == sorted(counted) and counted[0] > 100, counted
+    # Caching off means no cache reads, whoever else caches.
+    assert all(row["cache_reads"] == 0 for row in by_input if row["prompt_cache"] == "off")
+    assert result["idle_rss_mb"] > 10
+
+    # The markdown tables (on stderr when stdout holds the JSON) have the same rows.
+    assert [cells[0] for cells in table_rows(err, "max_tokens")] == [
+        str(n) for n in QUICK_MAX_TOKENS
+    ]
+    inputs = table_rows(err, "input tokens")
+    assert [(cells[0], cells[2]) for cells in inputs] == [
+        (f"{n:,}", cache) for n, cache in QUICK_INPUTS
+    ]
+
+    assert f"chart: {chart}" in err
+    with Image.open(chart) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > 600 and image.size[1] > 200
+        image.load()  # decodes every row: a truncated or corrupt file fails here
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(
+        main, ["bench", *args], env=dict.fromkeys(HIDDEN_ENV), catch_exceptions=False
+    )
+
+
+def test_an_upstream_that_is_down_is_named_and_fails() -> None:
+    upstream = f"http://127.0.0.1:{closed_port()}"
+    result = invoke("--quick", "--no-chart", "--upstream", upstream)
+    assert result.exit_code == 1
+    assert f"Error: cannot reach the upstream at {upstream}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_upstream_that_is_not_a_url_is_a_usage_error() -> None:
+    result = invoke("--quick", "--no-chart", "--upstream", "api.anthropic.com")
+    assert result.exit_code == 2
+    assert "'api.anthropic.com' is not an http:// or https:// URL" in result.output
+
+
+async def test_an_upstream_that_refuses_the_key_says_so(start_sim: StartSim) -> None:
+    sim: RunningServer = await start_sim(api_key="sk-ant-the-right-key")
+    result = await asyncio.to_thread(
+        invoke, "--quick", "--no-chart", "--upstream", sim.url, "--api-key", "sk-ant-wrong"
+    )
+    assert result.exit_code == 1
+    assert f"the upstream at {sim.url} refused the key (authentication_error" in result.output
+    assert "sk-ant-wrong" not in result.output
+
+
+def test_without_matplotlib_it_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    result = invoke("--quick")
+    assert result.exit_code == 1
+    assert "pip install 'claude-proxy[bench]'" in result.output
+    assert "--no-chart" in result.output
