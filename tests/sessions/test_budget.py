@@ -170,6 +170,29 @@ def test_roles_still_alternate_with_several_user_messages_in_a_row() -> None:
     assert fitted.dropped == 3 and fitted.messages[0]["content"].startswith("three")
 
 
+def test_with_a_step_the_history_sent_keeps_its_start_for_several_turns() -> None:
+    # The API's prompt cache matches prefixes: a start that moves every turn is never read.
+    context, max_tokens = 4000, 200
+    history: list[Message] = []
+    starts = {0: [], 1000: []}  # step -> the first kept message, turn after turn
+    for n in range(40):
+        new = [user(f"q{n} " + text(150, n))]
+        for step in starts:
+            fitted = fit(history, new, max_tokens=max_tokens, context_tokens=context, step=step)
+            assert fitted.tokens <= context - max_tokens
+            assert fitted.tokens == body_tokens(fitted.messages)
+            assert_well_formed(fitted.messages)
+            starts[step].append(fitted.messages[0]["content"][:4] if fitted.dropped else "all")
+        history += [*new, assistant(f"a{n} " + text(40, n))]
+    moved = {
+        step: sum(a != b for a, b in itertools.pairwise(seen)) for step, seen in starts.items()
+    }
+    dropping = sum(start != "all" for start in starts[0])
+    assert dropping > 20
+    assert moved[0] >= dropping - 1  # without a step the start moves on every turn
+    assert moved[1000] <= moved[0] // 3  # with one it holds for several turns
+
+
 def test_a_new_turn_that_does_not_fit_alone_is_a_400() -> None:
     new = [user(text(2000))]
     with pytest.raises(InvalidRequest, match="more than the 1,000 that") as raised:
@@ -269,6 +292,39 @@ async def test_a_long_session_sends_only_what_fits_and_keeps_it_all(
         assert "x-proxy-session-dropped" not in r.headers  # not a session request
 
 
+@pytest.mark.parametrize("overflow_step", [0.25, 0.0])
+async def test_turns_left_out_in_steps_let_the_prompt_cache_be_read(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    overflow_step: float,
+) -> None:
+    # With automatic prompt caching on (the default), a long session whose start moved
+    # every turn would write its whole prompt at 1.25x on every turn and read nothing.
+    sim = await start_sim()
+    gateway = await start_gateway(
+        sim.url,
+        sessions=SessionSettings(
+            url="memory://", context_tokens=12_000, overflow_step=overflow_step
+        ),
+    )
+    reads = []
+    headers = {**API_HEADERS, "x-session-id": "long"}
+    for n in range(20):
+        body = message_body(f"q{n} " + text(1000, n), max_tokens=20, system="Be brief.")
+        async with http.post(f"{gateway.url}/v1/messages", json=body, headers=headers) as r:
+            assert r.status == 200
+            dropped = int(r.headers["x-proxy-session-dropped"])
+            usage = (await r.json())["usage"]
+        if dropped:
+            reads.append(usage["cache_read_input_tokens"] > 0)
+    assert len(reads) >= 6
+    if overflow_step:
+        assert sum(reads) >= len(reads) // 2, reads
+    else:
+        assert sum(reads) == 0, reads  # what the step is for
+
+
 async def test_overflow_summarize_stores_one_summary_in_place_of_the_old_turns(
     start_sim: StartSim,
     start_gateway: StartGateway,
@@ -283,7 +339,7 @@ async def test_overflow_summarize_stores_one_summary_in_place_of_the_old_turns(
     observe = Observe()
     gateway = await start_gateway(
         sim.url,
-        sessions=settings(tmp_path, overflow="summarize", summary_tokens=100),
+        sessions=settings(tmp_path, overflow="summarize", summary_tokens=100, overflow_step=0),
         extra_stages=extra,
     )
     for n in range(4):

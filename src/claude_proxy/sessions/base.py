@@ -113,6 +113,11 @@ class SessionSettings(BaseModel):
     (they stay stored), or have the model summarise them into a turn stored in their place."""
     summary_tokens: int = Field(default=1024, ge=16)
     """``overflow: summarize``: the ``max_tokens`` of the summary."""
+    overflow_step: float = Field(default=0.25, ge=0, lt=1)
+    """Old turns are left out (or summarised) in steps of this share of the context
+    budget, at boundaries fixed by the stored history, so the history sent starts at the
+    same turn for several turns and the API's prompt cache can read it (0: leave out
+    just enough each turn, which moves the start, and the cache misses, every turn)."""
 
 
 class SessionStore(Protocol):

@@ -10,7 +10,13 @@ window minus ``max_tokens``, leaving out whole turns from the oldest:
   the conversation sent still starts with a user message;
 * the system prompt and the tools are always kept (they count against the budget);
 * the count is the gateway's one estimator, the very sum admission computes
-  (``estimate_input_tokens``), so it errs high: what ``fit`` passes, the model takes.
+  (``estimate_input_tokens``), so it errs high: what ``fit`` passes, the model takes;
+* with a ``step``, turns are left out in steps of about that many tokens, at boundaries
+  fixed by the stored history itself (the first turn past each multiple of ``step``
+  tokens from its start). The history then starts at the same turn for several turns
+  instead of moving by one every turn, so the API's prompt cache, which matches
+  prefixes, can read it: a prefix that moves every turn is written (at 1.25x) and never
+  read.
 
 When the turns left out are to be summarised instead (``sessions.overflow:
 summarize``), ``summary_request`` is the sub-call that asks the model for the summary,
@@ -109,13 +115,15 @@ def fit(
     max_tokens: int,
     context_tokens: int,
     reserve: int = 0,
+    step: int = 0,
 ) -> Fitted:
     """Keep the newest whole turns of ``history`` that fit with ``new_messages``.
 
     The budget is ``context_tokens - max_tokens - reserve`` input tokens (``reserve``:
-    room kept for what the caller will add, a summary). Raises ``InvalidRequest`` when
-    even the new turn(s) alone (with the stored turn their tool results answer, if any)
-    do not fit.
+    room kept for what the caller will add, a summary). ``step`` (tokens, 0: none): cut
+    at the first boundary at or past the newest cut that fits (see the module's notes).
+    Raises ``InvalidRequest`` when even the new turn(s) alone (with the stored turn
+    their tool results answer, if any) do not fit.
     """
     combined = [*history, *new_messages]
     budget = context_tokens - max_tokens - reserve
@@ -125,12 +133,26 @@ def fit(
     if tokens <= budget:
         return Fitted(combined, 0, tokens)
     smallest = tokens
+    fitting: int | None = None  # the newest cut that fits
+    before = 0  # tokens of the history before the cut
+    last_step = 0  # the step of the previous turn's start
     for cut in range(1, len(history) + 1):
         tokens -= costs[cut - 1]
-        if _starts_turn(combined, cut):
-            smallest = tokens
-            if tokens <= budget:
-                return Fitted(combined[cut:], cut, tokens)
+        before += costs[cut - 1]
+        if not _starts_turn(combined, cut):
+            continue
+        smallest = tokens
+        # A boundary: the first turn in a new step of the history's own token count,
+        # where it stays as the history grows.
+        this_step = before // step if step > 0 else cut
+        boundary = this_step > last_step
+        last_step = this_step
+        if fitting is None and tokens <= budget:
+            fitting = cut
+        if fitting is not None and boundary:
+            return Fitted(combined[cut:], cut, tokens)
+    if fitting is not None:  # no boundary left past it: the cut that fits
+        return Fitted(combined[fitting:], fitting, fixed + sum(costs[fitting:]))
     raise InvalidRequest(
         f"messages: the new turn needs about {smallest:,} input tokens, more than the "
         f"{max(budget + reserve, 0):,} that the context window ({context_tokens:,} tokens) "

@@ -261,15 +261,19 @@ class SessionLoad:
         )
         max_tokens = body.get("max_tokens")
 
+        output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+        step = int(max(context - output, 0) * settings.overflow_step)
+
         def fit_to(history: list[dict[str, Any]], reserve: int = 0) -> Fitted:
             return fit(
                 history,
                 messages,
                 system=body.get("system"),
                 tools=body.get("tools"),
-                max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0,
+                max_tokens=output,
                 context_tokens=context,
                 reserve=reserve,
+                step=step,
             )
 
         fitted = fit_to(history)
