@@ -248,3 +248,29 @@ async def test_the_simulator_takes_every_request_the_stage_makes(
         upstream = sent(sim)[-1].body
         assert len(markers(upstream)) == 4
         assert answer["usage"]["cache_read_input_tokens"] > 4000, model
+
+
+MALFORMED = [
+    [{"role": "user", "content": [{"type": ["text"], "text": "Which shelf?"}]}],
+    [{"role": "user", "content": [{"type": {"text": 1}, "text": "Which shelf?"}]}],
+    [{"role": {"r": 1}, "content": "Which shelf?"}],
+    [{"role": ["user"], "content": [{"type": "text", "text": "Which shelf?"}]}],
+]
+
+
+@pytest.mark.parametrize("messages", MALFORMED)
+async def test_a_type_or_role_that_is_no_string_is_the_apis_400(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    messages: list[Any],
+) -> None:
+    """A list or an object where a block's type or a message's role goes: the API's
+    400, caching on or off (the simulator answers it as the API does), never a 500."""
+    sim = await start_sim()
+    on = await start_gateway(sim.url)
+    off = await start_gateway(sim.url, prompt_caching=PromptCacheSettings(enabled=False))
+    for gateway in (on, off):
+        status, answer, _ = await post(http, gateway, long_request(messages=messages))
+        assert status == 400, answer
+        assert answer["error"]["type"] == "invalid_request_error"

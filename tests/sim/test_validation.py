@@ -120,6 +120,10 @@ async def test_any_version_string_accepted(sim: Sim, http: aiohttp.ClientSession
             "messages.0.content.0.type: Input tag 'bogus'",
         ),
         (
+            body(messages=[{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]),
+            "messages.0.content.0.type: Input tag '['text']'",
+        ),
+        (
             {**body(), "messages": [{"role": "user", "content": [{"type": "text"}]}]},
             "messages.0.content.0.text.text: Field required",
         ),

@@ -91,7 +91,7 @@ def flatten(body: Mapping[str, Any]) -> Prompt | None:
         prompt.units.append(Unit("system", 0, None, running, bool(system.strip())))
     elif isinstance(system, list):
         for j, block in enumerate(system):
-            if not isinstance(block, dict):
+            if not _shaped(block):
                 return None
             running += estimate_block_tokens(block)
             unit = Unit("system", j, None, running, _cacheable(block))
@@ -105,7 +105,9 @@ def flatten(body: Mapping[str, Any]) -> Prompt | None:
         if not isinstance(message, dict):
             return None
         role = message.get("role")
-        prompt.roles.append(role if isinstance(role, str) else "")
+        if not isinstance(role, str):
+            return None
+        prompt.roles.append(role)
         running += MESSAGE_OVERHEAD
         if not _message_units(prompt, i, role in _ROLES, message.get("content"), running):
             return None
@@ -123,7 +125,7 @@ def _message_units(prompt: Prompt, i: int, roled: bool, content: Any, running: i
     if not content:  # one position all the same, as the cache counts it
         prompt.units.append(Unit("messages", i, None, running, False))
     for j, block in enumerate(content):
-        if not isinstance(block, dict):
+        if not _shaped(block):
             return False
         running += estimate_block_tokens(block)
         unit = Unit("messages", i, j, running, roled and _cacheable(block))
@@ -135,6 +137,12 @@ def _message_units(prompt: Prompt, i: int, roled: bool, content: Any, running: i
                     _mark(prompt, len(prompt.units), inner["cache_control"])
         _add(prompt, unit, block.get("cache_control"))
     return True
+
+
+def _shaped(block: Any) -> bool:
+    """A block the walk can read: an object whose ``type`` is a string (a list or an
+    object there is for the API to refuse; looked up in a set, it would raise)."""
+    return isinstance(block, dict) and isinstance(block.get("type"), str)
 
 
 def _cacheable(block: dict[str, Any]) -> bool:

@@ -58,7 +58,8 @@ def _check_block(block: Any, path: str) -> dict[str, Any]:
     kind = block.get("type")
     if kind is None:
         raise InvalidRequest(f"{path}.type: Field required")
-    if kind not in _REQUIRED:
+    # A list or an object as the tag is no tag either (and cannot be looked up in a dict).
+    if not isinstance(kind, str) or kind not in _REQUIRED:
         raise InvalidRequest(
             f"{path}.type: Input tag '{kind}' found using 'type' does not match any of the "
             f"expected tags: {_TAGS}"
