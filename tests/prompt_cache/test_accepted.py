@@ -16,7 +16,7 @@ import pytest
 
 from claude_proxy.prompt_cache import min_cacheable_tokens, plan
 from claude_proxy.sim.cache import PromptCache
-from claude_proxy.sim.tokens import PromptUnit, canonical
+from claude_proxy.sim.tokens import PromptUnit, canonical, inner_markers
 from claude_proxy.sim.validation import parse_request
 
 from .bodies import IMAGE, markers, text
@@ -123,7 +123,9 @@ def _accepted(request: dict[str, Any], version: str) -> list[bytes]:
     found.extend(PromptUnit(b"S" + canonical(b), 1, b.get("cache_control")) for b in parsed.system)
     for message in parsed.messages:
         found.extend(
-            PromptUnit(message.role.encode() + canonical(b), 1, b.get("cache_control"))
+            PromptUnit(
+                message.role.encode() + canonical(b), 1, b.get("cache_control"), inner_markers(b)
+            )
             for b in message.blocks
         )
     PromptCache(_Clock(), 300, 3600).account(parsed.model.id, found, parsed.cache_control, 1)

@@ -287,6 +287,23 @@ async def test_too_many_breakpoints(sim: Sim, http: aiohttp.ClientSession) -> No
     status, data = await _post(sim, http, payload)
     assert status == 400
     assert "maximum of 4 blocks with cache_control" in data["error"]["message"]
+    # Nested blocks count too: four in a document of content blocks, one in a search result.
+    document = {"type": "document", "source": {"type": "content", "content": marked[:4]}}
+    found = {"type": "search_result", "source": "s", "title": "t", "content": marked[4:]}
+    payload["messages"] = [{"role": "user", "content": [document, found]}]
+    status, data = await _post(sim, http, payload)
+    assert (status, data["error"]["message"][-8:]) == (400, "Found 5.")
+    payload["messages"] = [{"role": "user", "content": [document]}]
+    status, _ = await _post(sim, http, payload)
+    assert status == 200
+    found["content"] = [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]
+    payload["messages"] = [{"role": "user", "content": [found]}]
+    status, data = await _post(sim, http, payload)
+    assert (status, data["error"]["message"]) == (
+        400,
+        "messages.0.content.0.search_result.content.0.cache_control.type: "
+        "Input should be 'ephemeral'",
+    )
 
 
 SYSTEM_TURN_BETA = "claude-code-20250219,mid-conversation-system-2026-04-07"

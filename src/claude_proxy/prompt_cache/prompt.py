@@ -5,8 +5,8 @@ block marked ``cache_control``. ``flatten`` walks a request body once and gives 
 unit (a tool, a system block, a message block, or a string system or content as one
 block) its position, the estimated tokens of the prompt up to and including it (the
 gateway's estimator, which errs high), whether a breakpoint may go on it, and the
-client's own breakpoints with their TTLs. A body of another shape gives None: the
-gateway leaves it for the API to answer.
+client's own breakpoints with their TTLs, nested ones too (``marks``). A body of
+another shape gives None: the gateway leaves it for the API to answer.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from claude_proxy.prompt_cache.marks import inner_marks
 from claude_proxy.tokens.estimate import (
     MESSAGE_OVERHEAD,
     TOOLS_OVERHEAD,
@@ -129,12 +130,11 @@ def _message_units(prompt: Prompt, i: int, roled: bool, content: Any, running: i
             return False
         running += estimate_block_tokens(block)
         unit = Unit("messages", i, j, running, roled and _cacheable(block))
-        if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
-            # A tool result's own blocks may carry breakpoints; they count as the client's
-            # at this position (before the block's own, in prompt order).
-            for inner in block["content"]:
-                if isinstance(inner, dict) and inner.get("cache_control") is not None:
-                    _mark(prompt, len(prompt.units), inner["cache_control"])
+        # Blocks nested in this one (a tool result's, a search result's, a document's
+        # content) may carry breakpoints, each counted by the API: they are the
+        # client's at this position, before the block's own (in prompt order).
+        for marker in inner_marks(block):
+            _mark(prompt, len(prompt.units), marker)
         _add(prompt, unit, block.get("cache_control"))
     return True
 

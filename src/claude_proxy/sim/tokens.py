@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from claude_proxy.sim.blocks import nested_blocks
 from claude_proxy.sim.bpe import text_tokens
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PromptUnit",
     "block_tokens",
     "canonical",
+    "inner_markers",
     "prompt_units",
     "text_tokens",
     "total_input_tokens",
@@ -49,6 +51,23 @@ class PromptUnit:
     key: bytes  # canonical bytes, cache_control removed, so markers never change identity
     tokens: int
     cache_control: dict[str, Any] | None
+    # The markers of blocks nested in this one (a tool result's content...): each
+    # counts toward the four, and acts as a breakpoint here (before the unit's own).
+    inner: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def markers(self) -> tuple[dict[str, Any], ...]:
+        """Every marker on this unit, in document order."""
+        own = () if self.cache_control is None else (self.cache_control,)
+        return (*self.inner, *own)
+
+
+def inner_markers(block: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        inner["cache_control"]
+        for _, inner in nested_blocks(block)
+        if inner.get("cache_control") is not None
+    )
 
 
 def canonical(value: Any) -> bytes:
@@ -118,6 +137,7 @@ def prompt_units(
                     tag + canonical(block),
                     block_tokens(block) + overhead,
                     block.get("cache_control"),
+                    inner_markers(block),
                 )
             )
         if not blocks:
