@@ -1,4 +1,4 @@
-"""The client's ``cache_control`` breakpoints in a request, nested ones too.
+"""The ``cache_control`` breakpoints in a request, nested ones too: found, and taken out.
 
 The API counts every block that carries ``cache_control`` toward its four, a block
 nested in another one too: a tool result's content, a search result's content, a
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "inner_marks"]
+__all__ = ["MAX_DEPTH", "inner_marks", "unmarked_content", "unmarked_messages"]
 
 MAX_DEPTH = 8
 
@@ -45,3 +45,50 @@ def inner_marks(block: dict[str, Any], depth: int = 0) -> list[Any]:
                 if inner.get("cache_control") is not None:
                     found.append(inner["cache_control"])
     return found
+
+
+def _unmarked_block(block: Any, depth: int) -> Any:
+    """``block`` without any breakpoint, its nested blocks' too: ``block`` itself when
+    it has none, else a copy of what holds one."""
+    if not isinstance(block, dict) or depth > MAX_DEPTH:
+        return block
+    new: dict[str, Any] | None = None
+    if "cache_control" in block:
+        new = {key: value for key, value in block.items() if key != "cache_control"}
+    for key, blocks in _nested(block):
+        kept = _unmarked_list(blocks, depth + 1)
+        if kept is blocks:
+            continue
+        new = dict(block) if new is None else new
+        if key is None:
+            new["source"] = {**block["source"], "content": kept}
+        else:
+            new[key] = kept
+    return block if new is None else new
+
+
+def _unmarked_list(blocks: list[Any], depth: int) -> list[Any]:
+    kept = [_unmarked_block(block, depth) for block in blocks]
+    if all(new is old for new, old in zip(kept, blocks, strict=True)):
+        return blocks
+    return kept
+
+
+def unmarked_content(content: Any) -> Any:
+    """A message's content, or a system, without breakpoints (a string has none)."""
+    return _unmarked_list(content, 0) if isinstance(content, list) else content
+
+
+def unmarked_messages(messages: list[Any]) -> list[Any]:
+    """``messages`` with no breakpoint left in any block: the same list when there were
+    none, else a copy of the messages that held one (the others shared)."""
+    kept = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            content = unmarked_content(message["content"])
+            if content is not message["content"]:
+                message = {**message, "content": content}
+        kept.append(message)
+    if all(new is old for new, old in zip(kept, messages, strict=True)):
+        return messages
+    return kept
