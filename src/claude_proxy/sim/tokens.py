@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.sim.blocks import nested_blocks
 from claude_proxy.sim.bpe import text_tokens
 
@@ -72,14 +71,23 @@ def inner_markers(block: dict[str, Any]) -> tuple[dict[str, Any], ...]:
 
 def canonical(value: Any) -> bytes:
     """Stable bytes for hashing: sorted keys, cache_control markers dropped."""
-    return orjson.dumps(_strip_cache_control(value), option=orjson.OPT_SORT_KEYS)
+    return to_json(_strip_cache_control(value), sort_keys=True)
 
 
-def _strip_cache_control(value: Any) -> Any:
+# Markers sit a few levels down at most; below this a value (a tool input nested as
+# deep as JSON is read, 1,024 levels) is kept whole rather than walked by recursion.
+_STRIP_DEPTH = 32
+
+
+def _strip_cache_control(value: Any, depth: int = 0) -> Any:
+    if depth >= _STRIP_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+        return {
+            k: _strip_cache_control(v, depth + 1) for k, v in value.items() if k != "cache_control"
+        }
     if isinstance(value, list):
-        return [_strip_cache_control(v) for v in value]
+        return [_strip_cache_control(v, depth + 1) for v in value]
     return value
 
 
@@ -98,7 +106,7 @@ def block_tokens(block: dict[str, Any]) -> int:
             cost = DOCUMENT_TOKENS
     elif kind == "tool_use":
         cost = text_tokens(str(block.get("name", ""))) + text_tokens(
-            orjson.dumps(block.get("input", {})).decode()
+            to_json(block.get("input", {})).decode()
         )
     elif kind == "tool_result":
         content = block.get("content", "")
@@ -109,7 +117,7 @@ def block_tokens(block: dict[str, Any]) -> int:
     elif kind == "thinking":
         cost = text_tokens(str(block.get("thinking", "")))
     else:
-        cost = text_tokens(orjson.dumps(_strip_cache_control(block)).decode())
+        cost = text_tokens(to_json(_strip_cache_control(block)).decode())
     return BLOCK_OVERHEAD + cost
 
 
