@@ -41,7 +41,8 @@ def inner_marks(block: dict[str, Any], depth: int = 0) -> list[Any]:
     for _, blocks in _nested(block):
         for inner in blocks:
             if isinstance(inner, dict):
-                found.extend(inner_marks(inner, depth + 1))
+                if "content" in inner or "source" in inner:  # most blocks hold none
+                    found.extend(inner_marks(inner, depth + 1))
                 if inner.get("cache_control") is not None:
                     found.append(inner["cache_control"])
     return found
