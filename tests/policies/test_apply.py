@@ -157,6 +157,28 @@ def test_thinking_is_turned_on_only_where_the_api_takes_it() -> None:
     assert skipped(run(body(model="claude-opus-4-8"), spec)[1]) == {"thinking_budget": "adaptive"}
 
 
+def test_a_user_turn_after_a_tool_result_is_still_inside_the_tool_loop() -> None:
+    """The API merges consecutive user messages: the last assistant message calls a
+    tool without thinking first, so thinking turned on would be a 400."""
+    spec = {"default": {"thinking_budget": 2048}}
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+
+    def loop(*after: dict[str, Any], first: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        return body(max_tokens=8000, messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [*first, call]}, result, *after])  # fmt: skip
+
+    also = {"role": "user", "content": "Also answer in French."}
+    for inside in (loop(also), loop(also, also)):
+        assert skipped(run(inside, spec)[1]) == {"thinking_budget": "tool_loop"}
+    # Thought before its calls, or answered (the loop over): thinking may be turned on.
+    thought = ({"type": "thinking", "thinking": "Look it up.", "signature": "sig"},)
+    done = [{"role": "assistant", "content": "Sunny."}, also]
+    for outside in (loop(also, first=thought), loop(*done)):
+        assert run(outside, spec)[0]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
 def test_effort_at_the_levels_each_model_has() -> None:
     out, report = run(body(model="claude-opus-4-6"), {"set": {"effort": "xhigh"}})
     assert out["output_config"] == {"effort": "high"}  # 4.6 has max, not xhigh

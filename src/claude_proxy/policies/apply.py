@@ -6,8 +6,9 @@ the request, and a value the request cannot carry is skipped, never sent:
 
 - ``thinking_budget`` changes the budget of ``thinking: {type: enabled}``; on a request
   without ``thinking`` it turns thinking on, unless that would be refused (a prefill, a
-  forced tool, a tool loop under way, sampling parameters, a budget that does not fit
-  below ``max_tokens``). An explicit ``disabled`` or ``adaptive`` is the client's to keep.
+  forced tool, a tool loop under way whose last assistant turn does not start with a
+  thinking block, sampling parameters, a budget that does not fit below
+  ``max_tokens``). An explicit ``disabled`` or ``adaptive`` is the client's to keep.
   Models with adaptive thinking only take no budget (``effort`` is their lever).
 - ``max_tokens`` is capped at the model's ceiling, and a raise at the context window
   minus the estimated input. It never goes below the thinking budget plus one: the
@@ -171,19 +172,15 @@ class _Work:
     def _enabling_refused(self) -> str | None:
         """Why thinking cannot be turned on for this request (None: it can)."""
         messages = self.body.get("messages")
-        last = messages[-1] if isinstance(messages, list) and messages else None
-        if not isinstance(last, dict):
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
             return "invalid"
+        last = messages[-1]
         if last.get("role") == "assistant":
             return "prefill"
         choice = self.body.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
             return "tool_choice"
-        content = last.get("content")
-        # Mid tool loop the last assistant turn has no thinking block: the API refuses that.
-        if isinstance(content, list) and any(
-            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
-        ):
+        if _in_tool_loop_without_thinking(messages):
             return "tool_loop"
         temperature, top_p = self.body.get("temperature"), self.body.get("top_p")
         if (
@@ -360,3 +357,24 @@ class _Work:
         if caps.sampling_exclusive and self.body.get(other) is not None:
             return "exclusive"
         return None
+
+
+def _in_tool_loop_without_thinking(messages: list[Any]) -> bool:
+    """Whether the last assistant message calls a tool and does not start with a
+    thinking block: with thinking on, the API refuses that ('a final assistant message
+    must start with a thinking block'). Not only when the last message is the tool
+    result: the API merges consecutive user messages, so a user turn after the result
+    is still inside the loop."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if not isinstance(content, list) or not any(
+            isinstance(block, dict) and block.get("type") == "tool_use" for block in content
+        ):
+            return False
+        first = content[0]
+        return not (
+            isinstance(first, dict) and first.get("type") in ("thinking", "redacted_thinking")
+        )
+    return False
