@@ -114,6 +114,7 @@ REQUESTS: list[tuple[dict[str, Any], str]] = [
     (_ask(1), ""),
     (_ask(64_000), ""),
     (_ask(128_000), ""),
+    (_ask(stream=True), ""),
     (_ask(0), ""),
     (_ask(temperature=0.5), ""),
     (_ask(top_p=0.8), ""),

@@ -11,9 +11,11 @@ the request, and a value the request cannot carry is skipped, never sent:
   ``max_tokens``). An explicit ``disabled`` or ``adaptive`` is the client's to keep.
   Models with adaptive thinking only take no budget (``effort`` is their lever).
 - ``max_tokens`` is capped at the model's ceiling, and a raise at the context window
-  minus the estimated input. It never goes below the thinking budget plus one: the
-  budget is lowered to fit (``fitted``), down to the minimum of 1,024, then max_tokens
-  stays above that. ``0`` (a cache warm-up) is left alone.
+  minus the estimated input; on a request that does not stream, a raise stops at
+  ``NON_STREAMING_MAX_TOKENS`` (``fitted``; a lower value is always allowed). It never
+  goes below the thinking budget plus one: the budget is lowered to fit (``fitted``),
+  down to the minimum of 1,024, then max_tokens stays above that. ``0`` (a cache
+  warm-up) is left alone.
 - ``effort`` goes to ``output_config.effort`` on models that take it, at the highest
   level the model has that is not above the one asked for.
 - ``temperature`` and ``top_p`` only where the model takes sampling, on
@@ -27,7 +29,7 @@ a parameter or raise one. On ``POST /v1/documents`` only ``max_tokens`` applies,
 Skip reasons (header and metric label): ``route``, ``unknown_model``, ``model``,
 ``version``, ``beta``, ``thinking``, ``exclusive``, ``adaptive``, ``disabled``,
 ``prefill``, ``tool_choice``, ``tool_loop``, ``sampling``, ``max_tokens``, ``context``,
-``warm_up``,
+``non_streaming``, ``warm_up``,
 ``invalid`` (the client's own value is malformed: the API will say so).
 """
 
@@ -47,6 +49,11 @@ from claude_proxy.tokens import estimate_input_tokens
 __all__ = ["Target", "apply_policies"]
 
 MIN_BUDGET = 1024
+# The SDKs refuse a call that does not stream when it may run past 10 minutes (at
+# 3,600 s per 128,000 tokens: above 21,333), and the gateway's attempt timeout is 600 s:
+# a larger answer would time out and be retried. A policy raises no further without
+# ``stream: true``.
+NON_STREAMING_MAX_TOKENS = 21_333
 DOCUMENT_MAX_TOKENS = 128_000  # POST /v1/documents' own bound (documents.mapreduce)
 _UNIVERSAL_EFFORTS = EFFORTS[:3]  # every model that takes effort takes these
 
@@ -214,15 +221,20 @@ class _Work:
             limit = min(limit or DOCUMENT_MAX_TOKENS, DOCUMENT_MAX_TOKENS)
         if limit is not None and value > limit:
             value, note = limit, "model limit"
+        action = wanted.action
+        ceiling = max(current, NON_STREAMING_MAX_TOKENS)
+        if value > ceiling and self.body.get("stream") is not True:
+            value, note, action = ceiling, "non-streaming", "fitted"
         if value > current:
             room = self.target.output_room(self.body)
             if value > room:
-                value, note = max(current, room), "context limit"
+                value, note, action = max(current, room), "context limit", wanted.action
         if value == current:  # already at the limit
-            self._skip(wanted, "max_tokens", "model" if note == "model limit" else "context")
+            reasons = {"model limit": "model", "non-streaming": "non_streaming"}
+            self._skip(wanted, "max_tokens", reasons.get(note or "", "context"))
             return
         self.body["max_tokens"] = value
-        self._apply(wanted, "max_tokens", value, note)
+        self.applied["max_tokens"] = Applied(wanted.policy, "max_tokens", value, action, note)
 
     def reconcile(self) -> None:
         """Keep ``budget_tokens < max_tokens`` after either moved."""
