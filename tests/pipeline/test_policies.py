@@ -257,3 +257,22 @@ async def test_requests_on_the_websocket_get_the_rules(
     assert frames[1][-1]["event"]["type"] == "message_stop"
     sent = upstream(sim)[-1]
     assert (sent["max_tokens"], sent["temperature"]) == (1024, 0.0)
+
+
+async def test_a_raise_of_max_tokens_stops_where_a_call_that_does_not_stream_can_go(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A JSON call asking 128,000 tokens would run past the 10 minutes the SDKs allow
+    and the gateway's attempt timeout: a raise stops at 21,333 (fitted); a stream gets
+    the model's ceiling."""
+    big = {"name": "big", "set": {"max_tokens": 128_000}}
+    sim, gateway = await _pair(start_sim, start_gateway, [big])
+    ask = message_body("Hello", model="claude-sonnet-4-6", max_tokens=1000)
+    status, raw, headers = await post(http, gateway.url, ask)
+    assert status == 200, raw
+    assert headers["x-proxy-policy"] == "big; max_tokens=21333 (fitted, non-streaming)"
+    assert upstream(sim)[-1]["max_tokens"] == 21_333
+    status, raw, headers = await post(http, gateway.url, {**ask, "stream": True})
+    assert status == 200, raw
+    assert headers["x-proxy-policy"] == "big; max_tokens=128000 (set)"
+    assert upstream(sim)[-1]["max_tokens"] == 128_000

@@ -248,3 +248,77 @@ async def test_the_simulator_takes_every_request_the_stage_makes(
         upstream = sent(sim)[-1].body
         assert len(markers(upstream)) == 4
         assert answer["usage"]["cache_read_input_tokens"] > 4000, model
+
+
+MALFORMED = [
+    [{"role": "user", "content": [{"type": ["text"], "text": "Which shelf?"}]}],
+    [{"role": "user", "content": [{"type": {"text": 1}, "text": "Which shelf?"}]}],
+    [{"role": {"r": 1}, "content": "Which shelf?"}],
+    [{"role": ["user"], "content": [{"type": "text", "text": "Which shelf?"}]}],
+]
+
+
+@pytest.mark.parametrize("messages", MALFORMED)
+async def test_a_type_or_role_that_is_no_string_is_the_apis_400(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    messages: list[Any],
+) -> None:
+    """A list or an object where a block's type or a message's role goes: the API's
+    400, caching on or off (the simulator answers it as the API does), never a 500."""
+    sim = await start_sim()
+    on = await start_gateway(sim.url)
+    off = await start_gateway(sim.url, prompt_caching=PromptCacheSettings(enabled=False))
+    for gateway in (on, off):
+        status, answer, _ = await post(http, gateway, long_request(messages=messages))
+        assert status == 400, answer
+        assert answer["error"]["type"] == "invalid_request_error"
+
+
+def nested_marks_request() -> dict[str, Any]:
+    """A long system and four breakpoints of the client's, all on nested blocks: in a
+    tool result (one of them in a search result inside it), in a document of content
+    blocks, in a search result."""
+    mark = {"type": "ephemeral"}
+
+    def marked(words: str) -> dict[str, Any]:
+        return {"type": "text", "text": words, "cache_control": mark}
+
+    def found(words: str, content: list[Any]) -> dict[str, Any]:
+        return {"type": "search_result", "source": "https://example.com/shelves",
+                "title": words, "content": content}  # fmt: skip
+
+    return long_request(
+        tools=[{"name": "search", "input_schema": {"type": "object"}}],
+        messages=[
+            {"role": "user", "content": "Which shelf?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {"q": "x"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1",
+                 "content": [found("Shelves", [marked("Shelf 4")]), marked("Also shelf 5")]},
+                {"type": "document", "source": {"type": "content", "content": [marked("Map")]}},
+                found("Rules", [marked("Quiet")]),
+                {"type": "text", "text": "So which one?"},
+            ]},
+        ],
+    )  # fmt: skip
+
+
+async def test_the_clients_nested_breakpoints_count_toward_the_four(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """The API counts every block that carries cache_control, nested ones too: four of
+    the client's leave no room, whatever the system's length."""
+    sim = await start_sim(journal=2)
+    gateway = await start_gateway(sim.url)
+    request = nested_marks_request()
+    status, answer, header = await post(http, gateway, request)
+    assert (status, header) == (200, "added=0; reason=full"), answer
+    assert len(markers(sent(sim)[-1].body)) == 4
+    # One more is one too many for the simulator, as for the API.
+    request["messages"][2]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    status, answer, header = await post(http, gateway, request)
+    assert (status, header) == (400, "added=0; reason=full")
+    assert answer["error"]["message"].endswith("Found 5.")

@@ -94,10 +94,10 @@ def test_sampling_only_where_model_and_version_take_it() -> None:
 
 
 def test_max_tokens_within_the_model_and_the_context() -> None:
-    out, report = run(body(), {"set": {"max_tokens": 200_000}})
+    out, report = run(body(stream=True), {"set": {"max_tokens": 200_000}})
     assert out["max_tokens"] == 64_000
     assert report.header() == "p0; max_tokens=64000 (set, model limit)"
-    long = body(messages=[{"role": "user", "content": "word " * 100_000}])
+    long = body(messages=[{"role": "user", "content": "word " * 100_000}], stream=True)
     out, report = run(long, {"set": {"max_tokens": 60_000}})
     assert 2048 < out["max_tokens"] < 60_000
     assert "(set, context limit)" in report.header()
@@ -106,6 +106,22 @@ def test_max_tokens_within_the_model_and_the_context() -> None:
     assert run(body(model="claude-next-9"), {"set": {"max_tokens": 900}})[0]["max_tokens"] == 900
     out, report = run(body(max_tokens=0), {"set": {"max_tokens": 500}}, version=NEW)
     assert out["max_tokens"] == 0 and skipped(report) == {"max_tokens": "warm_up"}
+
+
+def test_a_raise_stops_where_a_call_that_does_not_stream_can_go() -> None:
+    """The SDKs refuse a call that does not stream above 21,333 tokens (ten minutes),
+    and the gateway's attempt would time out: a policy raises it no further."""
+    big = {"set": {"max_tokens": 128_000}}
+    for fields in ({}, {"stream": False}):
+        out, report = run(body(model="claude-sonnet-4-6", max_tokens=1000, **fields), big)
+        assert out["max_tokens"] == 21_333
+        assert report.header() == "p0; max_tokens=21333 (fitted, non-streaming)"
+    out, report = run(body(model="claude-sonnet-4-6", max_tokens=1000, stream=True), big)
+    assert (out["max_tokens"], report.header()) == (128_000, "p0; max_tokens=128000 (set)")
+    # A client above it already (with a timeout of its own) is not raised, but lowered.
+    out, report = run(body(max_tokens=30_000), {"set": {"max_tokens": 60_000}})
+    assert out["max_tokens"] == 30_000 and skipped(report) == {"max_tokens": "non_streaming"}
+    assert run(body(max_tokens=30_000), {"set": {"max_tokens": 25_000}})[0]["max_tokens"] == 25_000
 
 
 def test_thinking_budget_and_max_tokens_stay_in_order() -> None:
@@ -155,6 +171,28 @@ def test_thinking_is_turned_on_only_where_the_api_takes_it() -> None:
         assert out == sent and skipped(report) == {"thinking_budget": reason}, reason
     # Adaptive-only models take no budget: effort is their lever.
     assert skipped(run(body(model="claude-opus-4-8"), spec)[1]) == {"thinking_budget": "adaptive"}
+
+
+def test_a_user_turn_after_a_tool_result_is_still_inside_the_tool_loop() -> None:
+    """The API merges consecutive user messages: the last assistant message calls a
+    tool without thinking first, so thinking turned on would be a 400."""
+    spec = {"default": {"thinking_budget": 2048}}
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+
+    def loop(*after: dict[str, Any], first: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        return body(max_tokens=8000, messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [*first, call]}, result, *after])  # fmt: skip
+
+    also = {"role": "user", "content": "Also answer in French."}
+    for inside in (loop(also), loop(also, also)):
+        assert skipped(run(inside, spec)[1]) == {"thinking_budget": "tool_loop"}
+    # Thought before its calls, or answered (the loop over): thinking may be turned on.
+    thought = ({"type": "thinking", "thinking": "Look it up.", "signature": "sig"},)
+    done = [{"role": "assistant", "content": "Sunny."}, also]
+    for outside in (loop(also, first=thought), loop(*done)):
+        assert run(outside, spec)[0]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
 
 
 def test_effort_at_the_levels_each_model_has() -> None:

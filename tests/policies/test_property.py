@@ -92,12 +92,29 @@ def _conversation(last: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
 
 
 _THINK = {"type": "enabled", "budget_tokens": 2048}
+_CALL = {"type": "tool_use", "id": "t1", "name": "record", "input": {}}
+_RESULT = {
+    "role": "user",
+    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
+}
+_THOUGHT = {"type": "thinking", "thinking": "Record it.", "signature": "sig"}
+_MORE = {"role": "user", "content": "And in USD?"}
+
+
+def _tool_loop(*after: dict[str, Any], first: Any = (), **fields: Any) -> dict[str, Any]:
+    """A tool call and its result, then ``after`` (the API merges consecutive user
+    messages: a user turn right after the result is still inside the loop)."""
+    call = {"role": "assistant", "content": [*first, _CALL]}
+    return _conversation([call, _RESULT, *after], tools=TOOLS, **fields)
+
+
 # (client body without its model, anthropic-beta)
 REQUESTS: list[tuple[dict[str, Any], str]] = [
     (_ask(), ""),
     (_ask(1), ""),
     (_ask(64_000), ""),
     (_ask(128_000), ""),
+    (_ask(stream=True), ""),
     (_ask(0), ""),
     (_ask(temperature=0.5), ""),
     (_ask(top_p=0.8), ""),
@@ -114,22 +131,13 @@ REQUESTS: list[tuple[dict[str, Any], str]] = [
     (_ask(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}), ""),
     (_ask(), EFFORT_BETA),
     (_conversation([{"role": "assistant", "content": '{"total":'}]), ""),
-    (
-        _conversation(
-            [
-                {
-                    "role": "assistant",
-                    "content": [{"type": "tool_use", "id": "t1", "name": "record", "input": {}}],
-                },
-                {
-                    "role": "user",
-                    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
-                },
-            ],
-            tools=TOOLS,
-        ),
-        "",
-    ),
+    (_tool_loop(), ""),
+    (_tool_loop(_MORE), ""),
+    (_tool_loop(_MORE, max_tokens=4096), ""),
+    (_tool_loop(_MORE, first=[{"type": "text", "text": "Recording."}]), ""),
+    (_tool_loop(_MORE, first=[_THOUGHT], max_tokens=4096, thinking=_THINK), ""),
+    (_tool_loop(_MORE, first=[_THOUGHT], max_tokens=4096), ""),
+    (_tool_loop({"role": "assistant", "content": "12 EUR"}, _MORE, max_tokens=4096), ""),
     (
         _conversation(
             [
@@ -202,6 +210,7 @@ def test_policies_never_turn_an_accepted_request_into_a_refused_one() -> None:
         "skipped beta",
         "skipped prefill",
         "skipped tool_choice",
+        "skipped tool_loop",
         "skipped warm_up",
         "skipped adaptive",
     ):

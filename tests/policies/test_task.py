@@ -88,6 +88,10 @@ def test_extraction(body: dict[str, Any]) -> None:
         "Let's brainstorm names for a bakery that also sells coffee.",
         "Help me write a blog post on why remote teams need written rituals.",
         "Write a toast for my sister's wedding, funny but not embarrassing.",
+        "Write an email to my landlord about the broken heating.",
+        "Write a script for a two-minute film about a lost umbrella.",
+        "Write a poem about Python, the snake.",
+        "Write a story in which no one ever mentions JSON.",
     ],
 )
 def test_writing(text: str) -> None:
@@ -104,6 +108,13 @@ def test_writing(text: str) -> None:
         "How do I parse command-line flags in Go?",
         "Is Claude Sonnet better than Claude Haiku for chat?",
         "My story is that I moved here in 2019; what visa do I need now?",
+        # Code, whose nouns (script, email) are also prose's.
+        "Write a Python script that renames every photo by the date it was taken.",
+        "Create a bash script to back up my home directory every night.",
+        "Generate an email validation regex.",
+        # JSON refused is no extraction.
+        "Do not return JSON; explain in two sentences why the sky is blue.",
+        "Please don't output JSON. What is a monad?",
     ],
 )
 def test_other(text: str) -> None:

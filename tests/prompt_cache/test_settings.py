@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,21 @@ def test_yaml_with_a_tenant_override(tmp_path: Path) -> None:
 def test_mistakes_are_named(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         PromptCacheSettings(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("glob", "why"),
+    [
+        ("[", "'[' without its ']'"),
+        ("claude-[opus-*", "'[' without its ']'"),
+        ("claude-[[a]]", "'[' inside [...]"),
+        ("claude opus", "letters, digits"),
+        ("", "bad model glob ''"),
+    ],
+)
+def test_a_min_tokens_glob_that_would_never_match_is_refused(glob: str, why: str) -> None:
+    """Checked as the policies' model globs are: fnmatch would read a lone '[' as
+    itself, and the minimum would silently never apply."""
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        PromptCacheSettings(min_tokens={glob: 2048})
+    assert PromptCacheSettings(min_tokens={"claude-[os]*-4-?": 2048}).min_tokens

@@ -15,11 +15,12 @@ import pytest
 from claude_proxy.config import RetrySettings
 from claude_proxy.pii import PiiSettings
 from claude_proxy.server import RunningServer
-from claude_proxy.sessions import SessionSettings
+from claude_proxy.sessions import SessionSettings, open_store
 from claude_proxy.sim import JOURNAL
 from tests.conftest import SIM_KEY, StartGateway, StartSim
 from tests.helpers import API_HEADERS, message_body
 from tests.processes import gateway_process
+from tests.prompt_cache.bodies import markers
 from tests.sessions.conftest import SHARED
 from tests.sse import parse_events
 
@@ -254,3 +255,61 @@ async def test_the_store_holds_what_the_upstream_saw_not_the_values(
     kept = orjson.dumps(session).decode()
     assert "bob@example.com" not in kept and "carol@example.org" not in kept
     assert "<EMAIL_1>" in kept and "<EMAIL_2>" in kept  # numbered on from the history
+
+
+async def test_the_clients_breakpoints_are_not_stored_so_they_never_pile_up(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A client that marks its newest message every turn (Claude Code does), and its
+    system: stored, those marks would be five by the fifth turn (the API's 400, on
+    every turn after). Each turn is stored unmarked, nested blocks too; a tool's input
+    is data and keeps a key of that name."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(sim.url, sessions=SessionSettings(url="memory://"))
+    mark = {"type": "ephemeral"}
+    system = [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "look",
+                "input": {"cache_control": "kept as sent"}}  # fmt: skip
+    result = {"type": "tool_result", "tool_use_id": "toolu_1",
+              "content": [{"type": "text", "text": "shelf 4", "cache_control": mark}]}  # fmt: skip
+    for n in range(6):
+        newest: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "text", "text": f"Question {n}?",
+                                          "cache_control": mark}]},
+        ]  # fmt: skip
+        if n == 2:  # a tool call the client made itself, its result marked inside
+            newest += [{"role": "assistant", "content": [tool_use]},
+                       {"role": "user", "content": [result]}]  # fmt: skip
+        fields: dict[str, Any] = {"system": system} if n == 0 else {}
+        fields["tools"] = [{"name": "look", "input_schema": {"type": "object"}}]
+        status, raw = await say(http, gateway, "s1", "", messages=newest, **fields)
+        assert status == 200, (n, raw)
+        upstream = sim.runner.app[JOURNAL].entries[-1].body
+        # The newest turn's marks, and the history's none (nor the stored system's).
+        breakpoints = [marker for marker in markers(upstream) if marker == mark]
+        assert len(breakpoints) == (2 if n == 2 else 1) + (n == 0), n
+    _, session = await stored(http, gateway, "s1")
+    assert session["system"] == [{"type": "text", "text": "Be brief."}]
+    assert markers(session["messages"]) == ["kept as sent"]
+
+
+async def test_a_history_stored_with_marks_is_sent_without_them(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A session stored before marks were taken out, holding four already: its next
+    turn, marked, is not the API's 400."""
+    settings = SessionSettings(url=f"sqlite:///{tmp_path / 'sessions.db'}")
+    store = await open_store(settings.url, settings)
+    mark = {"type": "ephemeral"}
+    old = [{"role": role, "content": [{"type": "text", "text": f"Turn {n}", "cache_control": mark}]}
+           for n, role in enumerate(["user", "assistant"] * 2)]  # fmt: skip
+    await store.append("default", "s1", old, expected_version=0, system=None, ttl_seconds=None)
+    await store.close()
+    sim = await start_sim(journal=2)
+    gateway = await start_gateway(sim.url, sessions=settings)
+    newest = [
+        {"role": "user", "content": [{"type": "text", "text": "Next?", "cache_control": mark}]}
+    ]
+    status, raw = await say(http, gateway, "s1", "", messages=newest)
+    assert status == 200, raw
+    assert markers(sim.runner.app[JOURNAL].entries[-1].body) == [mark]

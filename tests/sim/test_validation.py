@@ -8,7 +8,7 @@ import aiohttp
 import anthropic
 import pytest
 
-from claude_proxy.sim.validation import PREFILL_REFUSED
+from claude_proxy.sim.validation import PREFILL_REFUSED, THINKING_TOOL_LOOP
 
 from .conftest import MODEL, NEW_MODEL, NEW_VERSION, OLD_VERSION, Sim, StartSim, body
 
@@ -118,6 +118,10 @@ async def test_any_version_string_accepted(sim: Sim, http: aiohttp.ClientSession
         (
             {**body(), "messages": [{"role": "user", "content": [{"type": "bogus"}]}]},
             "messages.0.content.0.type: Input tag 'bogus'",
+        ),
+        (
+            body(messages=[{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]),
+            "messages.0.content.0.type: Input tag '['text']'",
         ),
         (
             {**body(), "messages": [{"role": "user", "content": [{"type": "text"}]}]},
@@ -283,6 +287,23 @@ async def test_too_many_breakpoints(sim: Sim, http: aiohttp.ClientSession) -> No
     status, data = await _post(sim, http, payload)
     assert status == 400
     assert "maximum of 4 blocks with cache_control" in data["error"]["message"]
+    # Nested blocks count too: four in a document of content blocks, one in a search result.
+    document = {"type": "document", "source": {"type": "content", "content": marked[:4]}}
+    found = {"type": "search_result", "source": "s", "title": "t", "content": marked[4:]}
+    payload["messages"] = [{"role": "user", "content": [document, found]}]
+    status, data = await _post(sim, http, payload)
+    assert (status, data["error"]["message"][-8:]) == (400, "Found 5.")
+    payload["messages"] = [{"role": "user", "content": [document]}]
+    status, _ = await _post(sim, http, payload)
+    assert status == 200
+    found["content"] = [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]
+    payload["messages"] = [{"role": "user", "content": [found]}]
+    status, data = await _post(sim, http, payload)
+    assert (status, data["error"]["message"]) == (
+        400,
+        "messages.0.content.0.search_result.content.0.cache_control.type: "
+        "Input should be 'ephemeral'",
+    )
 
 
 SYSTEM_TURN_BETA = "claude-code-20250219,mid-conversation-system-2026-04-07"
@@ -327,3 +348,37 @@ async def test_thinking_blocks_carry_no_cache_control(
     status, data = await _post(sim, http, payload)
     assert status == 400
     assert "thinking.cache_control" in data["error"]["message"]
+
+
+async def test_thinking_in_a_tool_loop_needs_the_last_calls_thinking_first(
+    sim: Sim, http: aiohttp.ClientSession
+) -> None:
+    """With thinking enabled, the last assistant message, when it calls tools, starts
+    with a thinking block; a user turn after the result is still inside the loop."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}
+    thought = {"type": "thinking", "thinking": "Look it up.", "signature": "sig"}
+
+    def loop(*first: dict[str, Any]) -> dict[str, Any]:
+        return body(
+            max_tokens=4096,
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            tools=[{"name": "weather", "input_schema": {"type": "object"}}],
+            messages=[
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [*first, call]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+                {"role": "user", "content": "Also answer in French."},
+            ],
+        )
+
+    status, data = await _post(sim, http, loop())
+    assert (status, data["error"]["type"]) == (400, "invalid_request_error")
+    assert data["error"]["message"] == "messages.1.content.0.type: " + THINKING_TOOL_LOOP.format(
+        first="tool_use"
+    )
+    assert "final `assistant` message must start with a thinking block" in THINKING_TOOL_LOOP
+    assert (await _post(sim, http, loop(thought)))[0] == 200
+    without = {key: value for key, value in loop().items() if key != "thinking"}
+    assert (await _post(sim, http, without))[0] == 200
+    adaptive = {**loop(), "model": NEW_MODEL, "thinking": {"type": "adaptive"}}
+    assert (await _post(sim, http, adaptive))[0] == 200

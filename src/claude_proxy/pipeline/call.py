@@ -22,6 +22,7 @@ import orjson
 from multidict import MultiMapping
 
 from claude_proxy.errors import InvalidRequest
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.upstream.forwarder import AttemptLog, UpstreamReply, UpstreamRequest
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class Call:
         if self._changed or self._raw is None:
             if self._body is None:
                 return None
-            self._raw = orjson.dumps(self._body)
+            self._raw = to_json(self._body)  # a body nested past orjson's writer too
             self._changed = False
         return self._raw
 

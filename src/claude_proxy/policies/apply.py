@@ -6,13 +6,16 @@ the request, and a value the request cannot carry is skipped, never sent:
 
 - ``thinking_budget`` changes the budget of ``thinking: {type: enabled}``; on a request
   without ``thinking`` it turns thinking on, unless that would be refused (a prefill, a
-  forced tool, a tool loop under way, sampling parameters, a budget that does not fit
-  below ``max_tokens``). An explicit ``disabled`` or ``adaptive`` is the client's to keep.
+  forced tool, a tool loop under way whose last assistant turn does not start with a
+  thinking block, sampling parameters, a budget that does not fit below
+  ``max_tokens``). An explicit ``disabled`` or ``adaptive`` is the client's to keep.
   Models with adaptive thinking only take no budget (``effort`` is their lever).
 - ``max_tokens`` is capped at the model's ceiling, and a raise at the context window
-  minus the estimated input. It never goes below the thinking budget plus one: the
-  budget is lowered to fit (``fitted``), down to the minimum of 1,024, then max_tokens
-  stays above that. ``0`` (a cache warm-up) is left alone.
+  minus the estimated input; on a request that does not stream, a raise stops at
+  ``NON_STREAMING_MAX_TOKENS`` (``fitted``; a lower value is always allowed). It never
+  goes below the thinking budget plus one: the budget is lowered to fit (``fitted``),
+  down to the minimum of 1,024, then max_tokens stays above that. ``0`` (a cache
+  warm-up) is left alone.
 - ``effort`` goes to ``output_config.effort`` on models that take it, at the highest
   level the model has that is not above the one asked for.
 - ``temperature`` and ``top_p`` only where the model takes sampling, on
@@ -26,7 +29,7 @@ a parameter or raise one. On ``POST /v1/documents`` only ``max_tokens`` applies,
 Skip reasons (header and metric label): ``route``, ``unknown_model``, ``model``,
 ``version``, ``beta``, ``thinking``, ``exclusive``, ``adaptive``, ``disabled``,
 ``prefill``, ``tool_choice``, ``tool_loop``, ``sampling``, ``max_tokens``, ``context``,
-``warm_up``,
+``non_streaming``, ``warm_up``,
 ``invalid`` (the client's own value is malformed: the API will say so).
 """
 
@@ -46,6 +49,11 @@ from claude_proxy.tokens import estimate_input_tokens
 __all__ = ["Target", "apply_policies"]
 
 MIN_BUDGET = 1024
+# The SDKs refuse a call that does not stream when it may run past 10 minutes (at
+# 3,600 s per 128,000 tokens: above 21,333), and the gateway's attempt timeout is 600 s:
+# a larger answer would time out and be retried. A policy raises no further without
+# ``stream: true``.
+NON_STREAMING_MAX_TOKENS = 21_333
 DOCUMENT_MAX_TOKENS = 128_000  # POST /v1/documents' own bound (documents.mapreduce)
 _UNIVERSAL_EFFORTS = EFFORTS[:3]  # every model that takes effort takes these
 
@@ -171,19 +179,15 @@ class _Work:
     def _enabling_refused(self) -> str | None:
         """Why thinking cannot be turned on for this request (None: it can)."""
         messages = self.body.get("messages")
-        last = messages[-1] if isinstance(messages, list) and messages else None
-        if not isinstance(last, dict):
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
             return "invalid"
+        last = messages[-1]
         if last.get("role") == "assistant":
             return "prefill"
         choice = self.body.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
             return "tool_choice"
-        content = last.get("content")
-        # Mid tool loop the last assistant turn has no thinking block: the API refuses that.
-        if isinstance(content, list) and any(
-            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
-        ):
+        if _in_tool_loop_without_thinking(messages):
             return "tool_loop"
         temperature, top_p = self.body.get("temperature"), self.body.get("top_p")
         if (
@@ -217,15 +221,20 @@ class _Work:
             limit = min(limit or DOCUMENT_MAX_TOKENS, DOCUMENT_MAX_TOKENS)
         if limit is not None and value > limit:
             value, note = limit, "model limit"
+        action = wanted.action
+        ceiling = max(current, NON_STREAMING_MAX_TOKENS)
+        if value > ceiling and self.body.get("stream") is not True:
+            value, note, action = ceiling, "non-streaming", "fitted"
         if value > current:
             room = self.target.output_room(self.body)
             if value > room:
-                value, note = max(current, room), "context limit"
+                value, note, action = max(current, room), "context limit", wanted.action
         if value == current:  # already at the limit
-            self._skip(wanted, "max_tokens", "model" if note == "model limit" else "context")
+            reasons = {"model limit": "model", "non-streaming": "non_streaming"}
+            self._skip(wanted, "max_tokens", reasons.get(note or "", "context"))
             return
         self.body["max_tokens"] = value
-        self._apply(wanted, "max_tokens", value, note)
+        self.applied["max_tokens"] = Applied(wanted.policy, "max_tokens", value, action, note)
 
     def reconcile(self) -> None:
         """Keep ``budget_tokens < max_tokens`` after either moved."""
@@ -360,3 +369,24 @@ class _Work:
         if caps.sampling_exclusive and self.body.get(other) is not None:
             return "exclusive"
         return None
+
+
+def _in_tool_loop_without_thinking(messages: list[Any]) -> bool:
+    """Whether the last assistant message calls a tool and does not start with a
+    thinking block: with thinking on, the API refuses that ('a final assistant message
+    must start with a thinking block'). Not only when the last message is the tool
+    result: the API merges consecutive user messages, so a user turn after the result
+    is still inside the loop."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if not isinstance(content, list) or not any(
+            isinstance(block, dict) and block.get("type") == "tool_use" for block in content
+        ):
+            return False
+        first = content[0]
+        return not (
+            isinstance(first, dict) and first.get("type") in ("thinking", "redacted_thinking")
+        )
+    return False

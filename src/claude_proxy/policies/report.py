@@ -10,7 +10,8 @@ from claude_proxy.policies.settings import Parameter
 __all__ = ["Action", "Applied", "PolicyReport", "Skipped"]
 
 Action = Literal["set", "default", "clamped", "fitted"]
-"""``fitted``: a thinking budget moved so that it stays below ``max_tokens``."""
+"""``fitted``: a thinking budget moved so that it stays below ``max_tokens``, or a raise of
+``max_tokens`` stopped where a request that does not stream can take it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from claude_proxy.globs import check_glob, model_glob
 from claude_proxy.policies.capabilities import EFFORTS
 from claude_proxy.policies.task import Task
 
@@ -44,7 +45,6 @@ PolicyRoute = Literal["messages", "documents"]
 
 # Policy names become metric labels and header text.
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_MODEL_GLOB = re.compile(r"[A-Za-z0-9_.:@/*?\[\]!-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 # Rules never look at credentials: a key in the config file would be a second copy of it.
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
@@ -57,30 +57,6 @@ class _Section(BaseModel):
 def _listed(value: Any) -> Any:
     """One name where a list is expected is a list of one."""
     return [value] if isinstance(value, str) else value
-
-
-def check_glob(pattern: str) -> str:
-    """A glob as ``fnmatch`` reads it; a ``[`` without its ``]`` is refused (fnmatch would
-    take it literally, and the rule would silently never match)."""
-    if not pattern:
-        raise ValueError("a pattern must not be empty")
-    depth = 0
-    for char in pattern:
-        if char == "[":
-            if depth:
-                raise ValueError(f"bad glob {pattern!r}: '[' inside [...]")
-            depth = 1
-        elif char == "]" and depth:
-            depth = 0
-    if depth:
-        raise ValueError(f"bad glob {pattern!r}: '[' without its ']'")
-    return pattern
-
-
-def _model_glob(pattern: str) -> str:
-    if not _MODEL_GLOB.fullmatch(pattern):
-        raise ValueError(f"bad model glob {pattern!r}: letters, digits, . - _ : @ / * ? [ ] ! only")
-    return check_glob(pattern)
 
 
 Names = Annotated[list[str], BeforeValidator(_listed), Field(min_length=1)]
@@ -114,7 +90,7 @@ class Match(_Section):
     @field_validator("models")
     @classmethod
     def _globs(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [_model_glob(pattern) for pattern in value]
+        return None if value is None else [model_glob(pattern) for pattern in value]
 
     @field_validator("metadata")
     @classmethod

@@ -8,9 +8,12 @@
 3. an assistant prefill starting with ``{``, ``[`` or a ```` ```json ```` fence;
 4. words in the system prompt or the last user turn (its first and last 4,000
    characters): extraction words (extract, classify, categorise, "as JSON",
-   "JSON object", "structured output", "named entities", "fill in the fields") win over
-   writing words (a story, poem, essay, article, blog post, speech, letter... to write,
-   compose, draft or tell; brainstorm; creative writing);
+   "JSON object", "structured output", "named entities", "fill in the fields"), unless
+   negated right before ("do not return JSON", "don't classify"), win over writing
+   words (a story, poem, essay, article, blog post, speech, letter... to write, compose,
+   draft or tell; brainstorm; creative writing), unless the thing to write is code: a
+   script or an email next to a code word ("a Python script", "a bash script", "an
+   email validation regex");
 5. otherwise ``other`` (questions, code, chat).
 
 ``user_turns`` counts the turns of the conversation the upstream gets: user messages that
@@ -21,7 +24,7 @@ budget counts them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = ["TASKS", "Task", "detect_task", "last_turn_text", "user_turns"]
@@ -45,8 +48,9 @@ _EXTRACTION = re.compile(
 )
 _WRITING = re.compile(
     r"\b(?:write|compose|draft|craft|tell|create|generate)\b[^.?!\n]{0,60}?"
-    r"\b(?:story|stories|tale|poem|poems|poetry|essay|haiku|limerick|lyrics|song|screenplay"
-    r"|script|novel|article|blog\s+post|speech|letter|email|toast|eulogy|slogan|tagline)\b"
+    r"\b(?P<noun>story|stories|tale|poem|poems|poetry|essay|haiku|limerick|lyrics|song"
+    r"|screenplay|script|novel|article|blog\s+post|speech|letter|email|toast|eulogy|slogan"
+    r"|tagline)\b"
     r"|\bbrainstorm\w*\b"
     r"|\bcreative\s+writing\b"
     r"|\bonce\s+upon\s+a\s+time\b"
@@ -68,6 +72,22 @@ _WRITING_STEMS = (
     "once",
 )
 _STRUCTURED_PREFILL = ("{", "[", "```json")
+# A writing noun with one of these just before or after it is code ("a Python script",
+# "a bash script", "an email validation regex"), which is ``other``.
+_CODE_WORDS = frozenset(
+    {
+        *("python", "python3", "bash", "shell", "sh", "zsh", "powershell", "javascript"),
+        *("typescript", "js", "node", "ruby", "perl", "php", "sql", "lua", "java", "kotlin"),
+        *("golang", "rust", "c++", "applescript", "vba", "cron", "regex", "regexp"),
+        *("regular", "validation", "validator", "parser", "parsing", "scraper", "function"),
+        *("code", "program", "unit", "test", "tests", "automation", "html", "css", "yaml"),
+        *("json", "xml"),
+    }
+)
+# Words that, just before an extraction word, say the opposite ("do not return JSON").
+_NEGATIONS = frozenset({"not", "no", "never", "without", "avoid", "don't", "dont", "nor"})
+_CLAUSE_END = re.compile(r"[.?!;:,\n]")
+_WORD_EDGES = "\"'`()[]{}*_"
 
 
 def detect_task(body: Mapping[str, Any]) -> Task:
@@ -80,15 +100,42 @@ def detect_task(body: Mapping[str, Any]) -> Task:
 def task_of_text(*texts: str) -> Task:
     """The task the words of ``texts`` (instructions) suggest."""
     edges = [_edges(text).lower() for text in texts if text]
-    if any(_found(text, _EXTRACTION_STEMS, _EXTRACTION) for text in edges):
+    if any(_found(text, _EXTRACTION_STEMS, _EXTRACTION, _asked) for text in edges):
         return "extraction"
-    if any(_found(text, _WRITING_STEMS, _WRITING) for text in edges):
+    if any(_found(text, _WRITING_STEMS, _WRITING, _prose) for text in edges):
         return "writing"
     return "other"
 
 
-def _found(text: str, stems: tuple[str, ...], pattern: re.Pattern[str]) -> bool:
-    return any(stem in text for stem in stems) and pattern.search(text) is not None
+def _found(
+    text: str,
+    stems: tuple[str, ...],
+    pattern: re.Pattern[str],
+    counts: Callable[[str, re.Match[str]], bool],
+) -> bool:
+    return any(stem in text for stem in stems) and any(
+        counts(text, match) for match in pattern.finditer(text)
+    )
+
+
+def _words(text: str) -> list[str]:
+    return [word.strip(_WORD_EDGES) for word in text.split()]
+
+
+def _asked(text: str, match: re.Match[str]) -> bool:
+    """An extraction word not negated by the two words before it, in its clause."""
+    before = _CLAUSE_END.split(text[max(0, match.start() - 40) : match.start()])[-1]
+    return not any(word in _NEGATIONS or word.endswith("n't") for word in _words(before)[-2:])
+
+
+def _prose(text: str, match: re.Match[str]) -> bool:
+    """A thing to write that is no code: no code word just before its noun or just
+    after it ("a Python script", "an email validation regex")."""
+    if match.group("noun") is None:  # brainstorm, creative writing...
+        return True
+    before = _words(text[max(0, match.start("noun") - 30) : match.start("noun")])[-1:]
+    after = _CLAUSE_END.split(text[match.end("noun") : match.end("noun") + 40])[0]
+    return _CODE_WORDS.isdisjoint([*before, *_words(after)[:1]])
 
 
 def user_turns(messages: Any) -> int:

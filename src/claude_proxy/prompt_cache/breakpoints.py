@@ -71,7 +71,7 @@ def plan(body: Mapping[str, Any], *, ttl: Ttl, min_tokens: int) -> Plan:
     """Where breakpoints go in ``body`` (not changed: the plan's body is a new one)."""
     if body.get("cache_control") is not None:
         return Plan("automatic")
-    prompt = flatten(body)
+    prompt = flatten(body, enough=min_tokens)  # ends past the minimum need no estimate
     if prompt is None or not prompt.valid_marks or not _ordered(m.ttl for m in prompt.marks):
         return Plan("invalid")
     if prompt.total < min_tokens:
@@ -107,10 +107,10 @@ def _candidates(prompt: Prompt) -> list[tuple[Where, int]]:
         previous = _previous_turn_end(prompt)
         if previous is not None and end - previous >= PREVIOUS_TURN_GAP:
             found.append(("messages", previous))
-    system = _last(units, lambda u: u.where == "system")
+    system = _last(units, lambda u: u.where == "system", before=prompt.system_end)
     if system is not None:
         found.append(("system", system))
-    tools = _last(units, lambda u: u.where == "tools")
+    tools = _last(units, lambda u: u.where == "tools", before=prompt.tools_end)
     if tools is not None:
         found.append(("tools", tools))
     if end is not None:

@@ -5,17 +5,20 @@ block marked ``cache_control``. ``flatten`` walks a request body once and gives 
 unit (a tool, a system block, a message block, or a string system or content as one
 block) its position, the estimated tokens of the prompt up to and including it (the
 gateway's estimator, which errs high), whether a breakpoint may go on it, and the
-client's own breakpoints with their TTLs. A body of another shape gives None: the
-gateway leaves it for the API to answer.
+client's own breakpoints with their TTLs, nested ones too (``marks``). A body of
+another shape gives None: the gateway leaves it for the API to answer.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from claude_proxy.prompt_cache.marks import inner_marks
 from claude_proxy.tokens.estimate import (
+    BLOCK_OVERHEAD,
     MESSAGE_OVERHEAD,
     TOOLS_OVERHEAD,
     estimate_block_tokens,
@@ -33,7 +36,7 @@ CACHEABLE_BLOCKS = frozenset({"text", "image", "document", "tool_use", "tool_res
 _ROLES = frozenset({"user", "assistant"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # never changed; not frozen: that makes one 4x slower, per block
 class Unit:
     """One position of the prompt the cache sees."""
 
@@ -57,6 +60,9 @@ class Prompt:
     units: list[Unit] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)  # in prompt order
     roles: list[str] = field(default_factory=list)  # of each message
+    # Units before the system's, and before the messages': tools, then system, first.
+    tools_end: int = 0
+    system_end: int = 0
     valid_marks: bool = True  # every mark of the client's is one the API takes
 
     @property
@@ -69,35 +75,78 @@ class Prompt:
         return frozenset(mark.unit for mark in self.marks)
 
 
-def flatten(body: Mapping[str, Any]) -> Prompt | None:
-    """The prompt of ``body`` as units, or None when it is not shaped as the API wants."""
+class _Running:
+    """The estimated tokens of the prompt so far, counted until they reach ``enough``.
+
+    Past that, a unit's end is only ever compared with thresholds it has passed, so
+    what follows is not estimated (a long conversation or a long text costs its walk,
+    not its estimate). The estimator counts at least a token per three characters:
+    a text that long for the room left reaches ``enough`` whatever it holds."""
+
+    __slots__ = ("enough", "total")
+
+    def __init__(self, enough: int) -> None:
+        self.enough = enough
+        self.total = 0
+
+    def add(self, tokens: int) -> int:
+        self.total += tokens
+        return self.total
+
+    def text(self, text: str) -> int:
+        room = self.enough - self.total
+        if room <= 0:
+            return self.total
+        return self.add(room if len(text) >= 3 * room else estimate_text_tokens(text))
+
+    def block(self, block: dict[str, Any]) -> int:
+        if self.total >= self.enough:
+            return self.total
+        text = block.get("text")
+        if block.get("type") == "text" and isinstance(text, str):  # as the estimator counts it
+            self.text(text)
+            return self.add(BLOCK_OVERHEAD)
+        return self.add(estimate_block_tokens(block))
+
+    def tool(self, tool: dict[str, Any]) -> int:
+        if self.total >= self.enough:
+            return self.total
+        return self.add(estimate_tool_tokens(tool))
+
+
+def flatten(body: Mapping[str, Any], enough: int | None = None) -> Prompt | None:
+    """The prompt of ``body`` as units, or None when it is not shaped as the API wants.
+
+    ``enough``: units' ends are exact up to this many tokens; past it they are at
+    least this many (the plan compares them with the model's minimum, no more)."""
     prompt = Prompt()
-    running = 0
+    running = _Running(enough if enough is not None else sys.maxsize)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
             return None
-        running += TOOLS_OVERHEAD if tools else 0
+        running.add(TOOLS_OVERHEAD if tools else 0)
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict):
                 return None
-            running += estimate_tool_tokens(tool)
+            end = running.tool(tool)
             # A deferred tool is not in the prompt until searched for: no prefix ends there.
             cacheable = not tool.get("defer_loading")
-            _add(prompt, Unit("tools", i, None, running, cacheable), tool.get("cache_control"))
+            _add(prompt, Unit("tools", i, None, end, cacheable), tool.get("cache_control"))
+    prompt.tools_end = len(prompt.units)
     system = body.get("system")
     if isinstance(system, str):
-        running += estimate_text_tokens(system)
-        prompt.units.append(Unit("system", 0, None, running, bool(system.strip())))
+        end = running.text(system)
+        prompt.units.append(Unit("system", 0, None, end, _visible(system)))
     elif isinstance(system, list):
         for j, block in enumerate(system):
-            if not isinstance(block, dict):
+            if not _shaped(block):
                 return None
-            running += estimate_block_tokens(block)
-            unit = Unit("system", j, None, running, _cacheable(block))
+            unit = Unit("system", j, None, running.block(block), _cacheable(block))
             _add(prompt, unit, block.get("cache_control"))
     elif system is not None:
         return None
+    prompt.system_end = len(prompt.units)
     messages = body.get("messages")
     if not isinstance(messages, list):
         return None
@@ -105,36 +154,47 @@ def flatten(body: Mapping[str, Any]) -> Prompt | None:
         if not isinstance(message, dict):
             return None
         role = message.get("role")
-        prompt.roles.append(role if isinstance(role, str) else "")
-        running += MESSAGE_OVERHEAD
+        if not isinstance(role, str):
+            return None
+        prompt.roles.append(role)
+        running.add(MESSAGE_OVERHEAD)
         if not _message_units(prompt, i, role in _ROLES, message.get("content"), running):
             return None
-        running = prompt.units[-1].end
     return prompt
 
 
-def _message_units(prompt: Prompt, i: int, roled: bool, content: Any, running: int) -> bool:
+def _message_units(prompt: Prompt, i: int, roled: bool, content: Any, running: _Running) -> bool:
     if isinstance(content, str):
-        running += estimate_text_tokens(content)
-        prompt.units.append(Unit("messages", i, None, running, roled and bool(content.strip())))
+        end = running.text(content)
+        prompt.units.append(Unit("messages", i, None, end, roled and _visible(content)))
         return True
     if not isinstance(content, list):
         return False
     if not content:  # one position all the same, as the cache counts it
-        prompt.units.append(Unit("messages", i, None, running, False))
+        prompt.units.append(Unit("messages", i, None, running.total, False))
+    units = prompt.units
     for j, block in enumerate(content):
-        if not isinstance(block, dict):
+        # The loop over every block of every message: the helpers inlined.
+        if not _shaped(block):
             return False
-        running += estimate_block_tokens(block)
-        unit = Unit("messages", i, j, running, roled and _cacheable(block))
-        if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
-            # A tool result's own blocks may carry breakpoints; they count as the client's
-            # at this position (before the block's own, in prompt order).
-            for inner in block["content"]:
-                if isinstance(inner, dict) and inner.get("cache_control") is not None:
-                    _mark(prompt, len(prompt.units), inner["cache_control"])
-        _add(prompt, unit, block.get("cache_control"))
+        end = running.total if running.total >= running.enough else running.block(block)
+        cacheable = roled and _cacheable(block)
+        if "content" in block or "source" in block:
+            # Blocks nested in this one (a tool result's, a search result's, a
+            # document's content) may carry breakpoints, each counted by the API:
+            # they are the client's at this position, before the block's own.
+            for marker in inner_marks(block):
+                _mark(prompt, len(units), marker)
+        if (marker := block.get("cache_control")) is not None:
+            _mark(prompt, len(units), marker)
+        units.append(Unit("messages", i, j, end, cacheable))
     return True
+
+
+def _shaped(block: Any) -> bool:
+    """A block the walk can read: an object whose ``type`` is a string (a list or an
+    object there is for the API to refuse; looked up in a set, it would raise)."""
+    return isinstance(block, dict) and isinstance(block.get("type"), str)
 
 
 def _cacheable(block: dict[str, Any]) -> bool:
@@ -143,8 +203,14 @@ def _cacheable(block: dict[str, Any]) -> bool:
         return False
     if kind == "text":
         text = block.get("text")
-        return isinstance(text, str) and bool(text.strip())
+        return isinstance(text, str) and _visible(text)
     return True
+
+
+def _visible(text: str) -> bool:
+    """Not empty nor only whitespace (the API takes no breakpoint on such a text);
+    ``isspace`` stops at the first other character, where ``strip`` copies."""
+    return bool(text) and not text.isspace()
 
 
 def _add(prompt: Prompt, unit: Unit, marker: Any) -> None:

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from claude_proxy.globs import model_glob
+
 __all__ = ["PromptCacheSettings", "Ttl", "merged"]
 
 Ttl = Literal["5m", "1h"]
@@ -38,6 +40,8 @@ class PromptCacheSettings(BaseModel):
     @field_validator("min_tokens")
     @classmethod
     def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for glob in value:
+            model_glob(glob)  # as the policies' model globs: none that can never match
         bad = sorted(glob for glob, tokens in value.items() if tokens < 1)
         if bad:
             raise ValueError(f"min_tokens must be at least 1 (for {bad})")

@@ -27,9 +27,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from multidict import MultiMapping
 
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.response_cache.settings import ResponseCachePolicy
 
 __all__ = ["bypass_reason", "cache_key", "samples"]
@@ -90,7 +90,7 @@ def cache_key(
     if credential:
         secret = headers.get("x-api-key") or headers.get("authorization") or ""
         who = hashlib.sha256(secret.encode()).hexdigest()
-    material = orjson.dumps(
+    material = to_json(
         [
             tenant,
             path,
@@ -101,7 +101,7 @@ def cache_key(
             max_continuations,
             {name: value for name, value in body.items() if name != "stream"},
         ],
-        option=orjson.OPT_SORT_KEYS,
+        sort_keys=True,
     )
     return f"{tenant}:{hashlib.sha256(material).hexdigest()}"
 

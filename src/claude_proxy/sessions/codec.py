@@ -12,12 +12,15 @@ from typing import Any
 
 import orjson
 
+from claude_proxy.jsonbytes import to_json
+
 __all__ = ["decode_messages", "decode_value", "encode_messages", "encode_value"]
 
 
 def encode_value(value: Any) -> bytes:
-    """UTF-8 JSON, non-ASCII (Chinese) text as is; raises ``TypeError`` for non-JSON data."""
-    return orjson.dumps(value)
+    """UTF-8 JSON, non-ASCII (Chinese) text as is, however deep (a tool's input may nest
+    past orjson's writer); raises ``TypeError`` for non-JSON data."""
+    return to_json(value)
 
 
 def decode_value(data: bytes | str) -> Any:
@@ -25,7 +28,7 @@ def decode_value(data: bytes | str) -> Any:
 
 
 def encode_messages(messages: Iterable[dict[str, Any]]) -> list[bytes]:
-    return [orjson.dumps(message) for message in messages]
+    return [to_json(message) for message in messages]
 
 
 def decode_messages(parts: Iterable[bytes | str]) -> list[dict[str, Any]]:

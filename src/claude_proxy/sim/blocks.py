@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from typing import Any
 
 from claude_proxy.errors import InvalidRequest
 
-__all__ = ["check_blocks", "check_cache_control", "check_text_blocks"]
+__all__ = ["check_blocks", "check_cache_control", "check_text_blocks", "nested_blocks"]
 
 # Required string/dict fields per block type; extra fields are passed through untouched.
 _REQUIRED: dict[str, tuple[tuple[str, type], ...]] = {
@@ -33,6 +34,8 @@ _ASSISTANT_ONLY = frozenset(
     {"tool_use", "thinking", "redacted_thinking", "server_tool_use", "mcp_tool_use"}
 )
 _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
+# Blocks nest a level or two (a search result in a tool result); a walk goes no deeper.
+_NESTING = 8
 _TAGS = ", ".join(f"'{t}'" for t in _REQUIRED)
 _TYPE_NAMES: dict[type, str] = {
     str: "a valid string",
@@ -52,13 +55,34 @@ def check_cache_control(raw: Any, path: str) -> None:
         raise InvalidRequest(f"{path}.ttl: Input should be '5m' or '1h'")
 
 
+def nested_blocks(block: dict[str, Any], depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The blocks nested in ``block`` (a tool result's or a search result's ``content``,
+    a document's ``source.content``), each after those nested in it, in document
+    order; with the path from ``block``."""
+    if depth >= _NESTING:
+        return
+    lists = [("content", block.get("content"))]
+    source = block.get("source")
+    if isinstance(source, dict):
+        lists.append(("source.content", source.get("content")))
+    for where, blocks in lists:
+        if not isinstance(blocks, list):
+            continue
+        for k, inner in enumerate(blocks):
+            if isinstance(inner, dict):
+                for path, deeper in nested_blocks(inner, depth + 1):
+                    yield f"{where}.{k}.{path}", deeper
+                yield f"{where}.{k}", inner
+
+
 def _check_block(block: Any, path: str) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise InvalidRequest(f"{path}: Input should be a valid dictionary or object")
     kind = block.get("type")
     if kind is None:
         raise InvalidRequest(f"{path}.type: Field required")
-    if kind not in _REQUIRED:
+    # A list or an object as the tag is no tag either (and cannot be looked up in a dict).
+    if not isinstance(kind, str) or kind not in _REQUIRED:
         raise InvalidRequest(
             f"{path}.type: Input tag '{kind}' found using 'type' does not match any of the "
             f"expected tags: {_TAGS}"
@@ -73,6 +97,8 @@ def _check_block(block: Any, path: str) -> dict[str, Any]:
         # as part of the turn around them, never marked themselves.
         raise InvalidRequest(f"{path}.{kind}.cache_control: Extra inputs are not permitted")
     check_cache_control(block.get("cache_control"), f"{path}.{kind}.cache_control")
+    for where, inner in nested_blocks(block):
+        check_cache_control(inner.get("cache_control"), f"{path}.{kind}.{where}.cache_control")
     return block
 
 

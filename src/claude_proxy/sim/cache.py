@@ -1,10 +1,11 @@
 """Prompt caching (API reference section 5): prefix entries with TTLs, and usage accounting.
 
-A breakpoint is a unit carrying ``cache_control`` (or the last unit, for top-level automatic
-caching). Its entry key is a hash chained over the model and every unit up to it, so
-matching is exact. Reads take the longest live prefix found by looking back at most 20 units
-from each breakpoint; writes happen at each later breakpoint whose prefix reaches the model's
-minimum cacheable length.
+A breakpoint is a unit carrying ``cache_control``, on itself or on a block nested in it
+(a tool result's content...; each marked block counts toward the four), or the last unit,
+for top-level automatic caching. Its entry key is a hash chained over the model and every
+unit up to it, so matching is exact. Reads take the longest live prefix found by looking
+back at most 20 units from each breakpoint; writes happen at each later breakpoint whose
+prefix reaches the model's minimum cacheable length.
 """
 
 from __future__ import annotations
@@ -94,19 +95,19 @@ class PromptCache:
         min_tokens: int,
     ) -> CacheUsage:
         """Look up and write this prompt's prefixes; return the usage split."""
-        marks: dict[int, str] = {
-            i: str(u.cache_control.get("ttl", "5m"))
-            for i, u in enumerate(units)
-            if u.cache_control is not None
-        }
+        # Every block carrying cache_control counts, nested ones too; a unit's entry
+        # takes the TTL of its last marker (its own, when it has one).
+        found = [(i, str(m.get("ttl", "5m"))) for i, u in enumerate(units) for m in u.markers]
+        marks: dict[int, str] = dict(found)
         if automatic is not None and units and (len(units) - 1) not in marks:
-            marks[len(units) - 1] = str(automatic.get("ttl", "5m"))
-        if len(marks) > MAX_BREAKPOINTS:
+            found.append((len(units) - 1, str(automatic.get("ttl", "5m"))))
+            marks[len(units) - 1] = found[-1][1]
+        if len(found) > MAX_BREAKPOINTS:
             raise InvalidRequest(
                 f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
-                f"Found {len(marks)}."
+                f"Found {len(found)}."
             )
-        ttls_in_order = [marks[i] for i in sorted(marks)]
+        ttls_in_order = [ttl for _, ttl in found]
         if "5m" in ttls_in_order and "1h" in ttls_in_order[ttls_in_order.index("5m") :]:
             raise InvalidRequest(
                 "a ttl='1h' cache_control block must not come after a ttl='5m' block"

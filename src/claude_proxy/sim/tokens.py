@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from claude_proxy.jsonbytes import to_json
+from claude_proxy.sim.blocks import nested_blocks
 from claude_proxy.sim.bpe import text_tokens
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PromptUnit",
     "block_tokens",
     "canonical",
+    "inner_markers",
     "prompt_units",
     "text_tokens",
     "total_input_tokens",
@@ -49,18 +50,44 @@ class PromptUnit:
     key: bytes  # canonical bytes, cache_control removed, so markers never change identity
     tokens: int
     cache_control: dict[str, Any] | None
+    # The markers of blocks nested in this one (a tool result's content...): each
+    # counts toward the four, and acts as a breakpoint here (before the unit's own).
+    inner: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def markers(self) -> tuple[dict[str, Any], ...]:
+        """Every marker on this unit, in document order."""
+        own = () if self.cache_control is None else (self.cache_control,)
+        return (*self.inner, *own)
+
+
+def inner_markers(block: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    return tuple(
+        inner["cache_control"]
+        for _, inner in nested_blocks(block)
+        if inner.get("cache_control") is not None
+    )
 
 
 def canonical(value: Any) -> bytes:
     """Stable bytes for hashing: sorted keys, cache_control markers dropped."""
-    return orjson.dumps(_strip_cache_control(value), option=orjson.OPT_SORT_KEYS)
+    return to_json(_strip_cache_control(value), sort_keys=True)
 
 
-def _strip_cache_control(value: Any) -> Any:
+# Markers sit a few levels down at most; below this a value (a tool input nested as
+# deep as JSON is read, 1,024 levels) is kept whole rather than walked by recursion.
+_STRIP_DEPTH = 32
+
+
+def _strip_cache_control(value: Any, depth: int = 0) -> Any:
+    if depth >= _STRIP_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {k: _strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+        return {
+            k: _strip_cache_control(v, depth + 1) for k, v in value.items() if k != "cache_control"
+        }
     if isinstance(value, list):
-        return [_strip_cache_control(v) for v in value]
+        return [_strip_cache_control(v, depth + 1) for v in value]
     return value
 
 
@@ -79,7 +106,7 @@ def block_tokens(block: dict[str, Any]) -> int:
             cost = DOCUMENT_TOKENS
     elif kind == "tool_use":
         cost = text_tokens(str(block.get("name", ""))) + text_tokens(
-            orjson.dumps(block.get("input", {})).decode()
+            to_json(block.get("input", {})).decode()
         )
     elif kind == "tool_result":
         content = block.get("content", "")
@@ -90,7 +117,7 @@ def block_tokens(block: dict[str, Any]) -> int:
     elif kind == "thinking":
         cost = text_tokens(str(block.get("thinking", "")))
     else:
-        cost = text_tokens(orjson.dumps(_strip_cache_control(block)).decode())
+        cost = text_tokens(to_json(_strip_cache_control(block)).decode())
     return BLOCK_OVERHEAD + cost
 
 
@@ -118,6 +145,7 @@ def prompt_units(
                     tag + canonical(block),
                     block_tokens(block) + overhead,
                     block.get("cache_control"),
+                    inner_markers(block),
                 )
             )
         if not blocks:

@@ -21,6 +21,7 @@ __all__ = [
     "MID_CONVERSATION_SYSTEM",
     "NEW_VERSION",
     "PREFILL_REFUSED",
+    "THINKING_TOOL_LOOP",
     "Message",
     "MessagesRequest",
     "load_object",
@@ -33,6 +34,12 @@ MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"
 PREFILL_REFUSED = (
     "This model does not support assistant message prefill. "
     "The conversation must end with a user message."
+)
+THINKING_TOOL_LOOP = (
+    "Expected `thinking` or `redacted_thinking`, but found `{first}`. When `thinking` is "
+    "enabled, a final `assistant` message must start with a thinking block (preceeding the "
+    "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+    "blocks from previous turns. To avoid this requirement, disable `thinking`."
 )
 _SAMPLING = ("temperature", "top_p", "top_k")
 _PASS_THROUGH = frozenset(
@@ -335,6 +342,8 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
     if spec.adaptive_thinking_only and req.thinking and req.thinking.get("type") == "enabled":
         raise _bad("thinking.type", "'enabled' is not supported for this model; use 'adaptive'")
     _sampling_rules(data, req, count_only)
+    if not count_only and req.thinking is not None and req.thinking.get("type") == "enabled":
+        _thinking_tool_loop(req.messages)
     _effort_rule(data.get("output_config"), spec)
     last = req.messages[-1]
     if last.role == "assistant" and not count_only:
@@ -349,6 +358,23 @@ def _model_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -
             raise InvalidRequest(
                 "messages: final assistant content cannot end with trailing whitespace"
             )
+
+
+def _thinking_tool_loop(messages: list[Message]) -> None:
+    """With thinking enabled, the last assistant message, when it calls tools, starts
+    with a thinking block: the model's reasoning before the calls whose results follow
+    (consecutive user messages after them are one turn: still inside the loop).
+    Adaptive thinking may not have thought, and is not held to it."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message.role != "assistant":
+            continue
+        if not any(block.get("type") == "tool_use" for block in message.blocks):
+            return
+        first = message.blocks[0]["type"]
+        if first not in ("thinking", "redacted_thinking"):
+            raise _bad(f"messages.{i}.content.0.type", THINKING_TOOL_LOOP.format(first=first))
+        return
 
 
 def _sampling_rules(data: dict[str, Any], req: MessagesRequest, count_only: bool) -> None:

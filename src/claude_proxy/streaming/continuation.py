@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from claude_proxy.jsonbytes import to_json
 
 __all__ = [
     "CONTINUE_PROMPT",
@@ -74,7 +74,7 @@ def build_continuation(
     continued = {**body, "messages": messages}
     if max_tokens is not None:
         continued["max_tokens"] = max(1, max_tokens)
-    return Continuation(orjson.dumps(continued), continue_turn and bool(stripped), tail)
+    return Continuation(to_json(continued), continue_turn and bool(stripped), tail)
 
 
 def _word_boundary(text: str) -> str:

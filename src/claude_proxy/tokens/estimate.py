@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
+from claude_proxy.jsonbytes import to_json
 
 __all__ = [
     "estimate_block_tokens",
@@ -89,7 +89,8 @@ def _ceil_div(amount: float, per: float) -> int:
 
 
 def _json_tokens(value: Any) -> int:
-    return estimate_text_tokens(orjson.dumps(value).decode())
+    # to_json: a tool schema or input nested past orjson's 254 levels still has a size.
+    return estimate_text_tokens(to_json(value).decode())
 
 
 def _block_tokens(block: Any) -> int:

@@ -19,9 +19,7 @@ In the chain when the gateway or any tenant has it on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from claude_proxy.errors import InvalidRequest
 from claude_proxy.observability import Metrics
@@ -36,7 +34,7 @@ from claude_proxy.prompt_cache import (
 )
 from claude_proxy.tenancy import Tenant, TenantDirectory
 
-__all__ = ["PROMPT_CACHE", "PROMPT_CACHE_HEADER", "PromptCache", "Report", "unmarked_messages"]
+__all__ = ["PROMPT_CACHE", "PROMPT_CACHE_HEADER", "PromptCache", "Report"]
 
 PROMPT_CACHE_HEADER = "x-proxy-prompt-cache"
 _CHOICES: dict[str, Ttl | None] = {"off": None, "5m": "5m", "1h": "1h"}
@@ -47,7 +45,6 @@ class Report:
     """What the stage did to one request (the response header's value)."""
 
     plan: Plan | None  # None: off for this request
-    messages: Any = None  # the messages before breakpoints were added (when some were)
 
     @property
     def header(self) -> str:
@@ -62,16 +59,6 @@ class Report:
 
 
 PROMPT_CACHE: CallKey[Report] = CallKey("prompt_cache")
-
-
-def unmarked_messages(call: Call) -> Sequence[Any]:
-    """The call's messages without the breakpoints the gateway added: what a session
-    stores (its next turns are marked afresh; kept, marks would pile up past four)."""
-    report = call.state.get(PROMPT_CACHE)
-    if report is not None and report.messages is not None:
-        messages: Sequence[Any] = report.messages
-        return messages
-    return call.body.get("messages") or []
 
 
 class PromptCache:
@@ -116,9 +103,7 @@ class PromptCache:
             ttl=ttl,
             min_tokens=min_cacheable_tokens(call.model, settings.min_tokens),
         )
-        if result.body is None:
-            call.state[PROMPT_CACHE] = Report(result)
-        else:
-            call.state[PROMPT_CACHE] = Report(result, call.body.get("messages"))
+        call.state[PROMPT_CACHE] = Report(result)
+        if result.body is not None:
             call.set_body(result.body)
         self._metrics.prompt_cache(result.outcome, [point.where for point in result.added])

@@ -13,8 +13,12 @@ two places in the chain:
   upstream. Once the answer is whole (a JSON 200, or a stream's ``message_stop``, healed
   or continued) it appends the new turn(s) and the answer, and only then is the end sent
   to the client: a turn whose response arrived survives a SIGKILL right after.
-  The turn is stored without the cache breakpoints the gateway added (``prompt_cache``
-  marks each request afresh; stored, they would pile up past the API's four).
+  The turn is stored without cache breakpoints, the client's or the gateway's, nested
+  ones too, and so is its system: a breakpoint marks a prefix for the request that
+  carries it, and stored, a client's mark on its newest message each turn would pile
+  up past the API's four (a 400 for every later turn). ``prompt_cache`` marks each
+  request afresh, the stored system too when it is long enough. A history stored with
+  marks (before they were taken out) is loaded without them.
 
 When the stored history and the new turn(s) do not fit the model's context window minus
 ``max_tokens`` (``sessions.budget``), ``session_load`` leaves the oldest whole turns out:
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from claude_proxy.errors import GatewayError, InvalidRequest
 from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter, Outcome
-from claude_proxy.pipeline.stages.prompt_cache import unmarked_messages
+from claude_proxy.prompt_cache.marks import unmarked_content, unmarked_messages
 from claude_proxy.sessions import (
     Session,
     SessionBusy,
@@ -106,7 +110,7 @@ class _Turn:
         """Append the new turn(s) and the answer; release the lock."""
         if self.stored or self.answer is None:
             return
-        messages = list(unmarked_messages(call))[self.history :]
+        messages = unmarked_messages(list(call.body.get("messages") or []))[self.history :]
         try:
             for attempt in range(2):
                 try:
@@ -115,7 +119,7 @@ class _Turn:
                         self.session_id,
                         [*messages, self.answer],
                         expected_version=self.version,
-                        system=self.system,
+                        system=unmarked_content(self.system),
                         ttl_seconds=self.ttl_seconds,
                     )
                     self.stored = True
@@ -225,7 +229,7 @@ class SessionLoad:
             body = dict(call.body)
             own_system = call.body.get("system")
             if own_system is None and session is not None and session.system is not None:
-                body["system"] = session.system
+                body["system"] = unmarked_content(session.system)
             sent = await self._fit(call, body, session, messages)
         except BaseException:
             await lock.__aexit__(None, None, None)
@@ -252,7 +256,7 @@ class SessionLoad:
         messages: list[dict[str, Any]],
     ) -> _Sent:
         """The history that fits with the new turn(s), the rest dropped or summarised."""
-        history = session.messages if session is not None else []
+        history = unmarked_messages(session.messages) if session is not None else []
         version = session.version if session is not None else 0
         settings = self._settings
         summarize = settings.overflow == "summarize" and self._calls is not None
