@@ -193,6 +193,16 @@ def test_with_a_step_the_history_sent_keeps_its_start_for_several_turns() -> Non
     assert moved[1000] <= moved[0] // 3  # with one it holds for several turns
 
 
+def test_a_tool_input_nested_past_orjsons_writer_is_summarised() -> None:
+    deep: Any = "bottom"
+    for _ in range(600):
+        deep = {"next": deep}
+    call = {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_1", "name": "walk", "input": deep}]}  # fmt: skip
+    body = summary_request([user("go"), call], model="m", max_tokens=100, context_tokens=200_000)
+    assert '"bottom"' in body["messages"][0]["content"]
+
+
 def test_a_new_turn_that_does_not_fit_alone_is_a_400() -> None:
     new = [user(text(2000))]
     with pytest.raises(InvalidRequest, match="more than the 1,000 that") as raised:

@@ -30,9 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from claude_proxy.errors import InvalidRequest
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.streaming.accumulate import message_text
 from claude_proxy.tokens import estimate_input_tokens, estimate_text_tokens
 
@@ -240,7 +239,7 @@ def _content_text(content: Any) -> str:
         elif block.get("type") == "text":
             parts.append(str(block.get("text", "")))
         elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input", {})).decode()
+            arguments = to_json(block.get("input", {})).decode()
             parts.append(f"[called the tool {block.get('name')} with {arguments}]")
         elif block.get("type") == "tool_result":
             parts.append(f"[tool result: {_content_text(block.get('content'))}]")
