@@ -399,6 +399,7 @@ async def test_replicas_share_entries_through_redis(
     shared: dict[str, Any] = {
         "state": redis_url,
         "admission": {"key_prefix": key_prefix + "admission:"},
+        "response_cache": {"url": redis_url},  # named: the state Redis is not the default
         "tenants": tenants,
     }
     one, two = await start_gateway(sim.url, **shared), await start_gateway(sim.url, **shared)
@@ -421,6 +422,33 @@ async def test_replicas_share_entries_through_redis(
         assert all(85_000 < client.pttl(key) <= 90_000 for key in keys)
     finally:
         client.close()
+
+
+async def test_without_its_own_url_the_cache_stays_out_of_the_state_redis(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    """Answers in the ``state`` Redis would fill it (admission then fails on OOM) or,
+    with ``allkeys-lru``, evict limits and streams: without a URL they stay in memory."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url,
+        state=redis_url,
+        admission={"key_prefix": key_prefix + "admission:"},
+        response_cache=ON,
+    )
+    verdicts = [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
+    assert verdicts == ["miss", "hit"] and upstream_calls(sim) == 1
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=key_prefix + "response-cache:*")) == []
+    finally:
+        client.close()
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_bytes") > 0  # counted: the memory backend
 
 
 async def test_a_cache_that_is_down_is_passed_by(

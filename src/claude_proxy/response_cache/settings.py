@@ -7,7 +7,7 @@ response_cache:
   allow_sampling: false   # cache requests sampled at temperature > 0 (or absent) too
   max_bytes: 134217728    # memory backend: all entries of this process, LRU beyond
   max_entry_bytes: 4194304  # one answer (JSON body or SSE bytes); larger is not kept
-  url: null               # null: the `state` URL (memory:// or redis://…)
+  url: null               # null: this process's memory, whatever `state` is; or redis://…
 tenants:
   - name: search
     response_cache: {enabled: true, ttl_seconds: 3600}   # only the fields given replace
@@ -49,8 +49,10 @@ class ResponseCacheSettings(ResponseCachePolicy):
     max_entry_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored."""
     url: str | None = None
-    """The store: None for the ``state`` URL; a Redis of its own (``maxmemory`` with
-    ``allkeys-lru``) bounds the total there."""
+    """The store: None for this process's memory (bounded by ``max_bytes``), whatever
+    ``state`` is; ``redis://…`` to share answers between replicas, best a Redis of its own
+    with ``maxmemory`` and ``allkeys-lru``, which bounds the total there (the ``state``
+    Redis is not used unless named here: answers would crowd out its limits and streams)."""
     key_prefix: str = "claude-proxy:response-cache:"
     """Redis backend: every key starts with this."""
 
