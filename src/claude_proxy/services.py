@@ -63,8 +63,9 @@ class Services:
 
 
 StageFactory = Callable[[Services], Sequence[Stage]]
-"""Stages an embedding application adds after the gateway's own, built once the
-services exist (a stage may make sub-calls through ``services.calls``)."""
+"""Stages an embedding application adds after the gateway's own (before the response
+cache, which is last), built once the services exist (a stage may make sub-calls through
+``services.calls``)."""
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)

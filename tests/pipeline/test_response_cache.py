@@ -14,6 +14,7 @@ from multidict import CIMultiDictProxy
 
 from claude_proxy.config import RetrySettings, StreamSettings
 from claude_proxy.pii import PiiSettings
+from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.server import RunningServer
 from claude_proxy.sim import JOURNAL
@@ -244,6 +245,39 @@ async def test_a_healed_stream_is_whole_and_kept_as_the_client_got_it(
     _, headers, hit = await post(http, gateway, body, **tokens)
     assert headers[HEADER] == "hit" and hit == healed
     assert upstream_calls(sim) == 2
+
+
+class Locale:
+    """An embedding application's stage: the system prompt from a header, and a stamp on
+    each answer."""
+
+    name = "locale"
+    routes = frozenset({Route.MESSAGES})
+
+    async def on_request(self, call: Call) -> None:
+        language = call.headers.get("x-locale", "en")
+        call.set_body({**call.body, "system": f"Answer in language {language}."})
+
+    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
+        message["content"][0]["text"] += " [stamped]"
+        return message
+
+
+async def test_an_embedding_applications_stages_run_before_the_cache(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """Their body changes are in the key, and their answer hooks run once on a hit."""
+    sim = await start_sim(journal=10, echo=True)
+    gateway = await start_gateway(sim.url, response_cache=ON, extra_stages=lambda _: [Locale()])
+    seen = []
+    for locale in ("en", "en", "fr"):
+        _, headers, raw = await post(http, gateway, FIXED, **{"x-locale": locale})
+        seen.append((headers[HEADER], orjson.loads(raw)["content"][0]["text"]))
+    assert [verdict for verdict, _ in seen] == ["miss", "hit", "miss"]
+    assert seen[1] == ("hit", seen[0][1])
+    assert all(text.count("[stamped]") == 1 for _, text in seen)
+    systems = [entry.body["system"] for entry in sim.runner.app[JOURNAL].entries]
+    assert systems == ["Answer in language en.", "Answer in language fr."]
 
 
 @pytest.mark.parametrize("stream", [False, True])

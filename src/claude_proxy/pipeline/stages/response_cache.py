@@ -9,8 +9,9 @@ goes upstream, and its answer is stored once it is whole: a 200 JSON Message, or
 stream up to its ``message_stop`` (healed or continued included), never an error, a
 refusal, or a stream cut or abandoned before its end.
 
-Last in the chain, so nearest the upstream: the key is the body as it goes upstream
-(after redaction: two requests whose values are masked alike share an entry), and the
+Last in the chain (after an embedding application's stages too), so nearest the
+upstream: the key is the body as it goes upstream (after redaction: two requests whose
+values are masked alike share an entry), and the
 answer stored is the upstream's, before any stage's answer hook. Pseudonyms are put
 back per call by the redaction stage, on a hit as on a miss. The entry is stored before
 the end of the answer is sent, so the next identical request finds it.
