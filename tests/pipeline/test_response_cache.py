@@ -229,22 +229,62 @@ async def test_errors_and_cut_streams_are_not_cached(
     assert upstream_calls(sim) == 4
 
 
-async def test_a_healed_stream_is_whole_and_kept_as_the_client_got_it(
+def text_of(raw: bytes) -> str:
+    return "".join(
+        data["delta"].get("text", "")
+        for name, data in parse_events(raw)
+        if name == "content_block_delta"
+    )
+
+
+async def test_streams_the_gateway_mended_after_a_break_are_not_kept(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A heal's budget, or the decision that max_tokens is reached, comes from an estimate:
+    such an answer may be shorter than the upstream's, and must not be replayed for the TTL."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url,
+        response_cache=ON,
+        streams=StreamSettings(resumable=False),
+        retry=RetrySettings(base_delay=0),  # the heal at once
+    )
+    body = message_body("Tell me about rivers.", max_tokens=24, temperature=0, stream=True)
+
+    def cut(events: int) -> dict[str, str]:
+        return {
+            "x-sim-fault": f"cut:{events}",
+            "x-sim-fault-times": "1",
+            "x-sim-fault-key": f"k{events}",
+        }
+
+    _, headers, healed = await post(http, gateway, body, **cut(8))
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 2  # the cut part, the heal
+    # Cut after the estimate already reached max_tokens: the gateway ends it there.
+    _, headers, ended = await post(http, gateway, body, **cut(11))
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 3  # no heal
+    for mended in (healed, ended):
+        assert parse_events(mended)[-1][0] == "message_stop"
+    _, headers, whole = await post(http, gateway, body)
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 4
+    assert len(text_of(whole)) > max(len(text_of(healed)), len(text_of(ended)))
+    _, headers, hit = await post(http, gateway, body)
+    assert headers[HEADER] == "hit" and hit == whole and upstream_calls(sim) == 4
+
+
+async def test_a_stream_continued_as_the_client_asked_is_kept(
     start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
     sim = await start_sim(journal=10)
     gateway = await start_gateway(
         sim.url, response_cache=ON, streams=StreamSettings(resumable=False)
     )
-    body = {**FIXED, "stream": True}
-    tokens = {"x-sim-answer-tokens": "120"}
-    cut = {"x-sim-fault": "cut:6", "x-sim-fault-times": "1", "x-sim-fault-key": "heal-1"}
-    _, headers, healed = await post(http, gateway, body, **tokens, **cut)
-    assert headers[HEADER] == "miss" and upstream_calls(sim) == 2  # the cut part, the heal
-    assert parse_events(healed)[-1][0] == "message_stop"
-    _, headers, hit = await post(http, gateway, body, **tokens)
-    assert headers[HEADER] == "hit" and hit == healed
-    assert upstream_calls(sim) == 2
+    body = message_body("Tell me about rivers.", max_tokens=16, temperature=0, stream=True)
+    asked = {"x-proxy-max-continuations": "2", "x-sim-answer-tokens": "40"}
+    _, headers, continued = await post(http, gateway, body, **asked)
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 3  # two continuations
+    _, headers, hit = await post(http, gateway, body, **asked)
+    assert headers[HEADER] == "hit" and hit == continued and upstream_calls(sim) == 3
 
 
 class Locale:

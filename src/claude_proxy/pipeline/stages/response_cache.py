@@ -6,8 +6,12 @@ its key. A hit becomes the call's ``prepared`` answer: the upstream-call service
 it without admission or an upstream call, and everything after runs as for the
 upstream's answer (message hooks, stream filters, the replay log, the client). A miss
 goes upstream, and its answer is stored once it is whole: a 200 JSON Message, or a
-stream up to its ``message_stop`` (healed or continued included), never an error, a
-refusal, or a stream cut or abandoned before its end.
+stream up to its ``message_stop`` (continued past ``max_tokens`` included, when the
+client asked for it), never an error, a refusal, or a stream cut or abandoned before its
+end. Nor an answer the gateway put together after a break: a healed one (its heal was
+given a budget from an estimate, so it may end shorter than the upstream's own answer)
+or one the gateway ended itself at ``max_tokens``; it is right for this client, but
+should not be served as the upstream's answer for the whole TTL.
 
 Last in the chain (after an embedding application's stages too), so nearest the
 upstream: the key is the body as it goes upstream (after redaction: two requests whose
@@ -160,14 +164,14 @@ class ResponseCacheStage:
 
     async def settle(self, call: Call) -> None:
         pending = call.state.get(_PENDING)
-        if pending is not None and pending.body is not None:
+        if pending is not None and pending.body is not None and not _mended(call):
             await self.store(pending, Entry(False, pending.body))
 
     # -- a stream ---------------------------------------------------------------------
 
     def event_filter(self, call: Call) -> EventFilter | None:
         pending = call.state.get(_PENDING)
-        return None if pending is None else _Capture(self, pending, self._max_entry_bytes)
+        return None if pending is None else _Capture(self, call, pending, self._max_entry_bytes)
 
     async def store(self, pending: _Pending, entry: Entry) -> None:
         """Keep a whole answer; a store that fails costs the client nothing."""
@@ -195,10 +199,22 @@ class ResponseCacheStage:
 class _Capture:
     """One stream's events as the upstream sent them, kept until its ``message_stop``."""
 
-    __slots__ = ("_dropped", "_max_bytes", "_parts", "_pending", "_size", "_stage", "_whole")
+    __slots__ = (
+        "_call",
+        "_dropped",
+        "_max_bytes",
+        "_parts",
+        "_pending",
+        "_size",
+        "_stage",
+        "_whole",
+    )
 
-    def __init__(self, stage: ResponseCacheStage, pending: _Pending, max_bytes: int) -> None:
+    def __init__(
+        self, stage: ResponseCacheStage, call: Call, pending: _Pending, max_bytes: int
+    ) -> None:
         self._stage = stage
+        self._call = call
         self._pending = pending
         self._max_bytes = max_bytes
         self._parts: list[bytes] = []
@@ -235,11 +251,19 @@ class _Capture:
         if self._whole and not self._dropped:
             body = b"".join(self._parts)
             self._drop()
-            await self._stage.store(self._pending, Entry(True, body))
+            if not _mended(self._call):
+                await self._stage.store(self._pending, Entry(True, body))
 
     def _drop(self) -> None:
         self._dropped = True
         self._parts = []
+
+
+def _mended(call: Call) -> bool:
+    """Whether the gateway healed the answer or ended it itself after a break: whole for
+    this client, but perhaps not what the upstream would have said (see the docstring)."""
+    log = call.attempts
+    return log is not None and (log.heals > 0 or log.ended_by_gateway)
 
 
 def _complete(stop_reason: object) -> bool:
