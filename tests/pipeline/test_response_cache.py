@@ -3,6 +3,9 @@ request that reaches it (so the upstream calls a hit saved are counted, not assu
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -525,6 +528,12 @@ async def test_without_its_own_url_the_cache_stays_out_of_the_state_redis(
     assert total(series, "api_response_cache_bytes") > 0  # counted: the memory backend
 
 
+async def verdict_of(http: aiohttp.ClientSession, gateway: RunningServer) -> str:
+    status, headers, _ = await post(http, gateway, FIXED)
+    assert status == 200  # whatever the store does, the client is answered
+    return headers[HEADER]
+
+
 async def test_a_cache_that_is_down_is_passed_by(
     start_sim: StartSim,
     start_gateway: StartGateway,
@@ -535,13 +544,65 @@ async def test_a_cache_that_is_down_is_passed_by(
     sim = await start_sim(journal=10)
     settings = ResponseCacheSettings(enabled=True, url=server.url)
     gateway = await start_gateway(sim.url, response_cache=settings)  # state: memory://
-    verdicts = [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
+    verdicts = [await verdict_of(http, gateway) for _ in range(2)]
     server.kill()
-    for _ in range(2):
-        status, headers, _ = await post(http, gateway, FIXED)
-        verdicts.append(headers[HEADER])
-        assert status == 200
+    verdicts += [await verdict_of(http, gateway) for _ in range(2)]
+    assert verdicts == ["miss", "hit"] + ["bypass; reason=unavailable"] * 2
     server.start()  # empty: no persistence
-    verdicts += [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
-    assert verdicts == ["miss", "hit"] + ["bypass; reason=unavailable"] * 2 + ["miss", "hit"]
-    assert upstream_calls(sim) == 4
+    # A PING in the background finds it back (a fraction of a second into an outage).
+    await eventually(lambda: verdict_of(http, gateway), "miss")
+    assert await verdict_of(http, gateway) == "hit"
+
+
+async def eventually(check: Callable[[], Awaitable[str]], wanted: str, within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while (got := await check()) != wanted:
+        assert time.monotonic() < deadline, f"still {got!r}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_redis_that_hangs_costs_one_short_deadline_then_nothing(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    start_redis: StartRedis,
+) -> None:
+    """A stopped redis-server accepts connections and never answers: the first lookup
+    gives up at lookup_timeout, the next ones pass it by at once, a store at most holds
+    up the end of an answer by store_timeout, and it is used again once it answers."""
+    server = start_redis()
+    sim = await start_sim(journal=100)  # it keeps the last 100
+    settings = ResponseCacheSettings(enabled=True, url=server.url)  # 0.1 s, 0.2 s
+    gateway = await start_gateway(sim.url, response_cache=settings)
+    assert [await verdict_of(http, gateway) for _ in range(2)] == ["miss", "hit"]
+    server.pause()
+    try:
+        started = time.perf_counter()
+        assert await verdict_of(http, gateway) == "bypass; reason=unavailable"
+        assert time.perf_counter() - started < 0.5  # the lookup's deadline, not 1 s
+        started = time.perf_counter()
+        for _ in range(5):
+            assert await verdict_of(http, gateway) == "bypass; reason=unavailable"
+        assert time.perf_counter() - started < 0.25  # flagged: not even tried
+    finally:
+        server.resume()
+    await eventually(lambda: verdict_of(http, gateway), "hit")  # the entry is still there
+
+    # The store of an answer whose lookup went through, Redis hanging meanwhile.
+    body = message_body("Name three lakes.", temperature=0, stream=True)
+    calls = upstream_calls(sim)
+    started = time.perf_counter()
+    answer = asyncio.create_task(post(http, gateway, body, **{"x-sim-fault": "slow:0.3"}))
+    while upstream_calls(sim) == calls:  # looked up, and now waiting on the upstream
+        assert time.perf_counter() - started < 2
+        await asyncio.sleep(0.005)
+    server.pause()
+    try:
+        status, headers, raw = await answer
+    finally:
+        server.resume()
+    assert status == 200 and headers[HEADER] == "miss"
+    assert parse_events(raw)[-1][0] == "message_stop"
+    assert time.perf_counter() - started < 0.3 + 0.2 + 0.4  # not the 1 s socket timeout
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_stores_total", result="failed") == 1

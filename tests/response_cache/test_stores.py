@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 import pytest
 import redis
 
 from claude_proxy.response_cache import Entry, ResponseCacheSettings, open_response_cache
 from claude_proxy.response_cache.memory import MemoryResponseCache
+from claude_proxy.response_cache.redis import SOCKET_TIMEOUT, RedisResponseCache
 from claude_proxy.response_cache.registry import BACKENDS
 from claude_proxy.response_cache.settings import SCHEMES
 from claude_proxy.state import StateUnavailable
+from claude_proxy.state.redis import open_redis
 from tests.response_cache.conftest import Clock, MakeCache
 
 SSE = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -103,3 +109,42 @@ async def test_a_redis_that_does_not_answer_is_unavailable_at_start() -> None:
 
 def test_every_scheme_has_a_backend() -> None:
     assert set(BACKENDS) == SCHEMES
+
+
+@pytest.fixture
+async def silent_url() -> AsyncIterator[str]:
+    """A TCP server that accepts connections, reads nothing and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    for writer in held:
+        writer.transport.abort()
+    server.close()
+
+
+async def test_a_redis_that_never_answers_costs_one_lookup_deadline_then_nothing(
+    silent_url: str,
+) -> None:
+    client = open_redis(silent_url, socket_timeout=SOCKET_TIMEOUT, decode_responses=False)
+    cache = RedisResponseCache(ResponseCacheSettings(lookup_timeout=0.1), client)
+
+    async def lookup() -> float:
+        started = time.perf_counter()
+        with pytest.raises(StateUnavailable):
+            await cache.get("acme:k")
+        return time.perf_counter() - started
+
+    try:
+        assert 0.09 < await lookup() < 0.5  # the deadline, not the 1 s socket timeout
+        started = time.perf_counter()
+        waits = await asyncio.gather(*(lookup() for _ in range(200)))
+        assert max(waits) < 0.05 and time.perf_counter() - started < 0.2
+        with pytest.raises(StateUnavailable):
+            await cache.put("acme:k", Entry(False, b"{}"), 60)  # passed by as well
+        assert time.perf_counter() - started < 0.2
+    finally:
+        await cache.close()

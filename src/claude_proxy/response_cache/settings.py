@@ -8,6 +8,8 @@ response_cache:
   max_bytes: 134217728    # memory backend: all entries of this process, LRU beyond
   max_entry_bytes: 4194304  # one answer (JSON body or SSE bytes); larger is not kept
   url: null               # null: this process's memory, whatever `state` is; or redis://…
+  lookup_timeout: 0.1     # Redis: seconds a lookup may take before it is passed by
+  store_timeout: 0.2      # Redis: seconds a store may hold up the end of the answer
 tenants:
   - name: search
     response_cache: {enabled: true, ttl_seconds: 3600}   # only the fields given replace
@@ -55,6 +57,14 @@ class ResponseCacheSettings(ResponseCachePolicy):
     Redis is not used unless named here: answers would crowd out its limits and streams)."""
     key_prefix: str = "claude-proxy:response-cache:"
     """Redis backend: every key starts with this."""
+    lookup_timeout: float = Field(default=0.1, gt=0)
+    """Redis backend: seconds a lookup may take; a slower one is passed by (the request
+    goes upstream), and the store is then passed by at no cost until a background PING
+    finds it answering again."""
+    store_timeout: float = Field(default=0.2, gt=0)
+    """Redis backend: seconds a store may take. It is awaited before the end of the
+    answer is sent (so the next identical request finds it); a store slower than this is
+    given up, and counts as an outage as a slow lookup does."""
 
     @field_validator("url")
     @classmethod

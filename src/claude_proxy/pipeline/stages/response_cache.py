@@ -26,8 +26,8 @@ reverse: the stream flag is part of the key (a JSON answer rebuilt from events, 
 events made up from JSON, would not be what the upstream sends).
 
 Every request of such a tenant gets ``x-proxy-response-cache: hit``, ``miss`` or
-``bypass; reason=<why>``; ``unavailable`` is a store that failed (the request then goes
-upstream: the cache fails open).
+``bypass; reason=<why>``; ``unavailable`` is a store that failed or is known to be down
+(the request then goes upstream: the cache fails open).
 """
 
 from __future__ import annotations
