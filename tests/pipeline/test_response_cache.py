@@ -4,6 +4,7 @@ request that reaches it (so the upstream calls a hit saved are counted, not assu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -606,3 +607,30 @@ async def test_a_redis_that_hangs_costs_one_short_deadline_then_nothing(
     assert time.perf_counter() - started < 0.3 + 0.2 + 0.4  # not the 1 s socket timeout
     _, series = await scrape(http, gateway)
     assert total(series, "api_response_cache_stores_total", result="failed") == 1
+
+
+async def test_refused_writes_are_counted_and_logged_once_not_taken_for_an_outage(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    start_redis: StartRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replica (READONLY, as after a failover) or a full Redis under noeviction (OOM)
+    answers lookups and refuses every store, for as long as it lasts."""
+    caplog.set_level(logging.WARNING, logger="claude_proxy.response_cache")
+    server = start_redis()
+    with server.client() as client:
+        client.replicaof("127.0.0.1", "1")  # a master that is not there: read-only
+    sim = await start_sim(journal=10)
+    settings = ResponseCacheSettings(enabled=True, url=server.url)
+    gateway = await start_gateway(sim.url, response_cache=settings)
+    for question in range(6):
+        body = message_body(f"Question {question}.", temperature=0)
+        status, headers, _ = await post(http, gateway, body)
+        assert status == 200 and headers[HEADER] == "miss"  # looked up: no outage
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_stores_total", result="failed") == 6
+    lines = [r.getMessage() for r in caplog.records if r.name == "claude_proxy.response_cache"]
+    assert len(lines) == 1 and all(r.levelno == logging.WARNING for r in caplog.records)
+    assert "1 store(s) failed" in lines[0] and "ReadOnlyError" in lines[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from claude_proxy.response_cache import Entry, ResponseCacheSettings, open_response_cache
+from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.memory import MemoryResponseCache
 from claude_proxy.response_cache.redis import SOCKET_TIMEOUT, RedisResponseCache
 from claude_proxy.response_cache.registry import BACKENDS
@@ -148,3 +150,23 @@ async def test_a_redis_that_never_answers_costs_one_lookup_deadline_then_nothing
         assert time.perf_counter() - started < 0.2
     finally:
         await cache.close()
+
+
+def test_store_failures_are_logged_as_a_count_at_most_once_a_minute(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    failures = StoreFailures(logging.getLogger("test.failures"), clock=clock)
+    refused = StateUnavailable("writing")
+    refused.__cause__ = redis.exceptions.ReadOnlyError("You can't write against a replica.")
+    failures.failed(refused)
+    for _ in range(30):
+        clock.now += 1
+        failures.failed(refused)
+    clock.now += 31
+    failures.failed(refused)
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "response cache: 1 store(s) failed",
+        "response cache: 31 store(s) failed in the 61 s since the last report",
+    ]
+    assert "ReadOnlyError: You can't write" in caplog.records[0].getMessage()

@@ -10,7 +10,8 @@ it could cost: a lookup has ``lookup_timeout`` and a store ``store_timeout`` (bo
 A command that fails to get through (refused, cut, or over its deadline) flags an
 outage; while it is flagged every lookup and store is passed by at once, and a PING in
 the background now and then (sooner early in the outage, then further apart) says when
-Redis answers again.
+Redis answers again. A write Redis refuses (``OOM``, ``READONLY``) is not an outage:
+Redis answered, and lookups still work; the stage counts and logs those.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from redis import asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from claude_proxy.response_cache.base import Entry
 from claude_proxy.response_cache.settings import ResponseCacheSettings
@@ -119,7 +121,8 @@ class RedisResponseCache:
                 except TimeoutError as exc:  # asyncio's, which says nothing
                     raise TimeoutError(f"no answer within {deadline:g} s") from exc
         except StateUnavailable as exc:
-            self._failed(exc)
+            if not isinstance(exc.__cause__, ResponseError):
+                self._failed(exc)  # not answered: refused, cut or too slow
             raise
 
     def _failed(self, exc: StateUnavailable) -> None:

@@ -27,7 +27,9 @@ events made up from JSON, would not be what the upstream sends).
 
 Every request of such a tenant gets ``x-proxy-response-cache: hit``, ``miss`` or
 ``bypass; reason=<why>``; ``unavailable`` is a store that failed or is known to be down
-(the request then goes upstream: the cache fails open).
+(the request then goes upstream: the cache fails open). A store that fails costs the
+client nothing; failures are counted (``stores_total{result="failed"}``) and logged as a
+count at most once a minute (``response_cache.failures``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from claude_proxy.response_cache import (
     ResponseCacheSettings,
     merged,
 )
+from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.rules import bypass_reason, cache_key
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.sse import Event
@@ -94,6 +97,7 @@ class ResponseCacheStage:
         self._metrics = metrics
         self._max_entry_bytes = settings.max_entry_bytes
         self._credential = credential_in_key
+        self._failures = StoreFailures(_log)
         self._default = merged(settings, None)
         self._policies = {
             tenant.name: merged(settings, tenant.settings.response_cache)
@@ -181,7 +185,7 @@ class ResponseCacheStage:
         try:
             stored = await self._cache.put(pending.key, entry, pending.ttl)
         except StateUnavailable as exc:
-            _log.debug("response cache store failed: %s", exc)
+            self._failures.failed(exc)
             self._metrics.response_cache_store("failed")
             return
         self._metrics.response_cache_store("stored" if stored else "too_large")
