@@ -47,7 +47,8 @@ class ResponseCacheSettings(ResponseCachePolicy):
     """The gateway's defaults for every tenant, plus the store's bounds and place."""
 
     max_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
-    """Memory backend: bytes of answers held by one process; least recently used go first."""
+    """Memory backend: bytes of answers held by one process, each counted with its key and
+    ~400 bytes of bookkeeping (``memory.ENTRY_OVERHEAD``); least recently used go first."""
     max_entry_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored."""
     url: str | None = None
