@@ -149,12 +149,24 @@ async def test_a_websocket_request_is_answered_from_the_cache_too(
 ) -> None:
     sim = await start_sim(journal=10)
     gateway = await start_gateway(sim.url, response_cache=ON)
-    _, headers, sse = await post(http, gateway, {**FIXED, "stream": True})
-    assert headers[HEADER] == "miss"
     async with http.ws_connect(f"{gateway.url}/v1/ws", headers=API_HEADERS) as ws:
         await ws.send_str(request_frame(1, FIXED))
-        frames = (await collect(ws, {1}))[1]
-    assert [frame["event"] for frame in frames] == [data for _, data in parse_events(sse)]
+        miss = (await collect(ws, {1}))[1]
+        await ws.send_str(request_frame(2, FIXED))
+        hit = (await collect(ws, {2}))[2]
+    assert [frame["event"] for frame in hit] == [frame["event"] for frame in miss]
+    assert upstream_calls(sim) == 1
+    # The key is the body's bytes as sent upstream: the socket's request is encoded by
+    # the gateway (compact, "stream" last); an HTTP client that sends those bytes shares
+    # its entry.
+    async with http.post(
+        f"{gateway.url}/v1/messages",
+        data=orjson.dumps({**FIXED, "stream": True}),
+        headers=API_HEADERS,
+    ) as r:
+        assert r.headers[HEADER] == "hit"
+        sse = await r.read()
+    assert [data for _, data in parse_events(sse)] == [frame["event"] for frame in miss]
     assert upstream_calls(sim) == 1
 
 
@@ -188,6 +200,28 @@ async def test_sampled_requests_are_not_cached_unless_the_tenant_allows_it(
         _, headers, _ = await post(http, gateway, body, **{"x-api-key": KEY_B})
         assert headers[HEADER] == expected
     assert upstream_calls(sim) == calls + 1
+
+
+async def test_schemas_that_differ_in_property_order_are_different_requests(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """The model answers a JSON schema's properties in their order: the key is the body's
+    bytes as sent, not its value with keys sorted."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(sim.url, response_cache=ON)
+    name, age = {"name": {"type": "string"}}, {"age": {"type": "integer"}}
+    verdicts = []
+    for properties in ({**name, **age}, {**age, **name}, {**name, **age}, {**age, **name}):
+        schema = {"type": "object", "properties": properties}
+        body = message_body(
+            "Extract the person: Ada, 36.",
+            temperature=0,
+            output_config={"format": {"type": "json_schema", "schema": schema}},
+        )
+        status, headers, _ = await post(http, gateway, body)
+        assert status == 200
+        verdicts.append(headers[HEADER])
+    assert verdicts == ["miss", "miss", "hit", "hit"] and upstream_calls(sim) == 2
 
 
 async def test_one_tenants_entry_never_answers_another(

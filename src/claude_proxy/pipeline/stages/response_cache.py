@@ -126,7 +126,8 @@ class ResponseCacheStage:
             tenant=tenant.name,
             path=call.path,
             headers=call.headers,
-            body=call.body,
+            # Last stage: these are the bytes the upstream gets (encoded once, kept).
+            body=call.upstream_body or b"",
             stream=call.stream,
             max_continuations=call.max_continuations,
             credential=self._credential,
