@@ -49,6 +49,16 @@ def test_bad_sections_are_refused_naming_the_field(
         Settings(response_cache=section)
 
 
+def test_a_small_max_bytes_alone_brings_the_entry_bound_down_with_it() -> None:
+    small = Settings(response_cache={"enabled": True, "max_bytes": 2 * 1024 * 1024})
+    assert small.response_cache.max_entry_bytes == 2 * 1024 * 1024
+    from_variable = Settings(response_cache={"max_bytes": "1048576"})  # ${VAR} in the YAML
+    assert from_variable.response_cache.max_entry_bytes == 1024 * 1024
+    assert Settings().response_cache.max_entry_bytes == 4 * 1024 * 1024
+    both = ResponseCacheSettings(max_bytes=1000, max_entry_bytes=100)
+    assert both.max_entry_bytes == 100
+
+
 def test_tenant_sections_are_checked_too() -> None:
     with pytest.raises(ValidationError, match="response_cache"):
         Settings(
