@@ -497,6 +497,25 @@ async def test_metrics_count_hits_misses_bypasses_and_bytes(
     assert total(series, "api_response_cache_bytes") > 500
 
 
+async def test_hits_stay_out_of_the_upstreams_latency_histograms(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A hit's time to first token is the gateway's ~1 ms: counted with the upstream's, it
+    would pull the TTFT histogram towards zero. It is still a request (duration, count)."""
+    sim = await start_sim()
+    gateway = await start_gateway(sim.url, response_cache=ON)
+    body = {**FIXED, "stream": True}
+    long_answer = {"x-sim-answer-tokens": "200"}
+    assert (await post(http, gateway, body, **long_answer))[1][HEADER] == "miss"
+    _, before = await scrape(http, gateway)
+    assert (await post(http, gateway, body, **long_answer))[1][HEADER] == "hit"
+    _, after = await scrape(http, gateway)
+    for name in ("api_time_to_first_token_seconds_count", "api_inter_token_gap_seconds_count"):
+        assert total(after, name) == total(before, name) > 0
+    duration = "api_request_duration_seconds_count"
+    assert total(after, duration, stream="yes") == total(before, duration, stream="yes") + 1
+
+
 async def test_replicas_share_entries_through_redis(
     start_sim: StartSim,
     start_gateway: StartGateway,
