@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -100,6 +101,54 @@ async def test_a_quick_run_measures_every_row_and_draws_the_chart(tmp_path: Path
         assert image.format == "PNG"
         assert image.size[0] > 600 and image.size[1] > 200
         image.load()  # decodes every row: a truncated or corrupt file fails here
+
+
+def children_of(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in os.listdir(f"/proc/{pid}/task")
+        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+    ]
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL])
+async def test_the_servers_it_started_end_with_it(signum: signal.Signals) -> None:
+    """A closed terminal (SIGHUP) stops them as Ctrl-C does; and if the bench is killed
+    outright, they die with it: a gateway left behind would hold the upstream's key on an
+    unauthenticated port."""
+    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "--quick", "--no-chart", "--no-progress", env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    servers: list[int] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(servers := children_of(process.pid)) < 2:  # the simulator, the gateway
+                await asyncio.sleep(0.02)
+        process.send_signal(signum)
+        async with asyncio.timeout(10):
+            await process.communicate()
+            while any(running(pid) for pid in servers):
+                await asyncio.sleep(0.02)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for pid in servers:  # left behind by a failure: not by the next test's run
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def closed_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -133,8 +134,9 @@ def bench(
         report = run_event_loop(run_bench(plan, target, err, bar=bar))
     except BenchFailed as exc:
         raise click.ClickException(str(exc)) from None
-    except asyncio.CancelledError:  # SIGINT or SIGTERM: what was started is stopped
-        click.echo("\ninterrupted; the simulator and the gateway are stopped", err=True)
+    except asyncio.CancelledError:  # SIGINT, SIGTERM or SIGHUP: what was started is stopped
+        with contextlib.suppress(OSError):  # after a SIGHUP the terminal may be gone
+            click.echo("\ninterrupted; the simulator and the gateway are stopped", err=True)
         sys.exit(130)
     from claude_proxy.bench.report import markdown
 

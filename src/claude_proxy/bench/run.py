@@ -106,13 +106,15 @@ async def run_bench(plan: Plan, target: Target, progress: TextIO, *, bar: bool) 
 
 
 def _stop_on_signals() -> None:
-    """SIGINT and SIGTERM cancel the run, whose ``finally`` blocks stop the simulator and
-    the gateway: they run in sessions of their own, so no signal reaches them otherwise."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) cancel the run, whose ``finally``
+    blocks stop the simulator and the gateway: they run in sessions of their own, so no
+    signal reaches them otherwise (and if the bench dies anyway, they die with it: see
+    ``processes``)."""
     task = asyncio.current_task()
     if task is None or threading.current_thread() is not threading.main_thread():
         return  # signal handlers belong to the main thread (and CliRunner runs elsewhere)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, task.cancel)
 
 
