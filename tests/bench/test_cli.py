@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 from PIL import Image
 
@@ -21,8 +22,8 @@ from claude_proxy.server import RunningServer
 from tests.conftest import StartSim
 
 CLI = [sys.executable, "-m", "claude_proxy", "bench"]
-# The outside environment must not choose the upstream key or the gateway's config.
-HIDDEN_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_PROXY_CONFIG")
+# The outside environment must not choose the keys or the gateway's config.
+HIDDEN_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_PROXY_BENCH_KEY", "CLAUDE_PROXY_CONFIG")
 QUICK_MAX_TOKENS = [16, 128, 256, 512]
 QUICK_INPUTS = [(300, "off"), (300, "on"), (1_000, "off"), (1_000, "on")]
 QUICK_INPUTS += [(3_000, "off"), (3_000, "on")]
@@ -157,10 +158,90 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def invoke(*args: str) -> Any:
+def invoke(*args: str, **env: str) -> Any:
     return CliRunner().invoke(
-        main, ["bench", *args], env=dict.fromkeys(HIDDEN_ENV), catch_exceptions=False
+        main, ["bench", *args], env={**dict.fromkeys(HIDDEN_ENV), **env}, catch_exceptions=False
     )
+
+
+class KeyTaker:
+    """A running gateway that writes down the key each request brings, and refuses it."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str = "127.0.0.1") -> str:
+        app = web.Application()
+        app.router.add_get("/healthz", self._health)
+        app.router.add_post("/v1/messages", self._messages)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        return f"http://{host}:{port}"
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        self.keys.append(request.headers.get("x-api-key"))
+        error = {"type": "authentication_error", "message": "invalid x-api-key"}
+        return web.json_response({"type": "error", "error": error}, status=401)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def test_a_running_gateway_never_gets_the_shells_api_key() -> None:
+    taker = KeyTaker()
+    url = await taker.start()
+    try:
+        shell_key = {"ANTHROPIC_API_KEY": "sk-ant-api03-the-shells-own"}
+        for args, env in [
+            ((), shell_key),
+            ((), {**shell_key, "CLAUDE_PROXY_BENCH_KEY": "gateway-client-key"}),
+            (("--api-key", "given-key"), shell_key),
+        ]:
+            result = await asyncio.to_thread(
+                invoke, "--quick", "--no-chart", "--gateway", url, *args, **env
+            )
+            assert result.exit_code == 1 and "the first request failed" in result.output
+            assert "warning" not in result.output  # loopback: nothing crosses a network
+        assert taker.keys == ["claude-proxy-bench", "gateway-client-key", "given-key"]
+    finally:
+        await taker.stop()
+
+
+def outward_address() -> str | None:
+    """This host's address on its network (no packet is sent), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+async def test_a_key_sent_over_plain_http_to_another_host_is_warned_about() -> None:
+    address = outward_address()
+    if address is None:
+        pytest.skip("no network address but loopback")
+    taker = KeyTaker()
+    url = await taker.start(address)
+    try:
+        result = await asyncio.to_thread(
+            invoke, "--quick", "--no-chart", "--gateway", url, "--api-key", "gw-key"
+        )
+        assert f"warning: the key goes to {url} over plain http" in result.output
+        assert "gw-key" not in result.output
+        result = await asyncio.to_thread(invoke, "--quick", "--no-chart", "--gateway", url)
+        assert "warning" not in result.output  # no key, nothing to warn about
+    finally:
+        await taker.stop()
 
 
 def test_an_upstream_that_is_down_is_named_and_fails() -> None:
