@@ -11,15 +11,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
 from PIL import Image
 
+from claude_proxy.bench.plan import Plan
 from claude_proxy.cli import main
+from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.server import RunningServer
-from tests.conftest import StartSim
+from claude_proxy.sim import JOURNAL
+from tests.api.test_metrics import scrape, total
+from tests.conftest import StartGateway, StartSim
 
 CLI = [sys.executable, "-m", "claude_proxy", "bench"]
 # The outside environment must not choose the keys or the gateway's config.
@@ -102,6 +107,25 @@ async def test_a_quick_run_measures_every_row_and_draws_the_chart(tmp_path: Path
         assert image.format == "PNG"
         assert image.size[0] > 600 and image.size[1] > 200
         image.load()  # decodes every row: a truncated or corrupt file fails here
+
+
+async def test_runs_are_never_answered_from_a_gateways_response_cache(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """Against a gateway whose response cache takes sampled requests too, a second run
+    would be answered from the first's entries: each request is new and says no-store."""
+    sim = await start_sim(journal=100)
+    cache = ResponseCacheSettings(enabled=True, allow_sampling=True)
+    gateway = await start_gateway(sim.url, response_cache=cache)
+    for _ in range(2):
+        result = await asyncio.to_thread(invoke, "--quick", "--no-chart", "--gateway", gateway.url)
+        assert result.exit_code == 0, result.output
+    bodies = [orjson.dumps(entry.body) for entry in sim.runner.app[JOURNAL].entries]
+    assert len(bodies) == len(set(bodies)) == 2 * (Plan.quick().requests + 1)  # + warm-ups
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_hits_total") == 0
+    assert total(series, "api_response_cache_bypasses_total", reason="no-store") == len(bodies)
+    assert total(series, "api_response_cache_stores_total") == 0
 
 
 def children_of(pid: int) -> list[int]:
