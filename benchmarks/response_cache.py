@@ -100,7 +100,7 @@ async def gateway_for(
         upstreams=[UpstreamSettings(name="sim", base_url=sim.url, api_key=KEY)],
         state=state,
         admission={"key_prefix": prefix + "admission:"},
-        response_cache=ResponseCacheSettings(enabled=cache),
+        response_cache=ResponseCacheSettings(enabled=cache, url=state),  # its own store
         log=LogSettings(level="warning"),  # no request log lines among the tables
     )
     return await start_server(create_app(settings), "127.0.0.1", 0)

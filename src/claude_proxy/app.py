@@ -16,7 +16,8 @@ def create_app(settings: Settings, *, extra_stages: StageFactory | None = None) 
     """The gateway as an aiohttp app; its services start with the app and close with it.
 
     ``extra_stages``: stages of an embedding application, run after the gateway's own
-    (see ``pipeline.stage`` for what a stage is).
+    but before the response cache, which stays last (see ``pipeline.stage`` for what a
+    stage is).
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,

@@ -63,8 +63,9 @@ class Services:
 
 
 StageFactory = Callable[[Services], Sequence[Stage]]
-"""Stages an embedding application adds after the gateway's own, built once the
-services exist (a stage may make sub-calls through ``services.calls``)."""
+"""Stages an embedding application adds after the gateway's own (before the response
+cache, which is last), built once the services exist (a stage may make sub-calls through
+``services.calls``)."""
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
@@ -102,7 +103,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     )
     cache_settings = settings.response_cache_settings
     response_cache = (
-        await open_response_cache(cache_settings.url or settings.state, cache_settings)
+        await open_response_cache(cache_settings.url or "memory://", cache_settings)
         if ResponseCacheStage.wanted(cache_settings, tenants)
         else None
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from claude_proxy.config import ContinuationSettings, Settings, UpstreamSettings
 from claude_proxy.observability import NullMetrics
 from claude_proxy.pii import PiiSettings
 from claude_proxy.pipeline.build import build_pipeline
-from claude_proxy.pipeline.call import Route
+from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.chain import Pipeline
+from claude_proxy.pipeline.stage import Stage
 from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
 from claude_proxy.prompt_cache import PromptCacheSettings
 from claude_proxy.response_cache import ResponseCacheSettings
@@ -16,13 +20,16 @@ from claude_proxy.sessions import open_store
 from claude_proxy.tenancy import TenantDirectory
 
 
-def pipeline(settings: Settings, *, loopback_only: bool = False) -> Pipeline:
+def pipeline(
+    settings: Settings, *, loopback_only: bool = False, extra: Sequence[Stage] = ()
+) -> Pipeline:
     return build_pipeline(
         settings,
         tenants=TenantDirectory.from_settings(settings.tenants),
         metrics=NullMetrics(),
         request_log=None,
         loopback_only=loopback_only,
+        extra=extra,
     )
 
 
@@ -78,7 +85,22 @@ def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
     assert "redaction" not in pipeline(only_off).chain(Route.MESSAGES).names
 
 
+class Extra:
+    """An embedding application's stage."""
+
+    name = "extra"
+    routes = frozenset({Route.MESSAGES})
+
+    async def on_request(self, call: Call) -> None:
+        pass
+
+    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
+        return message
+
+
 async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first() -> None:
+    """Last after an embedding application's stages too: its key must be the body they
+    leave, and their answer hooks must run once on a hit, after it."""
     settings = Settings(
         pii=PiiSettings(mode="pseudonymize"),
         sessions="memory://",
@@ -94,10 +116,20 @@ async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first(
         loopback_only=False,
         sessions=await open_store("memory://", settings.sessions),
         response_cache=store,
+        extra=[Extra()],
     )
     chain = chains.chain(Route.MESSAGES)
-    assert chain.names[-4:] == ["redaction", "session_save", "prompt_cache", "response_cache"]
+    assert chain.names[-5:] == [
+        "redaction",
+        "session_save",
+        "prompt_cache",
+        "extra",
+        "response_cache",
+    ]
     assert chain.message[0].name == chain.events[0].name == "response_cache"
+    assert [stage.name for stage in chain.message][:2] == ["response_cache", "extra"]
+    # Without the response cache, the extra stages are last.
+    assert pipeline(Settings(), extra=[Extra()]).chain(Route.MESSAGES).names[-1] == "extra"
     assert "response_cache" not in chains.chain(Route.COUNT_TOKENS).names
     assert ResponseCacheStage.wanted(settings.response_cache, TenantDirectory.from_settings([]))
     assert not ResponseCacheStage.wanted(ResponseCacheSettings(), TenantDirectory.from_settings([]))

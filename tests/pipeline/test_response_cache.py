@@ -3,6 +3,10 @@ request that reaches it (so the upstream calls a hit saved are counted, not assu
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -14,6 +18,7 @@ from multidict import CIMultiDictProxy
 
 from claude_proxy.config import RetrySettings, StreamSettings
 from claude_proxy.pii import PiiSettings
+from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.server import RunningServer
 from claude_proxy.sim import JOURNAL
@@ -144,12 +149,24 @@ async def test_a_websocket_request_is_answered_from_the_cache_too(
 ) -> None:
     sim = await start_sim(journal=10)
     gateway = await start_gateway(sim.url, response_cache=ON)
-    _, headers, sse = await post(http, gateway, {**FIXED, "stream": True})
-    assert headers[HEADER] == "miss"
     async with http.ws_connect(f"{gateway.url}/v1/ws", headers=API_HEADERS) as ws:
         await ws.send_str(request_frame(1, FIXED))
-        frames = (await collect(ws, {1}))[1]
-    assert [frame["event"] for frame in frames] == [data for _, data in parse_events(sse)]
+        miss = (await collect(ws, {1}))[1]
+        await ws.send_str(request_frame(2, FIXED))
+        hit = (await collect(ws, {2}))[2]
+    assert [frame["event"] for frame in hit] == [frame["event"] for frame in miss]
+    assert upstream_calls(sim) == 1
+    # The key is the body's bytes as sent upstream: the socket's request is encoded by
+    # the gateway (compact, "stream" last); an HTTP client that sends those bytes shares
+    # its entry.
+    async with http.post(
+        f"{gateway.url}/v1/messages",
+        data=orjson.dumps({**FIXED, "stream": True}),
+        headers=API_HEADERS,
+    ) as r:
+        assert r.headers[HEADER] == "hit"
+        sse = await r.read()
+    assert [data for _, data in parse_events(sse)] == [frame["event"] for frame in miss]
     assert upstream_calls(sim) == 1
 
 
@@ -183,6 +200,28 @@ async def test_sampled_requests_are_not_cached_unless_the_tenant_allows_it(
         _, headers, _ = await post(http, gateway, body, **{"x-api-key": KEY_B})
         assert headers[HEADER] == expected
     assert upstream_calls(sim) == calls + 1
+
+
+async def test_schemas_that_differ_in_property_order_are_different_requests(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """The model answers a JSON schema's properties in their order: the key is the body's
+    bytes as sent, not its value with keys sorted."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(sim.url, response_cache=ON)
+    name, age = {"name": {"type": "string"}}, {"age": {"type": "integer"}}
+    verdicts = []
+    for properties in ({**name, **age}, {**age, **name}, {**name, **age}, {**age, **name}):
+        schema = {"type": "object", "properties": properties}
+        body = message_body(
+            "Extract the person: Ada, 36.",
+            temperature=0,
+            output_config={"format": {"type": "json_schema", "schema": schema}},
+        )
+        status, headers, _ = await post(http, gateway, body)
+        assert status == 200
+        verdicts.append(headers[HEADER])
+    assert verdicts == ["miss", "miss", "hit", "hit"] and upstream_calls(sim) == 2
 
 
 async def test_one_tenants_entry_never_answers_another(
@@ -228,22 +267,95 @@ async def test_errors_and_cut_streams_are_not_cached(
     assert upstream_calls(sim) == 4
 
 
-async def test_a_healed_stream_is_whole_and_kept_as_the_client_got_it(
+def text_of(raw: bytes) -> str:
+    return "".join(
+        data["delta"].get("text", "")
+        for name, data in parse_events(raw)
+        if name == "content_block_delta"
+    )
+
+
+async def test_streams_the_gateway_mended_after_a_break_are_not_kept(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A heal's budget, or the decision that max_tokens is reached, comes from an estimate:
+    such an answer may be shorter than the upstream's, and must not be replayed for the TTL."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url,
+        response_cache=ON,
+        streams=StreamSettings(resumable=False),
+        retry=RetrySettings(base_delay=0),  # the heal at once
+    )
+    body = message_body("Tell me about rivers.", max_tokens=24, temperature=0, stream=True)
+
+    def cut(events: int) -> dict[str, str]:
+        return {
+            "x-sim-fault": f"cut:{events}",
+            "x-sim-fault-times": "1",
+            "x-sim-fault-key": f"k{events}",
+        }
+
+    _, headers, healed = await post(http, gateway, body, **cut(8))
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 2  # the cut part, the heal
+    # Cut after the estimate already reached max_tokens: the gateway ends it there.
+    _, headers, ended = await post(http, gateway, body, **cut(11))
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 3  # no heal
+    for mended in (healed, ended):
+        assert parse_events(mended)[-1][0] == "message_stop"
+    _, headers, whole = await post(http, gateway, body)
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 4
+    assert len(text_of(whole)) > max(len(text_of(healed)), len(text_of(ended)))
+    _, headers, hit = await post(http, gateway, body)
+    assert headers[HEADER] == "hit" and hit == whole and upstream_calls(sim) == 4
+
+
+async def test_a_stream_continued_as_the_client_asked_is_kept(
     start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
     sim = await start_sim(journal=10)
     gateway = await start_gateway(
         sim.url, response_cache=ON, streams=StreamSettings(resumable=False)
     )
-    body = {**FIXED, "stream": True}
-    tokens = {"x-sim-answer-tokens": "120"}
-    cut = {"x-sim-fault": "cut:6", "x-sim-fault-times": "1", "x-sim-fault-key": "heal-1"}
-    _, headers, healed = await post(http, gateway, body, **tokens, **cut)
-    assert headers[HEADER] == "miss" and upstream_calls(sim) == 2  # the cut part, the heal
-    assert parse_events(healed)[-1][0] == "message_stop"
-    _, headers, hit = await post(http, gateway, body, **tokens)
-    assert headers[HEADER] == "hit" and hit == healed
-    assert upstream_calls(sim) == 2
+    body = message_body("Tell me about rivers.", max_tokens=16, temperature=0, stream=True)
+    asked = {"x-proxy-max-continuations": "2", "x-sim-answer-tokens": "40"}
+    _, headers, continued = await post(http, gateway, body, **asked)
+    assert headers[HEADER] == "miss" and upstream_calls(sim) == 3  # two continuations
+    _, headers, hit = await post(http, gateway, body, **asked)
+    assert headers[HEADER] == "hit" and hit == continued and upstream_calls(sim) == 3
+
+
+class Locale:
+    """An embedding application's stage: the system prompt from a header, and a stamp on
+    each answer."""
+
+    name = "locale"
+    routes = frozenset({Route.MESSAGES})
+
+    async def on_request(self, call: Call) -> None:
+        language = call.headers.get("x-locale", "en")
+        call.set_body({**call.body, "system": f"Answer in language {language}."})
+
+    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
+        message["content"][0]["text"] += " [stamped]"
+        return message
+
+
+async def test_an_embedding_applications_stages_run_before_the_cache(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """Their body changes are in the key, and their answer hooks run once on a hit."""
+    sim = await start_sim(journal=10, echo=True)
+    gateway = await start_gateway(sim.url, response_cache=ON, extra_stages=lambda _: [Locale()])
+    seen = []
+    for locale in ("en", "en", "fr"):
+        _, headers, raw = await post(http, gateway, FIXED, **{"x-locale": locale})
+        seen.append((headers[HEADER], orjson.loads(raw)["content"][0]["text"]))
+    assert [verdict for verdict, _ in seen] == ["miss", "hit", "miss"]
+    assert seen[1] == ("hit", seen[0][1])
+    assert all(text.count("[stamped]") == 1 for _, text in seen)
+    systems = [entry.body["system"] for entry in sim.runner.app[JOURNAL].entries]
+    assert systems == ["Answer in language en.", "Answer in language fr."]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -385,6 +497,25 @@ async def test_metrics_count_hits_misses_bypasses_and_bytes(
     assert total(series, "api_response_cache_bytes") > 500
 
 
+async def test_hits_stay_out_of_the_upstreams_latency_histograms(
+    start_sim: StartSim, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    """A hit's time to first token is the gateway's ~1 ms: counted with the upstream's, it
+    would pull the TTFT histogram towards zero. It is still a request (duration, count)."""
+    sim = await start_sim()
+    gateway = await start_gateway(sim.url, response_cache=ON)
+    body = {**FIXED, "stream": True}
+    long_answer = {"x-sim-answer-tokens": "200"}
+    assert (await post(http, gateway, body, **long_answer))[1][HEADER] == "miss"
+    _, before = await scrape(http, gateway)
+    assert (await post(http, gateway, body, **long_answer))[1][HEADER] == "hit"
+    _, after = await scrape(http, gateway)
+    for name in ("api_time_to_first_token_seconds_count", "api_inter_token_gap_seconds_count"):
+        assert total(after, name) == total(before, name) > 0
+    duration = "api_request_duration_seconds_count"
+    assert total(after, duration, stream="yes") == total(before, duration, stream="yes") + 1
+
+
 async def test_replicas_share_entries_through_redis(
     start_sim: StartSim,
     start_gateway: StartGateway,
@@ -399,6 +530,7 @@ async def test_replicas_share_entries_through_redis(
     shared: dict[str, Any] = {
         "state": redis_url,
         "admission": {"key_prefix": key_prefix + "admission:"},
+        "response_cache": {"url": redis_url},  # named: the state Redis is not the default
         "tenants": tenants,
     }
     one, two = await start_gateway(sim.url, **shared), await start_gateway(sim.url, **shared)
@@ -423,6 +555,39 @@ async def test_replicas_share_entries_through_redis(
         client.close()
 
 
+async def test_without_its_own_url_the_cache_stays_out_of_the_state_redis(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    """Answers in the ``state`` Redis would fill it (admission then fails on OOM) or,
+    with ``allkeys-lru``, evict limits and streams: without a URL they stay in memory."""
+    sim = await start_sim(journal=10)
+    gateway = await start_gateway(
+        sim.url,
+        state=redis_url,
+        admission={"key_prefix": key_prefix + "admission:"},
+        response_cache=ON,
+    )
+    verdicts = [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
+    assert verdicts == ["miss", "hit"] and upstream_calls(sim) == 1
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=key_prefix + "response-cache:*")) == []
+    finally:
+        client.close()
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_bytes") > 0  # counted: the memory backend
+
+
+async def verdict_of(http: aiohttp.ClientSession, gateway: RunningServer) -> str:
+    status, headers, _ = await post(http, gateway, FIXED)
+    assert status == 200  # whatever the store does, the client is answered
+    return headers[HEADER]
+
+
 async def test_a_cache_that_is_down_is_passed_by(
     start_sim: StartSim,
     start_gateway: StartGateway,
@@ -433,13 +598,92 @@ async def test_a_cache_that_is_down_is_passed_by(
     sim = await start_sim(journal=10)
     settings = ResponseCacheSettings(enabled=True, url=server.url)
     gateway = await start_gateway(sim.url, response_cache=settings)  # state: memory://
-    verdicts = [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
+    verdicts = [await verdict_of(http, gateway) for _ in range(2)]
     server.kill()
-    for _ in range(2):
-        status, headers, _ = await post(http, gateway, FIXED)
-        verdicts.append(headers[HEADER])
-        assert status == 200
+    verdicts += [await verdict_of(http, gateway) for _ in range(2)]
+    assert verdicts == ["miss", "hit"] + ["bypass; reason=unavailable"] * 2
     server.start()  # empty: no persistence
-    verdicts += [(await post(http, gateway, FIXED))[1][HEADER] for _ in range(2)]
-    assert verdicts == ["miss", "hit"] + ["bypass; reason=unavailable"] * 2 + ["miss", "hit"]
-    assert upstream_calls(sim) == 4
+    # A PING in the background finds it back (a fraction of a second into an outage).
+    await eventually(lambda: verdict_of(http, gateway), "miss")
+    assert await verdict_of(http, gateway) == "hit"
+
+
+async def eventually(check: Callable[[], Awaitable[str]], wanted: str, within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while (got := await check()) != wanted:
+        assert time.monotonic() < deadline, f"still {got!r}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_redis_that_hangs_costs_one_short_deadline_then_nothing(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    start_redis: StartRedis,
+) -> None:
+    """A stopped redis-server accepts connections and never answers: the first lookup
+    gives up at lookup_timeout, the next ones pass it by at once, a store at most holds
+    up the end of an answer by store_timeout, and it is used again once it answers."""
+    server = start_redis()
+    sim = await start_sim(journal=100)  # it keeps the last 100
+    settings = ResponseCacheSettings(enabled=True, url=server.url)  # 0.1 s, 0.2 s
+    gateway = await start_gateway(sim.url, response_cache=settings)
+    assert [await verdict_of(http, gateway) for _ in range(2)] == ["miss", "hit"]
+    server.pause()
+    try:
+        started = time.perf_counter()
+        assert await verdict_of(http, gateway) == "bypass; reason=unavailable"
+        assert time.perf_counter() - started < 0.5  # the lookup's deadline, not 1 s
+        started = time.perf_counter()
+        for _ in range(5):
+            assert await verdict_of(http, gateway) == "bypass; reason=unavailable"
+        assert time.perf_counter() - started < 0.25  # flagged: not even tried
+    finally:
+        server.resume()
+    await eventually(lambda: verdict_of(http, gateway), "hit")  # the entry is still there
+
+    # The store of an answer whose lookup went through, Redis hanging meanwhile.
+    body = message_body("Name three lakes.", temperature=0, stream=True)
+    calls = upstream_calls(sim)
+    started = time.perf_counter()
+    answer = asyncio.create_task(post(http, gateway, body, **{"x-sim-fault": "slow:0.3"}))
+    while upstream_calls(sim) == calls:  # looked up, and now waiting on the upstream
+        assert time.perf_counter() - started < 2
+        await asyncio.sleep(0.005)
+    server.pause()
+    try:
+        status, headers, raw = await answer
+    finally:
+        server.resume()
+    assert status == 200 and headers[HEADER] == "miss"
+    assert parse_events(raw)[-1][0] == "message_stop"
+    assert time.perf_counter() - started < 0.3 + 0.2 + 0.4  # not the 1 s socket timeout
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_stores_total", result="failed") == 1
+
+
+async def test_refused_writes_are_counted_and_logged_once_not_taken_for_an_outage(
+    start_sim: StartSim,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    start_redis: StartRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replica (READONLY, as after a failover) or a full Redis under noeviction (OOM)
+    answers lookups and refuses every store, for as long as it lasts."""
+    caplog.set_level(logging.WARNING, logger="claude_proxy.response_cache")
+    server = start_redis()
+    with server.client() as client:
+        client.replicaof("127.0.0.1", "1")  # a master that is not there: read-only
+    sim = await start_sim(journal=10)
+    settings = ResponseCacheSettings(enabled=True, url=server.url)
+    gateway = await start_gateway(sim.url, response_cache=settings)
+    for question in range(6):
+        body = message_body(f"Question {question}.", temperature=0)
+        status, headers, _ = await post(http, gateway, body)
+        assert status == 200 and headers[HEADER] == "miss"  # looked up: no outage
+    _, series = await scrape(http, gateway)
+    assert total(series, "api_response_cache_stores_total", result="failed") == 6
+    lines = [r.getMessage() for r in caplog.records if r.name == "claude_proxy.response_cache"]
+    assert len(lines) == 1 and all(r.levelno == logging.WARNING for r in caplog.records)
+    assert "1 store(s) failed" in lines[0] and "ReadOnlyError" in lines[0]

@@ -19,16 +19,17 @@ def test_a_tenant_sets_only_what_it_names() -> None:
     assert not merged(base, ResponseCachePolicy(enabled=False)).enabled
 
 
-def test_off_by_default_and_kept_where_the_state_is() -> None:
+def test_off_by_default_and_in_memory_whatever_the_state() -> None:
+    """The ``state`` Redis holds limits and streams: answers go there only when named."""
     settings = Settings(
         state="redis://cache.internal:6379/2", admission={"key_prefix": "x:admission:"}
     )
     assert not settings.response_cache.enabled
     resolved = settings.response_cache_settings
-    assert resolved.url == "redis://cache.internal:6379/2"
+    assert resolved.url == "memory://"
     assert resolved.key_prefix == "x:response-cache:"
-    own = Settings(response_cache={"url": "memory://", "key_prefix": "mine:"})
-    assert own.response_cache_settings.url == "memory://"
+    own = Settings(response_cache={"url": "redis://cache.internal:6379/2", "key_prefix": "mine:"})
+    assert own.response_cache_settings.url == "redis://cache.internal:6379/2"
     assert own.response_cache_settings.key_prefix == "mine:"
 
 
@@ -46,6 +47,16 @@ def test_bad_sections_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ValidationError, match=problem):
         Settings(response_cache=section)
+
+
+def test_a_small_max_bytes_alone_brings_the_entry_bound_down_with_it() -> None:
+    small = Settings(response_cache={"enabled": True, "max_bytes": 2 * 1024 * 1024})
+    assert small.response_cache.max_entry_bytes == 2 * 1024 * 1024
+    from_variable = Settings(response_cache={"max_bytes": "1048576"})  # ${VAR} in the YAML
+    assert from_variable.response_cache.max_entry_bytes == 1024 * 1024
+    assert Settings().response_cache.max_entry_bytes == 4 * 1024 * 1024
+    both = ResponseCacheSettings(max_bytes=1000, max_entry_bytes=100)
+    assert both.max_entry_bytes == 100
 
 
 def test_tenant_sections_are_checked_too() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import ipaddress
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +19,10 @@ from claude_proxy.bench.plan import DEFAULT_MODEL, Plan
 __all__ = ["bench"]
 
 DEFAULT_CHART = "claude-proxy-bench.png"
+UPSTREAM_KEY_ENV = "ANTHROPIC_API_KEY"
+# A running gateway takes its own clients' keys: the API key of this shell is not one,
+# and must not go to whatever URL --gateway names.
+GATEWAY_KEY_ENV = "CLAUDE_PROXY_BENCH_KEY"
 
 
 def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -27,6 +34,18 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
     return value.rstrip("/")
 
 
+def _in_clear(url: str) -> bool:
+    """Whether a key sent to ``url`` crosses a network unencrypted (http, not loopback)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
+
+
 @click.command()
 @click.option(
     "--upstream",
@@ -36,9 +55,9 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
 )
 @click.option(
     "--api-key",
-    envvar="ANTHROPIC_API_KEY",
-    help="The --upstream's key (env ANTHROPIC_API_KEY), or with --gateway the key that "
-    "gateway takes. Never sent to the built-in simulator.",
+    help=f"The --upstream's key (default: env {UPSTREAM_KEY_ENV}), or with --gateway the key "
+    f"that gateway takes (default: env {GATEWAY_KEY_ENV}; {UPSTREAM_KEY_ENV} is never sent "
+    "to a --gateway). Never sent to the built-in simulator.",
 )
 @click.option(
     "--gateway",
@@ -104,6 +123,15 @@ def bench(
         raise click.UsageError("--gateway-pid goes with --gateway")
     if speed is not None and (gateway or upstream):
         raise click.UsageError("--speed is the built-in simulator's: not with --upstream/--gateway")
+    if api_key is None and (upstream or gateway):
+        api_key = os.environ.get(UPSTREAM_KEY_ENV if upstream else GATEWAY_KEY_ENV) or None
+    destination = upstream or gateway
+    if api_key is not None and destination is not None and _in_clear(destination):
+        click.echo(
+            f"warning: the key goes to {destination} over plain http, readable on the way; "
+            "use https:// for a host other than this one",
+            err=True,
+        )
     # Imported here: the other commands need none of the bench.
     from claude_proxy.bench.chart import ChartUnavailable, check_matplotlib, write_chart
     from claude_proxy.bench.run import BenchFailed, Target, run_bench
@@ -133,8 +161,9 @@ def bench(
         report = run_event_loop(run_bench(plan, target, err, bar=bar))
     except BenchFailed as exc:
         raise click.ClickException(str(exc)) from None
-    except asyncio.CancelledError:  # SIGINT or SIGTERM: what was started is stopped
-        click.echo("\ninterrupted; the simulator and the gateway are stopped", err=True)
+    except asyncio.CancelledError:  # SIGINT, SIGTERM or SIGHUP: what was started is stopped
+        with contextlib.suppress(OSError):  # after a SIGHUP the terminal may be gone
+            click.echo("\ninterrupted; the simulator and the gateway are stopped", err=True)
         sys.exit(130)
     from claude_proxy.bench.report import markdown
 

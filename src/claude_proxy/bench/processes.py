@@ -1,16 +1,22 @@
 """The bench's servers as child processes: the simulator and a gateway, each on a free
-loopback port, and the gateway's memory as the kernel reports it (``/proc``)."""
+loopback port, and the gateway's memory as the kernel reports it (``/proc``).
+
+The children run in sessions of their own (a Ctrl-C reaches the bench, which stops them
+in order) and, on Linux, die with the bench however it ends (``PR_SET_PDEATHSIG``): a
+gateway left running would hold the upstream's key on an unauthenticated port.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Child", "Memory", "StartFailed", "gateway", "memory", "reset_peak", "simulator"]
@@ -104,6 +110,7 @@ async def _child(name: str, argv: list[str], env: dict[str, str]) -> AsyncIterat
         # Its own process group: a Ctrl-C in the terminal reaches the bench, which stops
         # its children in order, instead of killing them under it.
         start_new_session=True,
+        preexec_fn=_die_with_parent(),
     )  # fmt: skip
     child = Child(name, process)
     drain: asyncio.Task[None] | None = None
@@ -116,6 +123,33 @@ async def _child(name: str, argv: list[str], env: dict[str, str]) -> AsyncIterat
         if drain is not None:
             drain.cancel()
         await _stop(process)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """For the child, between fork and exec: SIGTERM when the bench's thread that started
+    it ends, whatever ends it (SIGKILL, a crash). Linux only; None elsewhere.
+
+    Chosen over a child that exits when its stdin closes: the kernel does it, for any
+    child, with no code in the gateway or the simulator watching a pipe. (The bench forks
+    from its event loop thread, which lives as long as the bench.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the bench died before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 async def _address(child: Child) -> str:

@@ -8,7 +8,9 @@ beside the size asked for.
 
 The document goes in ``system``, the stable prefix of every request of a series, and
 each run asks a different question in the user turn: a prompt cache can serve the
-document from the second request on, and a response cache never serves a whole answer.
+document from the second request on. Every request carries the bench run's nonce (the
+document's label, or the short prompt's last words) and ``cache-control: no-store``: a
+response cache never serves a whole answer, not even one from an earlier bench run.
 """
 
 from __future__ import annotations
@@ -136,14 +138,16 @@ def _words_for(max_tokens: int) -> int:
     return max(50, round(max_tokens * 0.75 * 1.5 / 50) * 50)
 
 
-def long_answer_request(model: str, max_tokens: int, run: int) -> dict[str, Any]:
-    """A short prompt whose answer fills ``max_tokens`` (the design note's table)."""
+def long_answer_request(model: str, max_tokens: int, run: int, nonce: str) -> dict[str, Any]:
+    """A short prompt whose answer fills ``max_tokens`` (the design note's table);
+    ``nonce``, the bench run's, makes it a request no earlier run sent."""
     topics = ("a city's water supply", "a train timetable", "a hospital's night shift",
               "a lighthouse keeper's year", "a bakery at dawn", "a container port")  # fmt: skip
     topic = topics[run % len(topics)]
     prompt = (
         f"Write a detailed essay of at least {_words_for(max_tokens)} words about how "
-        f"{topic} works. Do not stop early; use several long paragraphs. (Request {run}.)"
+        f"{topic} works. Do not stop early; use several long paragraphs. "
+        f"(Run {nonce}, request {run}.)"
     )
     return {
         "model": model,

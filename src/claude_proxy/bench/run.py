@@ -81,10 +81,11 @@ async def run_bench(plan: Plan, target: Target, progress: TextIO, *, bar: bool) 
             datetime.now(UTC).strftime("%Y-%m-%d"),
             comparable=measured.comparable,
         )
-        nonce = secrets.token_hex(4)  # this run's prompts share no cached prefix with another's
+        # This run's prompts share no cached prefix, and no whole request, with another's.
+        nonce = secrets.token_hex(4)
         async with aiohttp.ClientSession(timeout=_CALL_TIMEOUT) as session:
             url = measured.url.rstrip("/") + "/v1/messages"
-            await _warm_up(session, url, plan, measured.client_key)
+            await _warm_up(session, url, plan, measured.client_key, nonce)
             if measured.pid is not None:
                 report.idle = processes.memory(measured.pid)
             with _progress(plan, progress, bar) as shown:
@@ -106,13 +107,15 @@ async def run_bench(plan: Plan, target: Target, progress: TextIO, *, bar: bool) 
 
 
 def _stop_on_signals() -> None:
-    """SIGINT and SIGTERM cancel the run, whose ``finally`` blocks stop the simulator and
-    the gateway: they run in sessions of their own, so no signal reaches them otherwise."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) cancel the run, whose ``finally``
+    blocks stop the simulator and the gateway: they run in sessions of their own, so no
+    signal reaches them otherwise (and if the bench dies anyway, they die with it: see
+    ``processes``)."""
     task = asyncio.current_task()
     if task is None or threading.current_thread() is not threading.main_thread():
         return  # signal handlers belong to the main thread (and CliRunner runs elsewhere)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, task.cancel)
 
 
@@ -138,7 +141,7 @@ async def _row(
     shown.set_description_str(case.label)
     for run in range(plan.runs):
         if case.input_tokens is None:
-            body = long_answer_request(plan.model, case.max_tokens, run)
+            body = long_answer_request(plan.model, case.max_tokens, run, nonce)
         else:
             body = question_request(plan.model, report, case.max_tokens, run)
         try:
@@ -153,10 +156,12 @@ async def _row(
         shown.update(1)
 
 
-async def _warm_up(session: aiohttp.ClientSession, url: str, plan: Plan, key: str) -> None:
+async def _warm_up(
+    session: aiohttp.ClientSession, url: str, plan: Plan, key: str, nonce: str
+) -> None:
     """One small request first: connections open, code paths loaded, and a wrong model or
     key reported before any row starts."""
-    body = long_answer_request(plan.model, 8, 0)
+    body = long_answer_request(plan.model, 8, 0, nonce)
     try:
         await timed_call(session, url, body, _headers(key, 8))
     except CallFailed as exc:
@@ -171,6 +176,9 @@ def _headers(key: str, max_tokens: int) -> dict[str, str]:
         "anthropic-version": API_VERSION,
         "content-type": "application/json",
         ANSWER_TOKENS_HEADER: str(2 * max_tokens),
+        # Measured answers come from the upstream: a gateway's response cache (one that
+        # caches sampled requests too) must neither answer nor keep them.
+        "cache-control": "no-store",
     }
 
 

@@ -368,12 +368,18 @@ class Settings(_Section):
 
     @property
     def response_cache_settings(self) -> ResponseCacheSettings:
-        """The response cache's settings; its store is the ``state`` URL unless it names
-        its own, and its Redis keys follow ``admission.key_prefix`` as the replay log's do."""
+        """The response cache's settings; its store is this process's memory unless
+        ``response_cache.url`` names one, and its Redis keys follow ``admission.key_prefix``
+        as the replay log's do.
+
+        Never the ``state`` Redis by default: that one holds admission, replay and session
+        keys, sized for them and often ``noeviction``; answers written there without a byte
+        bound would fill it (then every admission fails) or, under ``allkeys-lru``, evict
+        those keys. A Redis for answers is named on purpose, ideally its own."""
         cache = self.response_cache
         update: dict[str, str] = {}
         if cache.url is None:
-            update["url"] = self.state
+            update["url"] = "memory://"
         if "key_prefix" not in cache.model_fields_set:
             base = self.admission.key_prefix
             prefix = base[: -len("admission:")] if base.endswith("admission:") else base

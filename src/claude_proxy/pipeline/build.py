@@ -44,7 +44,8 @@ def build_pipeline(
     response_cache: ResponseCache | None = None,
     extra: Sequence[Stage] = (),
 ) -> Pipeline:
-    """The gateway's stages in order; ``extra`` ones (an embedding application's) run last.
+    """The gateway's stages in order; ``extra`` ones (an embedding application's) run
+    after the gateway's own, and before the response cache, which is always last.
 
     ``response_cache``: the store, when some tenant has the response cache."""
     stages: list[Stage] = [Record(metrics, request_log, open_access=tenants.is_open)]
@@ -68,9 +69,12 @@ def build_pipeline(
         # After redaction: the breakpoints go on the content that is sent.
         stages.append(PromptCache(settings.prompt_caching, tenants, metrics))
     # Features plug in here, in this order: session load, generation policy, redaction,
-    # prompt-cache breakpoints, response-cache lookup.
+    # prompt-cache breakpoints, an embedding application's stages, response-cache lookup.
+    stages.extend(extra)
     if response_cache is not None:
-        # Last: its key is the body as sent, and it sees the upstream's answer first.
+        # Last, after the extra stages too: its key is the body as sent (whoever changed
+        # it), and it sees the upstream's answer first, so a hit passes every other
+        # stage's answer hook once, as the upstream's answer would.
         stages.append(
             ResponseCacheStage(
                 response_cache,
@@ -80,5 +84,4 @@ def build_pipeline(
                 credential_in_key=any(upstream.api_key is None for upstream in settings.upstreams),
             )
         )
-    stages.extend(extra)
     return Pipeline(stages)

@@ -241,6 +241,7 @@ class StoredStream:
     as the upstream sent them, in the pieces a relay would read them in."""
 
     __slots__ = ("_body", "headers")
+    stored = True  # replayed, not generated: not timed as the upstream's answers are
 
     def __init__(self, reply: UpstreamReply) -> None:
         self.headers = reply.headers

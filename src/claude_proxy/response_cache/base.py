@@ -6,11 +6,13 @@ the relay). What qualifies, and the key, are the stage's business
 (``pipeline.stages.response_cache``); a backend only keeps bytes.
 
 Bounds: no backend keeps an entry over ``max_entry_bytes``. The memory backend holds at
-most ``max_bytes`` in all, dropping the least recently used; Redis keeps each entry with
-its own TTL (``SET … PX``), and its total is Redis's ``maxmemory`` (see the README).
+most ``max_bytes`` in all (each entry counted with its key and bookkeeping), dropping
+expired entries, then the least recently used; Redis keeps each entry with its own TTL
+(``SET … PX``), and its total is Redis's ``maxmemory`` (see the README).
 
-Exceptions: ``StateUnavailable`` when the store cannot be reached (Redis); the stage
-then answers from the upstream, never fails the request.
+Exceptions: ``StateUnavailable`` when the store cannot be reached, is too slow, or
+refuses a write (Redis); the stage then answers from the upstream, never fails the
+request.
 """
 
 from __future__ import annotations

@@ -15,10 +15,15 @@ A request qualifies unless one of these holds (the reason is what the
 
 The key is a SHA-256 over everything that changes the answer: the tenant, the path
 (``?beta=true`` included), ``anthropic-version``, the set of ``anthropic-beta`` features,
-the stream flag, the continuations asked for, the body as it goes upstream (after
-redaction and every other stage) with its keys sorted, and, when the gateway forwards
-the client's own credential (no upstream key configured), a digest of that credential:
-an answer must never reach a client the upstream would have refused.
+the stream flag, the continuations asked for, the body's bytes exactly as they go
+upstream (after redaction and every other stage), and, when the gateway forwards the
+client's own credential (no upstream key configured), a digest of that credential: an
+answer must never reach a client the upstream would have refused.
+
+The body's bytes, not its parsed value with keys sorted: key order reaches the model
+(a JSON schema's properties are answered in the order given), so two bodies that differ
+only in order may get different answers, and byte-exact is also how the upstream's
+prompt cache matches a prefix.
 """
 
 from __future__ import annotations
@@ -71,13 +76,13 @@ def cache_key(
     tenant: str,
     path: str,
     headers: MultiMapping[str],
-    body: Mapping[str, Any],
+    body: bytes,
     stream: bool,
     max_continuations: int,
     credential: bool,
 ) -> str:
     """``{tenant}:{sha256}``; the digest covers the tenant too, so the prefix is only for
-    reading (and deleting) a tenant's keys."""
+    reading (and deleting) a tenant's keys. ``body``: the bytes sent upstream."""
     betas = sorted(
         {
             token.strip()
@@ -90,20 +95,22 @@ def cache_key(
     if credential:
         secret = headers.get("x-api-key") or headers.get("authorization") or ""
         who = hashlib.sha256(secret.encode()).hexdigest()
-    material = to_json(
-        [
-            tenant,
-            path,
-            headers.get("anthropic-version", ""),
-            betas,
-            who,
-            stream,
-            max_continuations,
-            {name: value for name, value in body.items() if name != "stream"},
-        ],
-        sort_keys=True,
+    digest = hashlib.sha256(
+        to_json(
+            [
+                tenant,
+                path,
+                headers.get("anthropic-version", ""),
+                betas,
+                who,
+                stream,
+                max_continuations,
+            ]
+        )
     )
-    return f"{tenant}:{hashlib.sha256(material).hexdigest()}"
+    # The array above ends where its JSON ends: no body can be read as part of it.
+    digest.update(body)
+    return f"{tenant}:{digest.hexdigest()}"
 
 
 def _cache_control(headers: MultiMapping[str]) -> set[str]:

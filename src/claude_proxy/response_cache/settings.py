@@ -6,8 +6,10 @@ response_cache:
   ttl_seconds: 600
   allow_sampling: false   # cache requests sampled at temperature > 0 (or absent) too
   max_bytes: 134217728    # memory backend: all entries of this process, LRU beyond
-  max_entry_bytes: 4194304  # one answer (JSON body or SSE bytes); larger is not kept
-  url: null               # null: the `state` URL (memory:// or redis://…)
+  max_entry_bytes: 4194304  # one answer (JSON body or SSE bytes); unset: at most max_bytes
+  url: null               # null: this process's memory, whatever `state` is; or redis://…
+  lookup_timeout: 0.1     # Redis: seconds a lookup may take before it is passed by
+  store_timeout: 0.2      # Redis: seconds a store may hold up the end of the answer
 tenants:
   - name: search
     response_cache: {enabled: true, ttl_seconds: 3600}   # only the fields given replace
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = ["SCHEMES", "ResponseCachePolicy", "ResponseCacheSettings", "merged"]
 
+DEFAULT_MAX_ENTRY_BYTES = 4 * 1024 * 1024
 # The stores a URL may name (the registry maps each to a backend).
 SCHEMES = frozenset({"memory", "redis", "rediss", "unix"})
 
@@ -45,14 +48,39 @@ class ResponseCacheSettings(ResponseCachePolicy):
     """The gateway's defaults for every tenant, plus the store's bounds and place."""
 
     max_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
-    """Memory backend: bytes of answers held by one process; least recently used go first."""
-    max_entry_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
-    """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored."""
+    """Memory backend: bytes of answers held by one process, each counted with its key and
+    ~400 bytes of bookkeeping (``memory.ENTRY_OVERHEAD``); least recently used go first."""
+    max_entry_bytes: int = Field(default=DEFAULT_MAX_ENTRY_BYTES, ge=1)
+    """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored.
+    Unset, it is 4 MiB, or ``max_bytes`` when that is smaller."""
     url: str | None = None
-    """The store: None for the ``state`` URL; a Redis of its own (``maxmemory`` with
-    ``allkeys-lru``) bounds the total there."""
+    """The store: None for this process's memory (bounded by ``max_bytes``), whatever
+    ``state`` is; ``redis://…`` to share answers between replicas, best a Redis of its own
+    with ``maxmemory`` and ``allkeys-lru``, which bounds the total there (the ``state``
+    Redis is not used unless named here: answers would crowd out its limits and streams)."""
     key_prefix: str = "claude-proxy:response-cache:"
     """Redis backend: every key starts with this."""
+    lookup_timeout: float = Field(default=0.1, gt=0)
+    """Redis backend: seconds a lookup may take; a slower one is passed by (the request
+    goes upstream), and the store is then passed by at no cost until a background PING
+    finds it answering again."""
+    store_timeout: float = Field(default=0.2, gt=0)
+    """Redis backend: seconds a store may take. It is awaited before the end of the
+    answer is sent (so the next identical request finds it); a store slower than this is
+    given up, and counts as an outage as a slow lookup does."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entry_within_total(cls, data: object) -> object:
+        # Setting only a small max_bytes must not be refused for a default the operator
+        # never wrote: the entry bound follows the total down.
+        if isinstance(data, dict) and "max_entry_bytes" not in data:
+            total = data.get("max_bytes")
+            if isinstance(total, str) and total.strip().isdigit():
+                total = int(total)  # from ${VAR} in the YAML
+            if isinstance(total, int) and not isinstance(total, bool):
+                data = {**data, "max_entry_bytes": max(1, min(DEFAULT_MAX_ENTRY_BYTES, total))}
+        return data
 
     @field_validator("url")
     @classmethod

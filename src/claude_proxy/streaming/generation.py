@@ -56,7 +56,10 @@ class Sink(Protocol):
 
 
 class AnswerSource(Protocol):
-    """An upstream answer as events (``pipeline.service.LiveAnswer``)."""
+    """An upstream answer as events (``pipeline.service.LiveAnswer``).
+
+    One with a true ``stored`` attribute (``pipeline.service.StoredStream``: a response
+    cache hit) is replayed, not generated: its gaps between tokens are not measured."""
 
     @property
     def error_type(self) -> str | None:
@@ -114,6 +117,7 @@ class Generation:
         self.first_content: float | None = None
         self._last_content = 0.0
         self._answer = answer
+        self._timed = not getattr(answer, "stored", False)
         self._filters = tuple(filters)
         self._metrics = metrics
         self._sink: Sink | None = sink
@@ -211,7 +215,7 @@ class Generation:
             if event.name == "content_block_delta":
                 if self.first_content is None:
                     self.first_content = now
-                else:
+                elif self._timed:
                     self._metrics.token_gap(now - self._last_content)
                 self._last_content = now
                 break

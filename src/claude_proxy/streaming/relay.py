@@ -238,6 +238,7 @@ class Relay:
             budget = self._max_tokens - splicer.segment_tokens
             if budget < 1:
                 # What reached the client may already be all max_tokens allows.
+                self._log.ended_by_gateway = True
                 return splicer.end_at_max_tokens()
         built = build_continuation(
             self._body, splicer.text_so_far(), continue_turn=self._continue_turn, max_tokens=budget

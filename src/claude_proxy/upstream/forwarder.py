@@ -116,6 +116,9 @@ class AttemptLog:
     retries: int = 0
     heals: int = 0
     continuations: int = 0
+    # The gateway, not the upstream, chose where the answer ends: a stream broke with
+    # what the client had already estimated at its max_tokens, and was closed there.
+    ended_by_gateway: bool = False
     last_failed: str | None = None
     # The API said it is overloaded or rate limited (feeds the adaptive window).
     overloaded: bool = False

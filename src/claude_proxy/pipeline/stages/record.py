@@ -58,7 +58,10 @@ class Record:
             duration=duration,
             error_type=error_type,
             overhead=overhead,
-            ttft=ttft,
+            # The time to first token is the upstream's: an answer a stage gave in its
+            # place (a response cache hit) would pull it towards zero. Such a request
+            # still counts in the request duration, whose count is the request rate.
+            ttft=ttft if call.prepared is None else None,
             path=call.path,
         )
         if call.queue_wait is not None:

@@ -6,11 +6,16 @@ its key. A hit becomes the call's ``prepared`` answer: the upstream-call service
 it without admission or an upstream call, and everything after runs as for the
 upstream's answer (message hooks, stream filters, the replay log, the client). A miss
 goes upstream, and its answer is stored once it is whole: a 200 JSON Message, or a
-stream up to its ``message_stop`` (healed or continued included), never an error, a
-refusal, or a stream cut or abandoned before its end.
+stream up to its ``message_stop`` (continued past ``max_tokens`` included, when the
+client asked for it), never an error, a refusal, or a stream cut or abandoned before its
+end. Nor an answer the gateway put together after a break: a healed one (its heal was
+given a budget from an estimate, so it may end shorter than the upstream's own answer)
+or one the gateway ended itself at ``max_tokens``; it is right for this client, but
+should not be served as the upstream's answer for the whole TTL.
 
-Last in the chain, so nearest the upstream: the key is the body as it goes upstream
-(after redaction: two requests whose values are masked alike share an entry), and the
+Last in the chain (after an embedding application's stages too), so nearest the
+upstream: the key is the body as it goes upstream (after redaction: two requests whose
+values are masked alike share an entry), and the
 answer stored is the upstream's, before any stage's answer hook. Pseudonyms are put
 back per call by the redaction stage, on a hit as on a miss. The entry is stored before
 the end of the answer is sent, so the next identical request finds it.
@@ -21,8 +26,10 @@ reverse: the stream flag is part of the key (a JSON answer rebuilt from events, 
 events made up from JSON, would not be what the upstream sends).
 
 Every request of such a tenant gets ``x-proxy-response-cache: hit``, ``miss`` or
-``bypass; reason=<why>``; ``unavailable`` is a store that failed (the request then goes
-upstream: the cache fails open).
+``bypass; reason=<why>``; ``unavailable`` is a store that failed or is known to be down
+(the request then goes upstream: the cache fails open). A store that fails costs the
+client nothing; failures are counted (``stores_total{result="failed"}``) and logged as a
+count at most once a minute (``response_cache.failures``).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from claude_proxy.response_cache import (
     ResponseCacheSettings,
     merged,
 )
+from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.rules import bypass_reason, cache_key
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.sse import Event
@@ -89,6 +97,7 @@ class ResponseCacheStage:
         self._metrics = metrics
         self._max_entry_bytes = settings.max_entry_bytes
         self._credential = credential_in_key
+        self._failures = StoreFailures(_log)
         self._default = merged(settings, None)
         self._policies = {
             tenant.name: merged(settings, tenant.settings.response_cache)
@@ -117,7 +126,8 @@ class ResponseCacheStage:
             tenant=tenant.name,
             path=call.path,
             headers=call.headers,
-            body=call.body,
+            # Last stage: these are the bytes the upstream gets (encoded once, kept).
+            body=call.upstream_body or b"",
             stream=call.stream,
             max_continuations=call.max_continuations,
             credential=self._credential,
@@ -159,14 +169,14 @@ class ResponseCacheStage:
 
     async def settle(self, call: Call) -> None:
         pending = call.state.get(_PENDING)
-        if pending is not None and pending.body is not None:
+        if pending is not None and pending.body is not None and not _mended(call):
             await self.store(pending, Entry(False, pending.body))
 
     # -- a stream ---------------------------------------------------------------------
 
     def event_filter(self, call: Call) -> EventFilter | None:
         pending = call.state.get(_PENDING)
-        return None if pending is None else _Capture(self, pending, self._max_entry_bytes)
+        return None if pending is None else _Capture(self, call, pending, self._max_entry_bytes)
 
     async def store(self, pending: _Pending, entry: Entry) -> None:
         """Keep a whole answer; a store that fails costs the client nothing."""
@@ -176,7 +186,7 @@ class ResponseCacheStage:
         try:
             stored = await self._cache.put(pending.key, entry, pending.ttl)
         except StateUnavailable as exc:
-            _log.debug("response cache store failed: %s", exc)
+            self._failures.failed(exc)
             self._metrics.response_cache_store("failed")
             return
         self._metrics.response_cache_store("stored" if stored else "too_large")
@@ -194,10 +204,22 @@ class ResponseCacheStage:
 class _Capture:
     """One stream's events as the upstream sent them, kept until its ``message_stop``."""
 
-    __slots__ = ("_dropped", "_max_bytes", "_parts", "_pending", "_size", "_stage", "_whole")
+    __slots__ = (
+        "_call",
+        "_dropped",
+        "_max_bytes",
+        "_parts",
+        "_pending",
+        "_size",
+        "_stage",
+        "_whole",
+    )
 
-    def __init__(self, stage: ResponseCacheStage, pending: _Pending, max_bytes: int) -> None:
+    def __init__(
+        self, stage: ResponseCacheStage, call: Call, pending: _Pending, max_bytes: int
+    ) -> None:
         self._stage = stage
+        self._call = call
         self._pending = pending
         self._max_bytes = max_bytes
         self._parts: list[bytes] = []
@@ -234,11 +256,19 @@ class _Capture:
         if self._whole and not self._dropped:
             body = b"".join(self._parts)
             self._drop()
-            await self._stage.store(self._pending, Entry(True, body))
+            if not _mended(self._call):
+                await self._stage.store(self._pending, Entry(True, body))
 
     def _drop(self) -> None:
         self._dropped = True
         self._parts = []
+
+
+def _mended(call: Call) -> bool:
+    """Whether the gateway healed the answer or ended it itself after a break: whole for
+    this client, but perhaps not what the upstream would have said (see the docstring)."""
+    log = call.attempts
+    return log is not None and (log.heals > 0 or log.ended_by_gateway)
 
 
 def _complete(stop_reason: object) -> bool:
