@@ -637,7 +637,9 @@ async def test_a_redis_that_hangs_costs_one_short_deadline_then_nothing(
         started = time.perf_counter()
         for _ in range(5):
             assert await verdict_of(http, gateway) == "bypass; reason=unavailable"
-        assert time.perf_counter() - started < 0.25  # flagged: not even tried
+        assert (
+            time.perf_counter() - started < 0.45
+        )  # flagged: not even tried (5 x 0.1 s if it were)
     finally:
         server.resume()
     await eventually(lambda: verdict_of(http, gateway), "hit")  # the entry is still there

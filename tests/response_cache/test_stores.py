@@ -173,12 +173,13 @@ async def test_a_redis_that_never_answers_costs_one_lookup_deadline_then_nothing
 
     try:
         assert 0.09 < await lookup() < 0.5  # the deadline, not the 1 s socket timeout
-        started = time.perf_counter()
+        # Flagged: none of these waits for the deadline (each would take 0.1 s at least).
         waits = await asyncio.gather(*(lookup() for _ in range(200)))
-        assert max(waits) < 0.05 and time.perf_counter() - started < 0.2
+        assert max(waits) < 0.09
+        started = time.perf_counter()
         with pytest.raises(StateUnavailable):
             await cache.put("acme:k", Entry(False, b"{}"), 60)  # passed by as well
-        assert time.perf_counter() - started < 0.2
+        assert time.perf_counter() - started < 0.09
     finally:
         await cache.close()
 
