@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from claude_proxy.overlay import overlay
 from claude_proxy.pii.detect import ENTITIES
 
 __all__ = ["Mode", "PiiSettings", "merged"]
@@ -133,11 +134,10 @@ def merged(base: PiiSettings, override: PiiSettings | None) -> PiiSettings:
     the gateway's rules for the others (a blocked SECRET stays blocked)."""
     if override is None:
         return base
-    fields = {name: getattr(override, name) for name in override.model_fields_set}
-    if "entity_modes" in fields:
-        fields["entity_modes"] = {**base.entity_modes, **override.entity_modes}
-    if "custom" in fields:
-        own = {custom.name for custom in override.custom}
-        kept = [custom for custom in base.custom if custom.name not in own]
-        fields["custom"] = [*kept, *override.custom]
-    return base.model_copy(update=fields)
+    own = {custom.name for custom in override.custom}
+    return overlay(
+        base,
+        override,
+        entity_modes={**base.entity_modes, **override.entity_modes},
+        custom=[*(c for c in base.custom if c.name not in own), *override.custom],
+    )

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from claude_proxy.globs import model_glob
+from claude_proxy.overlay import overlay
 
 __all__ = ["PromptCacheSettings", "Ttl", "merged"]
 
@@ -53,9 +54,6 @@ def merged(base: PromptCacheSettings, override: PromptCacheSettings | None) -> P
     glob by glob, the tenant's first."""
     if override is None:
         return base
-    fields = {name: getattr(override, name) for name in override.model_fields_set}
-    if "min_tokens" in fields:
-        own = override.min_tokens
-        rest = {glob: tokens for glob, tokens in base.min_tokens.items() if glob not in own}
-        fields["min_tokens"] = {**own, **rest}
-    return base.model_copy(update=fields)
+    own = override.min_tokens
+    rest = {glob: tokens for glob, tokens in base.min_tokens.items() if glob not in own}
+    return overlay(base, override, min_tokens={**own, **rest})

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from claude_proxy.overlay import overlay
+
 __all__ = ["SCHEMES", "ResponseCachePolicy", "ResponseCacheSettings", "merged"]
 
 DEFAULT_MAX_ENTRY_BYTES = 4 * 1024 * 1024
@@ -102,8 +104,4 @@ def merged(base: ResponseCachePolicy, override: ResponseCachePolicy | None) -> R
     policy = ResponseCachePolicy(
         enabled=base.enabled, ttl_seconds=base.ttl_seconds, allow_sampling=base.allow_sampling
     )
-    if override is None:
-        return policy
-    return policy.model_copy(
-        update={name: getattr(override, name) for name in override.model_fields_set}
-    )
+    return overlay(policy, override)

@@ -33,6 +33,7 @@ from claude_proxy.prompt_cache import (
     plan,
 )
 from claude_proxy.tenancy import Tenant, TenantDirectory
+from claude_proxy.tenancy.overrides import PerTenant
 
 __all__ = ["PROMPT_CACHE", "PROMPT_CACHE_HEADER", "PromptCache", "Report"]
 
@@ -69,24 +70,15 @@ class PromptCache:
         self, settings: PromptCacheSettings, tenants: TenantDirectory, metrics: Metrics
     ) -> None:
         self._metrics = metrics
-        self._default = settings
-        self._tenants: dict[str, PromptCacheSettings] = {
-            tenant.name: merged(settings, tenant.settings.prompt_caching)
-            for tenant in tenants.tenants
-            if tenant.settings.prompt_caching is not None
-        }
+        self._tenants = _per_tenant(settings, tenants)
 
     @staticmethod
     def wanted(settings: PromptCacheSettings, tenants: TenantDirectory) -> bool:
         """Whether it is on for the gateway or any tenant (else it stays out of the chain)."""
-        return settings.enabled or any(
-            merged(settings, tenant.settings.prompt_caching).enabled for tenant in tenants.tenants
-        )
+        return any(each.enabled for each in _per_tenant(settings, tenants))
 
     def _settings(self, tenant: Tenant | None) -> PromptCacheSettings:
-        if tenant is None:
-            return self._default
-        return self._tenants.get(tenant.name, self._default)
+        return self._tenants.of(tenant)
 
     async def on_request(self, call: Call) -> None:
         settings = self._settings(call.tenant)
@@ -107,3 +99,9 @@ class PromptCache:
         if result.body is not None:
             call.set_body(result.body)
         self._metrics.prompt_cache(result.outcome, [point.where for point in result.added])
+
+
+def _per_tenant(
+    settings: PromptCacheSettings, tenants: TenantDirectory
+) -> PerTenant[PromptCacheSettings]:
+    return PerTenant(tenants, lambda own: own.prompt_caching, lambda own: merged(settings, own))

@@ -40,6 +40,7 @@ from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter, Outcome
 from claude_proxy.pipeline.stages.model_access import creates_batch
 from claude_proxy.tenancy import Tenant, TenantDirectory
+from claude_proxy.tenancy.overrides import PerTenant
 
 __all__ = ["REDACTION", "Redact", "RedactionFailed"]
 
@@ -68,25 +69,18 @@ class Redact:
 
     def __init__(self, settings: PiiSettings, tenants: TenantDirectory, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._default = Policy(settings)
-        self._policies: dict[str, Policy] = {
-            tenant.name: Policy(merged(settings, tenant.settings.pii))
-            for tenant in tenants.tenants
-            if tenant.settings.pii is not None
-        }
+        self._policies = PerTenant(
+            tenants, lambda own: own.pii, lambda pii: Policy(merged(settings, pii))
+        )
 
     @staticmethod
     def wanted(settings: PiiSettings, tenants: TenantDirectory) -> bool:
         """Whether any policy is on (else the stage stays out of the chain)."""
-        return (
-            any(merged(settings, tenant.settings.pii).active for tenant in tenants.tenants)
-            or settings.active
-        )
+        each = PerTenant(tenants, lambda own: own.pii, lambda pii: merged(settings, pii))
+        return any(pii.active for pii in each)
 
     def _policy(self, tenant: Tenant | None) -> Policy:
-        if tenant is None:
-            return self._default
-        return self._policies.get(tenant.name, self._default)
+        return self._policies.of(tenant)
 
     async def on_request(self, call: Call) -> None:
         policy = self._policy(call.tenant)

@@ -52,9 +52,11 @@ from claude_proxy.response_cache import (
 )
 from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.rules import bypass_reason, cache_key
+from claude_proxy.response_cache.settings import ResponseCachePolicy
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.sse import Event
 from claude_proxy.tenancy import Tenant, TenantDirectory
+from claude_proxy.tenancy.overrides import PerTenant
 from claude_proxy.upstream.forwarder import UpstreamReply
 
 __all__ = ["RESPONSE_CACHE", "RESPONSE_CACHE_HEADER", "ResponseCacheStage"]
@@ -98,24 +100,17 @@ class ResponseCacheStage:
         self._max_entry_bytes = settings.max_entry_bytes
         self._credential = credential_in_key
         self._failures = StoreFailures(_log)
-        self._default = merged(settings, None)
-        self._policies = {
-            tenant.name: merged(settings, tenant.settings.response_cache)
-            for tenant in tenants.tenants
-            if tenant.settings.response_cache is not None
-        }
+        self._policies = _per_tenant(settings, tenants)
 
     @staticmethod
     def wanted(settings: ResponseCacheSettings, tenants: TenantDirectory) -> bool:
         """Whether any tenant has the cache (else the stage and its store do not exist)."""
-        return settings.enabled or any(
-            merged(settings, tenant.settings.response_cache).enabled for tenant in tenants.tenants
-        )
+        return any(policy.enabled for policy in _per_tenant(settings, tenants))
 
     async def on_request(self, call: Call) -> None:
         tenant = call.tenant
         assert tenant is not None, "the authenticate stage runs first"
-        policy = self._policies.get(tenant.name, self._default)
+        policy = self._policies.of(tenant)
         if not policy.enabled:
             return
         reason = bypass_reason(call.body, call.headers, policy)
@@ -279,3 +274,9 @@ def _complete(stop_reason: object) -> bool:
 def _reply(entry: Entry) -> UpstreamReply:
     content_type = _SSE if entry.stream else "application/json"
     return UpstreamReply(200, CIMultiDict({"content-type": content_type}), entry.body)
+
+
+def _per_tenant(
+    settings: ResponseCacheSettings, tenants: TenantDirectory
+) -> PerTenant[ResponseCachePolicy]:
+    return PerTenant(tenants, lambda own: own.response_cache, lambda own: merged(settings, own))
