@@ -18,3 +18,13 @@ def message_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
         "messages": [{"role": "user", "content": text}],
         **fields,
     }
+
+
+class Clock:
+    """A clock a test moves by hand (``clock.now += 5``) for code that takes ``clock=``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

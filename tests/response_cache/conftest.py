@@ -8,21 +8,12 @@ from typing import Any
 import pytest
 
 from claude_proxy.response_cache import ResponseCache, ResponseCacheSettings, open_response_cache
+from tests.helpers import Clock
 from tests.state.redis_fixtures import key_prefix, redis_url
 
 __all__ = ["key_prefix", "redis_url"]
 
 MakeCache = Callable[..., Awaitable[ResponseCache]]
-
-
-class Clock:
-    """A clock the test moves (the memory backend's expiry reads it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

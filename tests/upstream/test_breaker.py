@@ -2,14 +2,7 @@ from __future__ import annotations
 
 from claude_proxy.config import BreakerSettings
 from claude_proxy.upstream.breaker import BreakerState, CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def breaker(clock: Clock, **fields: float) -> CircuitBreaker:
@@ -18,7 +11,7 @@ def breaker(clock: Clock, **fields: float) -> CircuitBreaker:
 
 
 def test_opens_on_a_high_failure_rate_once_enough_requests_were_seen() -> None:
-    b = breaker(Clock())
+    b = breaker(Clock(0.0))
     b.on_failure()
     b.on_failure()
     b.on_failure()
@@ -29,7 +22,7 @@ def test_opens_on_a_high_failure_rate_once_enough_requests_were_seen() -> None:
 
 
 def test_a_steady_low_error_rate_never_opens_it() -> None:
-    b = breaker(Clock())
+    b = breaker(Clock(0.0))
     for i in range(1000):  # 20 % failures, in runs of up to four
         if i % 20 >= 16:
             b.on_failure()
@@ -40,7 +33,7 @@ def test_a_steady_low_error_rate_never_opens_it() -> None:
 
 
 def test_old_failures_slide_out_of_the_window() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     b = breaker(clock)
     for _ in range(3):
         b.on_failure()
@@ -50,7 +43,7 @@ def test_old_failures_slide_out_of_the_window() -> None:
 
 
 def test_half_open_lets_one_probe_then_closes_on_success() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     b = breaker(clock, min_requests=1)
     b.on_failure()
     clock.now = 9.9
@@ -67,7 +60,7 @@ def test_half_open_lets_one_probe_then_closes_on_success() -> None:
 
 
 def test_a_failed_probe_opens_it_again() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     b = breaker(clock, min_requests=1)
     b.on_failure()
     clock.now = 10
@@ -80,7 +73,7 @@ def test_a_failed_probe_opens_it_again() -> None:
 
 
 def test_an_abandoned_probe_frees_the_probe_slot() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     b = breaker(clock, min_requests=1, open_seconds=1)
     b.on_failure()
     clock.now = 2

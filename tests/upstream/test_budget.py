@@ -1,14 +1,7 @@
 from __future__ import annotations
 
 from claude_proxy.upstream.budget import RetryBudget
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock
 
 
 def test_retries_are_capped_at_a_fraction_of_requests() -> None:
