@@ -110,7 +110,8 @@ class _Turn:
         """Append the new turn(s) and the answer; release the lock."""
         if self.stored or self.answer is None:
             return
-        messages = unmarked_messages(list(call.body.get("messages") or []))[self.history :]
+        # Only the new turn(s) are stored: the history before them is unmarked already.
+        messages = unmarked_messages(list(call.body.get("messages") or [])[self.history :])
         try:
             for attempt in range(2):
                 try:
