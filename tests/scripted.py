@@ -55,13 +55,15 @@ class ScriptedUpstream:
     def __init__(self, *replies: bytes | tuple[int, dict[str, Any]]) -> None:
         self.replies: deque[bytes | tuple[int, dict[str, Any]]] = deque(replies)
         self.bodies: list[dict[str, Any]] = []
+        self.url = ""  # once started
         self._server: RunningServer | None = None
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/messages", self._handle)
         self._server = await start_server(app, "127.0.0.1", 0, shutdown_timeout=0.1)
-        return self._server.url
+        self.url = self._server.url
+        return self.url
 
     async def stop(self) -> None:
         if self._server is not None:

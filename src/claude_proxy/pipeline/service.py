@@ -38,7 +38,7 @@ from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.accumulate import Accumulator
-from claude_proxy.streaming.relay import PIECE_BYTES, Relay
+from claude_proxy.streaming.relay import FIRST_PIECE, PIECE_BYTES, Relay
 from claude_proxy.streaming.sse import Event, EventSplitter
 from claude_proxy.tokens import TokenCounter, estimate_input_tokens
 from claude_proxy.upstream.forwarder import (
@@ -254,10 +254,12 @@ class StoredStream:
     async def events(self) -> AsyncGenerator[list[Event], None]:
         splitter = EventSplitter()
         body = self._body
-        for start in range(0, len(body), PIECE_BYTES):
-            events = splitter.feed(body[start : start + PIECE_BYTES])
+        start, end = 0, FIRST_PIECE
+        while start < len(body):
+            events = splitter.feed_runs(body[start:end])
             if events:
                 yield events
+            start, end = end, end + PIECE_BYTES
 
     async def aclose(self) -> None:
         """Nothing is held: no connection, no admission slot."""

@@ -85,9 +85,14 @@ class ReplayLog(Protocol):
     async def create(self, stream_id: str, tenant: str) -> None:
         """Start a stream owned by ``tenant``; this replica becomes its only writer."""
 
-    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
+    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
         """Add events (their raw bytes, no ``id:`` line); return the first one's sequence
         number (the others follow it without a gap).
+
+        ``count``: how many events the items hold in all when some hold a *run* of several
+        (whole events one after the other, each ending with its blank line and holding no
+        other: split on blank lines, a run gives its events back); None: one event each.
+        Sequence numbers count events, and ``read`` yields them one by one.
 
         Cheap: it does not wait for a remote store (Redis writes are batched in the
         background, in order, one entry per batch). Raises ``StreamNotFound`` once the

@@ -1,6 +1,8 @@
 """Replay logs in this process: a list per stream, readers woken by an asyncio.Event.
 
-An extend is a list extend plus a wake-up of readers that are waiting, if any. Streams
+An extend is a list extend plus a wake-up of readers that are waiting, if any. A run of
+events is kept as it came, as one item, with the sequence number of its last event beside
+it; a reader that starts inside a run splits it. Streams
 expire ``ttl_seconds`` after their last write (checked on access, and in a sweep at most
 every quarter TTL when streams are created). Past ``max_streams`` or ``max_bytes`` the
 oldest finished streams are evicted first, then the oldest unfinished ones; the stream
@@ -10,6 +12,7 @@ being written to is never evicted by its own write.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
@@ -19,19 +22,36 @@ from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
 
 __all__ = ["MemoryReplayLog"]
 
+_END = b"\n\n"
+
 
 class _Stream:
-    __slots__ = ("_wake", "events", "expires", "finished", "gone", "readers", "size", "tenant")
+    __slots__ = (
+        "_wake",
+        "ends",
+        "events",
+        "expires",
+        "finished",
+        "gone",
+        "readers",
+        "size",
+        "tenant",
+    )
 
     def __init__(self, tenant: str, expires: float) -> None:
         self.tenant = tenant
-        self.events: list[bytes] = []
+        self.events: list[bytes] = []  # one event each, or a run of several
+        self.ends: list[int] = []  # the sequence number of each item's last event
         self.size = 0
         self.expires = expires
         self.finished = False
         self.gone = False
         self.readers = 0
         self._wake: asyncio.Event | None = None
+
+    @property
+    def last(self) -> int:
+        return self.ends[-1] if self.ends else 0
 
     def notify(self) -> None:
         wake = self._wake
@@ -77,11 +97,18 @@ class MemoryReplayLog:
             self._evict_one(keep=None)
         self._streams[stream_id] = _Stream(tenant, now + self.settings.ttl_seconds)
 
-    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
+    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise StreamNotFound(stream_id)
-        first = len(stream.events) + 1
+        first = stream.last + 1
+        if count is None or count == len(events):
+            stream.ends.extend(range(first, first + len(events)))
+        else:
+            end = first - 1
+            for item in events:
+                end += item.count(_END)
+                stream.ends.append(end)
         size = sum(map(len, events))
         stream.events.extend(events)
         stream.size += size
@@ -103,7 +130,7 @@ class MemoryReplayLog:
 
     async def final_seq(self, stream_id: str) -> int | None:
         stream = self._live(stream_id)
-        return len(stream.events) if stream is not None and stream.finished else None
+        return stream.last if stream is not None and stream.finished else None
 
     async def owner(self, stream_id: str) -> str | None:
         stream = self._live(stream_id)
@@ -113,15 +140,27 @@ class MemoryReplayLog:
         stream = self._live(stream_id)
         if stream is None:
             raise StreamNotFound(stream_id)
-        position = max(after, 0)
+        position = max(after, 0)  # the last event yielded
         stream.readers += 1
         stream.notify()
         try:
             while True:
-                events = stream.events
-                while position < len(events) and not stream.gone:
-                    position += 1
-                    yield position, events[position - 1]
+                index = bisect.bisect_right(stream.ends, position)
+                while index < len(stream.ends) and not stream.gone:
+                    item, end = stream.events[index], stream.ends[index]
+                    first = stream.ends[index - 1] + 1 if index else 1
+                    index += 1
+                    if end == first:
+                        position = end
+                        yield end, item
+                        continue
+                    # A run: its events from the first one not yet yielded.
+                    parts = item.split(_END)
+                    for seq in range(position + 1, end + 1):
+                        position = seq
+                        yield seq, parts[seq - first] + _END
+                        if stream.gone:
+                            break
                 if stream.gone:
                     raise StreamLost(stream_id, "it was evicted or expired")
                 if stream.finished:
@@ -211,5 +250,6 @@ class MemoryReplayLog:
         self._bytes -= stream.size
         stream.gone = True
         stream.events = []
+        stream.ends = []
         stream.size = 0
         stream.notify()

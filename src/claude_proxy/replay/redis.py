@@ -7,8 +7,9 @@ keys in one cluster slot)::
     P{s}:events   stream  one entry per flushed batch of events, its id ``0-<seq of the
                           batch's last event>``: {d: <event bytes>} for one event, {d:
                           <the events' bytes, joined>, l: <their lengths, comma-separated>}
-                          for several; the finish marker is the entry after the last
-                          event, ``0-<n+1>`` {e: 1}
+                          for several, or {d: …, n: <how many>} when the batch holds
+                          a run (split on blank lines); the finish marker is the
+                          entry after the last event, ``0-<n+1>`` {e: 1}
     P{s}:writer   string  present while the writing replica is alive and the stream is
                           unfinished: refreshed (PX lease) by its writes and a heartbeat
     P{s}:readers  zset    attached reader token -> lease expiry (epoch ms)
@@ -54,6 +55,7 @@ _log = logging.getLogger("claude_proxy.replay")
 _T = TypeVar("_T")
 _Fields = dict[bytes, bytes]
 
+_END = b"\n\n"  # ends every event, and occurs nowhere else in one
 BATCH = 512  # entries per XRANGE/XREAD reply
 MAX_PENDING = 4096  # buffered events per stream before extend waits for Redis
 DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
@@ -75,13 +77,24 @@ class _Keys:
 
 
 class _Writer:
-    __slots__ = ("error", "finishing", "flushed", "keys", "marker", "pending", "refresh_at", "seq")
+    __slots__ = (
+        "error",
+        "finishing",
+        "flushed",
+        "keys",
+        "marker",
+        "pending",
+        "pending_count",
+        "refresh_at",
+        "seq",
+    )
 
     def __init__(self, keys: _Keys) -> None:
         self.keys = keys
         self.seq = 0  # the last sequence number handed out (the finish marker's included)
         self.flushed = 0  # the last one known to be in Redis
         self.pending: list[bytes] = []  # events not yet sent, the last one's seq is `seq`
+        self.pending_count = 0  # how many events `pending` holds (an item may be a run)
         self.marker = False  # the finish marker is queued (after `pending`), not yet sent
         self.finishing = False
         self.refresh_at = 0.0  # when the TTLs and the lease are next renewed by a flush
@@ -142,7 +155,7 @@ class RedisReplayLog:
             await pipe.execute()
         self._writers[stream_id] = _Writer(keys)
 
-    async def extend(self, stream_id: str, events: Sequence[bytes]) -> int:
+    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
         writer = self._writers.get(stream_id)
         if writer is None or writer.finishing:
             raise StreamNotFound(stream_id)
@@ -150,13 +163,15 @@ class RedisReplayLog:
             raise writer.error
         if self._closing:  # else close() would drain for as long as appends come
             raise _closed()
+        count = len(events) if count is None else count
         first = writer.seq + 1
-        writer.seq += len(events)
+        writer.seq += count
         writer.pending.extend(events)
+        writer.pending_count += count
         self._dirty[stream_id] = writer
         if self._flusher is None:
             self._start_flusher()
-        elif len(writer.pending) >= MAX_PENDING:
+        elif writer.pending_count >= MAX_PENDING:
             await self._flushed(writer)  # Redis is slow: push back on the writer
         return first
 
@@ -305,7 +320,7 @@ class RedisReplayLog:
                 else:
                     self._outage.ok()
                 for writer in dirty.values():
-                    unsent = len(writer.pending) + writer.marker
+                    unsent = writer.pending_count + writer.marker
                     writer.flushed = max(writer.flushed, writer.seq - unsent)
                 self._round.set()
                 self._round = asyncio.Event()
@@ -319,10 +334,13 @@ class RedisReplayLog:
     def _queue_writes(self, pipe: Any, writer: _Writer, now: float) -> None:
         keys = writer.keys
         batch, writer.pending = writer.pending, []
+        count, writer.pending_count = writer.pending_count, 0
         last = writer.seq - writer.marker
-        if len(batch) == 1:
+        if count == 1:
             pipe.xadd(keys.events, {"d": batch[0]}, id=f"0-{last}")
-        elif batch:
+        elif count > len(batch):  # with runs: the blank lines say where each event ends
+            pipe.xadd(keys.events, {"d": b"".join(batch), "n": count}, id=f"0-{last}")
+        elif batch:  # one event each: their lengths say it
             lengths = ",".join([str(len(data)) for data in batch])
             pipe.xadd(keys.events, {"d": b"".join(batch), "l": lengths}, id=f"0-{last}")
         if writer.marker:  # the writer key goes after it, on the same connection
@@ -417,6 +435,11 @@ def _events(entry_id: bytes, fields: _Fields) -> list[tuple[int, bytes]] | None:
     if data is None:
         return None
     last = int(entry_id[2:])
+    if b"n" in fields:
+        parts = data.split(_END)
+        parts.pop()
+        first = last - len(parts) + 1
+        return [(first + index, part + _END) for index, part in enumerate(parts)]
     lengths = fields.get(b"l")
     if lengths is None:
         return [(last, data)]

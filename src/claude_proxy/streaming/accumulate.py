@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from claude_proxy.errors import GatewayError
-from claude_proxy.streaming.sse import Event
+from claude_proxy.streaming.sse import Event, singles
 
 __all__ = ["Accumulator", "StreamFailed", "message_text"]
 
@@ -55,7 +55,7 @@ class Accumulator:
         return self._done
 
     def feed(self, events: list[Event]) -> None:
-        for event in events:
+        for event in singles(events):
             self._feed(event)
 
     def _feed(self, event: Event) -> None:

@@ -25,7 +25,7 @@ from claude_proxy.observability import Metrics
 from claude_proxy.replay import ReplayLog, StreamNotFound
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.relay import error_event
-from claude_proxy.streaming.sse import Event
+from claude_proxy.streaming.sse import Event, singles
 
 __all__ = [
     "AnswerSource",
@@ -48,8 +48,9 @@ class ClientGone(Exception):
 class Sink(Protocol):
     """Where a live client receives its events (an SSE response, a WebSocket request)."""
 
-    async def send(self, events: list[tuple[int, bytes]]) -> None:
-        """Write ``(seq, event)`` pairs in order; raise ``ClientGone`` if the client is gone."""
+    async def send(self, events: list[tuple[int, Event]]) -> None:
+        """Write ``(seq, event)`` pairs in order, ``seq`` being the number of the event (of
+        a run's first event; the others follow); raise ``ClientGone`` if the client is gone."""
 
     async def close(self, error_type: str | None) -> None:
         """The answer ended (``error_type`` is set when it ended with an error event)."""
@@ -66,7 +67,7 @@ class AnswerSource(Protocol):
         """The ``error.type`` the answer ended with (None: whole, or not ended)."""
 
     def events(self) -> AsyncGenerator[list[Event], None]:
-        """Batches of client events until the answer ends."""
+        """Batches of client events until the answer ends (deltas may come in runs)."""
 
     async def aclose(self) -> None:
         """Release what the answer holds (connection, admission slot); idempotent."""
@@ -162,6 +163,8 @@ class Generation:
         try:
             async with aclosing(self._answer.events()) as batches:
                 async for events in batches:
+                    if self._filters:
+                        events = singles(events)  # a filter sees each event
                     for stage in self._filters:
                         events = stage.on_events(events)
                     if events:
@@ -233,21 +236,26 @@ class Generation:
                 self.answered = False
                 self.detach()
 
-    async def _append(self, events: list[Event]) -> list[tuple[int, bytes]]:
+    async def _append(self, events: list[Event]) -> list[tuple[int, Event]]:
         """Write the events to the replay log first, so that a client never has one it lacks."""
-        raws = [event.raw for event in events]
+        count = sum(event.count for event in events)
         first = self._seq + 1
         if self._replay is not None:
+            raws = [event.raw for event in events]
             try:
-                first = await self._replay.extend(self.stream_id, raws)
+                first = await self._replay.extend(self.stream_id, raws, count)
             except (StateUnavailable, StreamNotFound) as exc:
                 # Availability over resumability: the live client still gets every
                 # event, whether the store failed or evicted this stream's log.
                 # The backend logs an outage once; a line per stream would drown it.
                 _log.debug("replay log failed; %s is not resumable: %s", self.stream_id, exc)
                 self._replay = None
-        self._seq = first + len(raws) - 1
-        return list(zip(range(first, first + len(raws)), raws, strict=True))
+        self._seq = first + count - 1
+        numbered = []
+        for event in events:
+            numbered.append((first, event))
+            first += event.count
+        return numbered
 
     async def _watch(self, replay: ReplayLog, task: asyncio.Task[None]) -> None:
         try:

@@ -40,10 +40,13 @@ _RETRYABLE_ERRORS = frozenset(
 _MESSAGE_STOP = Event.encode("message_stop", {"type": "message_stop"})
 # Model names are few; the bound only keeps a misbehaving upstream from growing the set.
 _MAX_LEARNED = 256
-# The upstream stream is read in pieces of at most this many bytes (about 60 text
-# deltas): when a long answer has arrived all at once, its first events reach the client
-# after one piece's work, not the whole answer's.
-PIECE_BYTES = 8192
+# What arrives from the upstream is relayed in pieces: the first of at most FIRST_PIECE
+# bytes (about 60 text deltas), so that when a long answer arrives all at once its first
+# events reach the client after one small piece's work, not the whole answer's; the rest
+# in pieces of at most PIECE_BYTES, so that it costs a few writes to the client, not one
+# per 8 KB.
+FIRST_PIECE = 8192
+PIECE_BYTES = 65536
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:
@@ -144,9 +147,9 @@ class Relay:
             broke: _Break | None = None
             ended = False
             try:
-                async for chunk in opened.response.chunks(PIECE_BYTES):
+                async for chunk in opened.response.chunks(FIRST_PIECE, PIECE_BYTES):
                     out: list[Event] = []
-                    for event in splitter.feed(chunk):
+                    for event in splitter.feed_runs(chunk):
                         if event.name == "error":
                             broke = _Break("error_event", event)
                             break

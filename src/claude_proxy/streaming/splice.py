@@ -10,7 +10,8 @@ the whole answer, one ``message_stop``.
 
 The first part's events pass through untouched (only event names and block
 starts/stops are looked at, to keep the happy path cheap). Text deltas are kept as
-raw bytes and decoded only if a break makes the text so far necessary. Events of a
+raw bytes (runs of them as they came, see ``sse.EventSplitter.feed_runs``) and
+decoded only if a break makes the text so far necessary. Events of a
 later part are rewritten: its ``message_start`` is dropped, its first text block
 merges into the client's open one, indices are shifted, and the text it repeats from
 what the client already has is removed.
@@ -49,10 +50,11 @@ class _Block:
 
     def text(self) -> str:
         parts = []
-        for event in self.deltas:
-            delta = event.json().get("delta", {})
-            if delta.get("type") == "text_delta":
-                parts.append(str(delta.get("text", "")))
+        for run in self.deltas:
+            for event in run.each():
+                delta = event.json().get("delta", {})
+                if delta.get("type") == "text_delta":
+                    parts.append(str(delta.get("text", "")))
         return "".join(parts)
 
 
@@ -198,9 +200,10 @@ class Splicer:
     def on_event(self, event: Event, out: list[Event]) -> None:
         """Append to ``out`` what the client gets for this upstream event (maybe nothing)."""
         if self._part is None:
-            self._first_part(event, out)
+            self._first_part(event, out)  # a run of deltas passes whole
         else:
-            self._later_part(event, out, self._part)
+            for single in event.each():  # rewritten one by one
+                self._later_part(single, out, self._part)
 
     def _first_part(self, event: Event, out: list[Event]) -> None:
         name = event.name
