@@ -37,8 +37,8 @@ async def _close(log: RedisReplayLog, trap: Trap, within: float) -> None:
 async def test_close_stops_a_heartbeat_that_lost_its_cancel(
     monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
 ) -> None:
-    # Only the heartbeat sends PEXPIREs alone: create() sends them in a MULTI, flushes with XADDs.
-    trap = Trap(lambda packed: b"PEXPIRE" in packed and b"MULTI" not in packed)
+    # Only the heartbeat sends PEXPIREs alone: a new stream's with its HSET, flushes with XADDs.
+    trap = Trap(lambda packed: b"PEXPIRE" in packed and b"HSET" not in packed)
     log = await _open(monkeypatch, trap, redis_url, key_prefix)
     await log.create("strm_x", "acme")  # an unfinished stream, for the heartbeat to keep
     await _close(log, trap, within=1.0)

@@ -64,8 +64,10 @@ def _random_stream(rng: random.Random) -> bytes:
             elif roll < 0.07:
                 out.append(b": comment\n\n")
             elif roll < 0.09:  # a delta in another form than the API's: two data lines
-                out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta",\n'
-                           b'data: "index":0,"delta":{"type":"text_delta","text":"x"}}\n\n')
+                out.append(
+                    b'event: content_block_delta\ndata: {"type":"content_block_delta",\n'
+                    b'data: "index":0,"delta":{"type":"text_delta","text":"x"}}\n\n'
+                )
             else:
                 out.append(_delta(rng.choice(["a", "é\n", "}", "\n\n", " word"]), index, kind))
         out.append(encode_event("content_block_stop", {"type": "content_block_stop"}))

@@ -85,7 +85,9 @@ class ReplayLog(Protocol):
     async def create(self, stream_id: str, tenant: str) -> None:
         """Start a stream owned by ``tenant``; this replica becomes its only writer."""
 
-    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
+    async def extend(
+        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+    ) -> int:
         """Add events (their raw bytes, no ``id:`` line); return the first one's sequence
         number (the others follow it without a gap).
 

@@ -97,7 +97,9 @@ class MemoryReplayLog:
             self._evict_one(keep=None)
         self._streams[stream_id] = _Stream(tenant, now + self.settings.ttl_seconds)
 
-    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
+    async def extend(
+        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+    ) -> int:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise StreamNotFound(stream_id)

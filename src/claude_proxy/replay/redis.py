@@ -14,11 +14,14 @@ keys in one cluster slot)::
                           unfinished: refreshed (PX lease) by its writes and a heartbeat
     P{s}:readers  zset    attached reader token -> lease expiry (epoch ms)
 
-``meta``, ``events`` and ``readers`` expire ``ttl_seconds`` after the last write.
+``meta``, ``events`` and ``readers`` expire ``ttl_seconds`` after the last write (renewed
+by writes at most every ``lease_seconds / 3``, so "about": within that much earlier).
 
 Appends are buffered in the writing replica and sent in order by one background flusher
 for all streams (a pipeline with one XADD per stream and explicit ids), so ``extend``
-never waits for Redis and a burst of events costs one command, not one each. A reader
+never waits for Redis and a burst of events costs one command, not one each. A new
+stream's keys go in the same pipelines (``create`` waits for its round): with redis-py a
+round trip costs more CPU than the commands in it, and streams start together. A reader
 needs no ordering with the writer: it asks for entries with ids above the last event it
 saw, skips the events of a batch it already has, and the explicit ids make the backlog
 (XRANGE) and the live tail (XREAD BLOCK) join without a gap or a duplicate. A live
@@ -78,7 +81,9 @@ class _Keys:
 
 class _Writer:
     __slots__ = (
+        "created",
         "error",
+        "events_expire",
         "finishing",
         "flushed",
         "keys",
@@ -87,10 +92,13 @@ class _Writer:
         "pending_count",
         "refresh_at",
         "seq",
+        "tenant",
     )
 
-    def __init__(self, keys: _Keys) -> None:
+    def __init__(self, keys: _Keys, tenant: str) -> None:
         self.keys = keys
+        self.tenant: str | None = tenant  # None once the stream's keys are written
+        self.created = False  # the round being sent writes them
         self.seq = 0  # the last sequence number handed out (the finish marker's included)
         self.flushed = 0  # the last one known to be in Redis
         self.pending: list[bytes] = []  # events not yet sent, the last one's seq is `seq`
@@ -98,6 +106,7 @@ class _Writer:
         self.marker = False  # the finish marker is queued (after `pending`), not yet sent
         self.finishing = False
         self.refresh_at = 0.0  # when the TTLs and the lease are next renewed by a flush
+        self.events_expire = False  # the events key has been given its TTL
         self.error: StateUnavailable | None = None
 
 
@@ -146,16 +155,28 @@ class RedisReplayLog:
         return _Keys(self.settings.key_prefix, stream_id)
 
     async def create(self, stream_id: str, tenant: str) -> None:
-        keys = self._keys(stream_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(keys.meta, mapping={"tenant": tenant, "created": f"{time.time():.3f}"})
-        pipe.pexpire(keys.meta, self._ttl_ms)
-        pipe.set(keys.writer, "1", px=self._lease_ms)
-        with translate_redis_errors("creating a replay stream"):
-            await pipe.execute()
-        self._writers[stream_id] = _Writer(keys)
+        # Written by the flusher, in the round trip it makes for every stream's writes:
+        # a round trip of its own cost each stream more CPU than all its other writes.
+        writer = _Writer(self._keys(stream_id), tenant)
+        self._writers[stream_id] = writer
+        self._dirty[stream_id] = writer
+        try:
+            if self._flusher is None:
+                self._start_flusher()
+            while writer.tenant is not None and writer.error is None:
+                await self._round.wait()
+                if self._flusher is None and writer.tenant is not None:
+                    self._start_flusher()  # the round that took it failed, or was cancelled
+        except BaseException:
+            self._writers.pop(stream_id, None)
+            raise
+        if writer.error is not None:
+            self._writers.pop(stream_id, None)
+            raise writer.error
 
-    async def extend(self, stream_id: str, events: Sequence[bytes], count: int | None = None) -> int:
+    async def extend(
+        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+    ) -> int:
         writer = self._writers.get(stream_id)
         if writer is None or writer.finishing:
             raise StreamNotFound(stream_id)
@@ -319,6 +340,9 @@ class RedisReplayLog:
                     raise
                 else:
                     self._outage.ok()
+                    for writer in dirty.values():
+                        if writer.created:
+                            writer.tenant = None
                 for writer in dirty.values():
                     unsent = writer.pending_count + writer.marker
                     writer.flushed = max(writer.flushed, writer.seq - unsent)
@@ -333,6 +357,14 @@ class RedisReplayLog:
 
     def _queue_writes(self, pipe: Any, writer: _Writer, now: float) -> None:
         keys = writer.keys
+        renew_every = min(self.settings.lease_seconds / 3, self._ttl_ms / 10_000)
+        writer.created = False
+        if writer.tenant is not None:  # a new stream: its keys first
+            writer.created = True
+            pipe.hset(keys.meta, mapping={"tenant": writer.tenant, "created": f"{time.time():.3f}"})
+            pipe.pexpire(keys.meta, self._ttl_ms)
+            pipe.set(keys.writer, "1", px=self._lease_ms)
+            writer.refresh_at = now + renew_every  # all fresh but the events key, not made yet
         batch, writer.pending = writer.pending, []
         count, writer.pending_count = writer.pending_count, 0
         last = writer.seq - writer.marker
@@ -347,13 +379,18 @@ class RedisReplayLog:
             writer.marker = False
             pipe.xadd(keys.events, {"e": "1"}, id=f"0-{writer.seq}")
             pipe.delete(keys.writer)
-            writer.refresh_at = 0.0
-        if now >= writer.refresh_at:  # not on every flush: three commands per stream
-            writer.refresh_at = now + min(self.settings.lease_seconds / 3, self._ttl_ms / 10_000)
+        # TTLs are renewed every few seconds, not on every flush (three commands a stream),
+        # and the events key gets its first as soon as it exists.
+        if now >= writer.refresh_at:
+            writer.refresh_at = now + renew_every
+            writer.events_expire = True
             for key in (keys.events, keys.meta, keys.readers):
                 pipe.pexpire(key, self._ttl_ms)
             if not writer.finishing:
                 pipe.pexpire(keys.writer, self._lease_ms)
+        elif not writer.events_expire and (batch or writer.finishing):
+            writer.events_expire = True
+            pipe.pexpire(keys.events, self._ttl_ms)
 
     async def _flushed(self, writer: _Writer, within: float | None = None) -> None:
         """Wait until every append so far is in Redis (or ``within`` seconds have passed:

@@ -55,7 +55,9 @@ class UpstreamResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self._upstream) from None
 
-    def chunks(self, first_bytes: int | None = None, max_bytes: int | None = None) -> AsyncIterator[bytes]:
+    def chunks(
+        self, first_bytes: int | None = None, max_bytes: int | None = None
+    ) -> AsyncIterator[bytes]:
         """The body as it arrives; a cut or silent connection raises a ``GatewayError``.
 
         With ``max_bytes``, what has arrived is handed over in pieces: the first of each
