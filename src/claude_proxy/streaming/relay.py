@@ -41,11 +41,11 @@ _MESSAGE_STOP = Event.encode("message_stop", {"type": "message_stop"})
 # Model names are few; the bound only keeps a misbehaving upstream from growing the set.
 _MAX_LEARNED = 256
 # What arrives from the upstream is relayed in pieces: the first of at most FIRST_PIECE
-# bytes (about 60 text deltas), so that when a long answer arrives all at once its first
-# events reach the client after one small piece's work, not the whole answer's; the rest
-# in pieces of at most PIECE_BYTES, so that it costs a few writes to the client, not one
-# per 8 KB.
-FIRST_PIECE = 8192
+# bytes (about 30 text deltas, or all of a short answer), so that when a long answer
+# arrives at once its first events reach the client after one small piece's work, not
+# the whole answer's; the rest in pieces of at most PIECE_BYTES, so that it costs a few
+# writes to the client, not one per 8 KB.
+FIRST_PIECE = 4096
 PIECE_BYTES = 65536
 
 

@@ -117,6 +117,8 @@ class EventSplitter:
             self._pending = buffer
             return []
         complete, self._pending = buffer[: cut + 2], buffer[cut + 2 :]
+        if complete.find(_END) == cut:  # one event (paced deltas come so): no run to find
+            return _events([complete[:cut]])
         first = complete.find(_DELTA_HEAD)
         if first < 0 or (first > 0 and not complete.startswith(_END, first - 2)):
             return _events(complete.split(_END)[:-1])
