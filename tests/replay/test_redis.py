@@ -99,3 +99,28 @@ async def test_a_burst_of_events_is_one_redis_entry_not_one_per_event(
         assert [entry_id for entry_id, _ in entries] == [b"0-500", b"0-501"]  # batch, finish
     finally:
         client.close()
+
+
+async def test_writes_go_on_after_redis_forgets_the_write_script(
+    redis_url: str, key_prefix: str
+) -> None:
+    """SCRIPT FLUSH (or a restart) mid-stream: the flusher's script is loaded again, and
+    no event is lost or doubled."""
+    log = await _replica(redis_url, key_prefix)
+    try:
+        await log.create("strm_flushed", "acme")
+        await log.extend("strm_flushed", [event(1), event(2)])
+        client = redis.Redis.from_url(redis_url)
+        try:
+            async with asyncio.timeout(2):  # the first round has landed
+                while not client.xlen(f"{key_prefix}{{strm_flushed}}:events"):
+                    await asyncio.sleep(0.001)
+            client.script_flush()
+        finally:
+            client.close()
+        await log.extend("strm_flushed", [b"".join([event(3), event(4), event(5)])], 3)
+        await log.finish("strm_flushed")
+        got = await read_all(log, "strm_flushed")
+        assert got == [(seq, event(seq)) for seq in range(1, 6)]
+    finally:
+        await log.close()

@@ -37,8 +37,9 @@ async def _close(log: RedisReplayLog, trap: Trap, within: float) -> None:
 async def test_close_stops_a_heartbeat_that_lost_its_cancel(
     monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
 ) -> None:
-    # Only the heartbeat sends PEXPIREs alone: a new stream's with its HSET, flushes with XADDs.
-    trap = Trap(lambda packed: b"PEXPIRE" in packed and b"HSET" not in packed)
+    # Only the heartbeat sends PEXPIRE commands: the flusher's are in its script (whose
+    # source goes to Redis too, in SCRIPT LOAD, when Redis does not have it yet).
+    trap = Trap(lambda packed: b"PEXPIRE" in packed and b"redis.call" not in packed)
     log = await _open(monkeypatch, trap, redis_url, key_prefix)
     await log.create("strm_x", "acme")  # an unfinished stream, for the heartbeat to keep
     await _close(log, trap, within=1.0)
@@ -47,7 +48,8 @@ async def test_close_stops_a_heartbeat_that_lost_its_cancel(
 async def test_close_gives_up_on_a_flush_that_does_not_end(
     monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
 ) -> None:
-    trap = Trap(lambda packed: b"XADD" in packed)
+    # A flush round carrying events (a new stream's round carries none).
+    trap = Trap(lambda packed: b"EVALSHA" in packed and b"content_block_delta" in packed)
     log = await _open(monkeypatch, trap, redis_url, key_prefix)
     await log.create("strm_x", "acme")
     await log.extend("strm_x", [event(1)])
