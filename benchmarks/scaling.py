@@ -86,6 +86,10 @@ class Options:
     def json_targets(self) -> tuple[str, ...]:
         return (*JSON_TARGETS, "baseline") if self.baseline else JSON_TARGETS
 
+    @property
+    def stream_targets(self) -> tuple[str, ...]:
+        return (*STREAM_TARGETS, "baseline") if self.baseline else STREAM_TARGETS
+
 
 @dataclass(slots=True)
 class Cluster:
@@ -297,7 +301,7 @@ def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
 def stream_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
     for events in (26, 500):
         headers = {"x-mock-events": str(events)}
-        for target in STREAM_TARGETS:
+        for target in opts.stream_targets:
             cluster.run(
                 target,
                 stream=True,
@@ -306,7 +310,7 @@ def stream_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
                 headers=headers,
             )
         for round_ in range(opts.rounds):
-            for target in _rotated(STREAM_TARGETS, round_):
+            for target in _rotated(opts.stream_targets, round_):
                 m = _measured(
                     cluster,
                     target,
@@ -467,7 +471,7 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         cell = f"stream-{events}"
         floor_cpu = med(cell, "floor", "cpu_us_event")
         direct_ttft = med(cell, "direct", "ttft")
-        for target in STREAM_TARGETS:
+        for target in opts.stream_targets:
             cpu = med(cell, target, "cpu_us_event") if target != "direct" else None
             ttft = med(cell, target, "ttft")
             added = (
@@ -595,7 +599,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--baseline",
         metavar="DIR",
-        help="also the gateway of another checkout, on Redis (JSON phase)",
+        help="also the gateway of another checkout, on Redis (JSON and stream phases)",
     )
     parser.add_argument("--phases", default=",".join(PHASES), help="comma list (default: all)")
     args = parser.parse_args(argv)
