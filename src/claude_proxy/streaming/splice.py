@@ -209,7 +209,10 @@ class Splicer:
         name = event.name
         if name == "content_block_delta":
             if self._blocks:
-                self._blocks[-1].deltas.append(event)
+                # Kept for the whole answer (to heal from): a run's split parts, a second
+                # copy of its bytes, are only for the sink's use now.
+                kept = event if event.parts is None else Event(name, event.raw, event.count)
+                self._blocks[-1].deltas.append(kept)
         elif name == "content_block_start":
             block = event.json().get("content_block", {})
             self._release_stop(out)
