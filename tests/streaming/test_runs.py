@@ -19,7 +19,7 @@ from claude_proxy.server import RunningServer
 from claude_proxy.streaming.sse import EventSplitter
 from tests.conftest import StartGateway
 from tests.helpers import API_HEADERS, message_body
-from tests.scripted import ScriptedUpstream, text_part
+from tests.scripted import ScriptedUpstream, sse, text_part
 from tests.state.redis_fixtures import key_prefix, redis_url
 from tests.streaming.test_resume import events_with_ids, resume, text_of
 
@@ -140,3 +140,38 @@ async def test_a_websocket_gets_one_frame_per_event_of_a_run(
             frames.append(orjson.loads((await ws.receive()).data))
     expected = [event.json() for event in EventSplitter().feed(body)]
     assert [frame["event"] for frame in frames] == expected
+
+
+async def test_an_error_after_a_burst_ends_the_stream_after_all_of_it(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    error = {"error": {"type": "invalid_request_error", "message": "bad"}}
+    gateway, upstream = await start(
+        start_gateway, text_part(*WORDS, stop=None) + sse("error", error)
+    )
+    stream_id, raw = await read_stream(http, gateway)
+    events = events_with_ids(raw)
+    assert [event_id for event_id, _, _ in events] == [
+        f"{stream_id}:{seq}" for seq in range(1, len(events) + 1)
+    ]
+    assert text_of(events) == "".join(WORDS)
+    assert [name for _, name, _ in events][-1] == "error"
+    assert len(upstream.bodies) == 1  # a final error is not healed
+
+
+async def test_a_healing_part_that_comes_in_a_burst_is_spliced_event_by_event(
+    start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    rest = [" fox"] + WORDS[120:200]  # the reply repeats the cut word, then goes on at length
+    gateway, _ = await start(
+        start_gateway,
+        text_part(*WORDS[:120], "fo", stop=None),
+        text_part(*rest, output_tokens=81),
+    )
+    stream_id, raw = await read_stream(http, gateway, max_tokens=2000)
+    events = events_with_ids(raw)
+    assert text_of(events) == "".join(WORDS[:120]) + "fox" + "".join(WORDS[120:200])
+    names = [name for _, name, _ in events]
+    assert names.count("message_start") == 1 and names.count("content_block_start") == 1
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert {data["index"] for _, name, data in events if name == "content_block_delta"} == {0}
