@@ -162,7 +162,7 @@ async def test_an_error_after_a_burst_ends_the_stream_after_all_of_it(
 async def test_a_healing_part_that_comes_in_a_burst_is_spliced_event_by_event(
     start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
-    rest = [" fox"] + WORDS[120:200]  # the reply repeats the cut word, then goes on at length
+    rest = [" fox", *WORDS[120:200]]  # the reply repeats the cut word, then goes on at length
     gateway, _ = await start(
         start_gateway,
         text_part(*WORDS[:120], "fo", stop=None),
@@ -170,6 +170,9 @@ async def test_a_healing_part_that_comes_in_a_burst_is_spliced_event_by_event(
     )
     stream_id, raw = await read_stream(http, gateway, max_tokens=2000)
     events = events_with_ids(raw)
+    assert [event_id for event_id, _, _ in events] == [
+        f"{stream_id}:{seq}" for seq in range(1, len(events) + 1)
+    ]
     assert text_of(events) == "".join(WORDS[:120]) + "fox" + "".join(WORDS[120:200])
     names = [name for _, name, _ in events]
     assert names.count("message_start") == 1 and names.count("content_block_start") == 1
