@@ -344,20 +344,25 @@ return {0, '0', levels(t)}
 """
 )
 
-# ARGV: P, lease, tenant, id, input_refund, output_refund.  -> 1 if the slot was still held.
+# ARGV: P, lease, then one or more groups of: tenant, id, input_refund, output_refund
+# (tickets released together: the queues are dispatched once for all of them).
+# -> for each group, 1 if the slot was still held.
 RELEASE = (
     _COMMON
     + r"""
 require_setup(nil)
-local t, id = ARGV[3], ARGV[4]
-local held = redis.call('ZREM', P .. 'slots', id)
-redis.call('ZREM', P .. 'slots:' .. t, id)
+local held = {}
 -- Gone for a lease, as after CANCEL: a PUMP or RENEW sent while this ticket still waited
 -- (the replica's list of waiters is a round trip late) must not queue it again.
 redis.call('ZREMRANGEBYSCORE', P .. 'gone', '-inf', NOW)
-redis.call('ZADD', P .. 'gone', NOW + LEASE, id)
+for g = 3, #ARGV, 4 do
+  local t, id = ARGV[g], ARGV[g + 1]
+  held[#held + 1] = redis.call('ZREM', P .. 'slots', id)
+  redis.call('ZREM', P .. 'slots:' .. t, id)
+  redis.call('ZADD', P .. 'gone', NOW + LEASE, id)
+  refund(t, tonumber(ARGV[g + 2]), tonumber(ARGV[g + 3]))
+end
 redis.call('PEXPIRE', P .. 'gone', LEASE)
-refund(t, tonumber(ARGV[5]), tonumber(ARGV[6]))
 dispatch(nil)
 return held
 """

@@ -50,7 +50,12 @@ class ScriptStore:
         self._recount = recount
         # Calls made together go to Redis in one pipeline: under load, admits and
         # releases of many requests share one round trip.
-        self._scripts = ScriptBatcher(client, {name: getattr(lua, name) for name in lua.__all__})
+        # Releases of one turn are one RELEASE: it takes the prefix and lease once.
+        self._scripts = ScriptBatcher(
+            client,
+            {name: getattr(lua, name) for name in lua.__all__},
+            merged={"RELEASE": len(base)},
+        )
         self.outage = Outage(_log, "admission's shared state (Redis)")
         self._health = HealthCheck(self._ping)
         self._restoring: asyncio.Task[None] | None = None

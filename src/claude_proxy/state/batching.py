@@ -8,6 +8,14 @@ ioredis calls auto-pipelining. A call alone waits one loop iteration more, no lo
 
 Scripts run by SHA (EVALSHA): a Redis that does not know one (restarted, flushed with
 SCRIPT FLUSH) gets it loaded, and the calls that met NOSCRIPT are sent again.
+
+A script named in ``merged`` takes its shared leading arguments once, then any number of
+argument groups, and replies with a list (one item per group). Consecutive calls of it in
+a turn become one call: one command to pack and one reply to parse instead of one each,
+and one run of the script's shared work (admission's RELEASE dispatches the queues once
+for all the slots freed together). Only consecutive calls are merged, so Redis runs the
+scripts in the order they were called in (but for the calls that met NOSCRIPT: they run
+again after the others).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from claude_proxy.state.tasks import stop_tasks
 
@@ -31,11 +39,44 @@ STOP_SECONDS = 0.5  # then how long it waits for them to stop
 _Call = tuple[str, list[Any], "asyncio.Future[Any]"]
 
 
+class _Command:
+    """One EVALSHA of a pipeline: a call, or consecutive calls of a merged script."""
+
+    __slots__ = ("args", "futures", "merged", "name")
+
+    def __init__(self, name: str, args: list[Any], future: asyncio.Future[Any], merged: bool):
+        self.name = name
+        self.args = list(args) if merged else args
+        self.futures = [future]
+        self.merged = merged
+
+    def settle(self, reply: Any) -> None:
+        if isinstance(reply, Exception):  # every caller of a merged call learns of it
+            for future in self.futures:
+                if not future.done():
+                    future.set_exception(reply)
+            return
+        replies = reply if self.merged else [reply]
+        if not isinstance(replies, list) or len(replies) != len(self.futures):
+            self.settle(ResponseError(f"{self.name} answered {reply!r} for {len(self.futures)}"))
+            return
+        for future, one in zip(self.futures, replies, strict=True):
+            if not future.done():  # else its caller was cancelled; it ran all the same
+                future.set_result(one)
+
+
 class ScriptBatcher:
     """Runs named Lua scripts (no keys, arguments only) in per-iteration pipelines."""
 
-    def __init__(self, client: aioredis.Redis, scripts: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        scripts: Mapping[str, str],
+        merged: Mapping[str, int] | None = None,
+    ) -> None:
+        """``merged``: script name -> how many leading arguments its calls share."""
         self._client = client
+        self._merged = dict(merged or {})
         self._sources = dict(scripts)
         # Redis names scripts by their SHA-1.
         self._shas = {
@@ -60,13 +101,14 @@ class ScriptBatcher:
         task.add_done_callback(self._sending.discard)
 
     async def _execute(self, queue: list[_Call]) -> None:
+        commands = self._commands(queue)
         try:
-            replies = await self._pipeline(queue)
+            replies = await self._pipeline(commands)
             unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if unknown:
-                for name in {queue[i][0] for i in unknown}:
+                for name in {commands[i].name for i in unknown}:
                     await self._client.script_load(self._sources[name])
-                again = await self._pipeline([queue[i] for i in unknown])
+                again = await self._pipeline([commands[i] for i in unknown])
                 for i, reply in zip(unknown, again, strict=True):
                     replies[i] = reply
         except BaseException as exc:  # every caller learns of it; then it goes on
@@ -76,18 +118,25 @@ class ScriptBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, _, future), reply in zip(queue, replies, strict=True):
-            if future.done():
-                continue  # its caller was cancelled; the script ran all the same
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        for command, reply in zip(commands, replies, strict=True):
+            command.settle(reply)
 
-    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+    def _commands(self, queue: list[_Call]) -> list[_Command]:
+        commands: list[_Command] = []
+        for name, args, future in queue:
+            shared = self._merged.get(name)
+            last = commands[-1] if commands else None
+            if shared is not None and last is not None and last.name == name:
+                last.args += args[shared:]
+                last.futures.append(future)
+            else:
+                commands.append(_Command(name, args, future, merged=shared is not None))
+        return commands
+
+    async def _pipeline(self, commands: list[_Command]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for name, args, _ in calls:
-            pipe.execute_command("EVALSHA", self._shas[name], 0, *args)
+        for command in commands:
+            pipe.execute_command("EVALSHA", self._shas[command.name], 0, *command.args)
         return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:
