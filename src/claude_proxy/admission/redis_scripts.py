@@ -318,29 +318,40 @@ redis.call('PUBLISH', P .. 'grants', '*setup')
 return 1
 """
 
-# ARGV: P, lease, tenant, id, input, output, timeout_ms.
-# -> {1, levels} granted now | {0, levels} queued | {-1, wait_ms, levels} rejected.
+# ARGV: P, lease, then one or more groups of: tenant, id, input, output, timeout_ms
+# (requests admitted together, each exactly as if alone, in order).
+# -> for each group: {1, levels} granted now | {0, levels} queued | {-1, wait_ms, levels}
+# rejected.
 ADMIT = (
     _COMMON
     + r"""
-require_setup(ARGV[3])
-local t, id = ARGV[3], ARGV[4]
-local need = {1, tonumber(ARGV[5]), tonumber(ARGV[6])}
-local w = token_wait(t, bucket(t), need)
-if w > tonumber(ARGV[7]) then return {-1, tostring(w), levels(t)} end
-if (tonumber(redis.call('HGET', P .. 'win', 'act')) or 0) > 0 then
-  redis.call('ZADD', P .. 'seen', NOW, t)
+local function admit(t, id, input, output, timeout)
+  local need = {1, tonumber(input), tonumber(output)}
+  local w = token_wait(t, bucket(t), need)
+  if w > tonumber(timeout) then return {-1, tostring(w), levels(t)} end
+  if (tonumber(redis.call('HGET', P .. 'win', 'act')) or 0) > 0 then
+    redis.call('ZADD', P .. 'seen', NOW, t)
+  end
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('ZADD', P .. 'q:' .. t, seq, id)
+  redis.call('ZADD', P .. 'ql:' .. t, NOW + LEASE, id)
+  redis.call('HSET', P .. 'need:' .. t, id, input .. ' ' .. output)
+  redis.call('SADD', P .. 'active', t)
+  local granted = dispatch(id)
+  for _, g in ipairs(granted) do
+    if g == id then return {1, '0', levels(t)} end
+  end
+  return {0, '0', levels(t)}
 end
-local seq = redis.call('INCR', P .. 'seq')
-redis.call('ZADD', P .. 'q:' .. t, seq, id)
-redis.call('ZADD', P .. 'ql:' .. t, NOW + LEASE, id)
-redis.call('HSET', P .. 'need:' .. t, id, ARGV[5] .. ' ' .. ARGV[6])
-redis.call('SADD', P .. 'active', t)
-local granted = dispatch(id)
-for _, g in ipairs(granted) do
-  if g == id then return {1, '0', levels(t)} end
+
+-- Every tenant's configuration first: a loss found half-way would leave the requests
+-- before it admitted while their callers learn of the loss and try again.
+for g = 3, #ARGV, 5 do require_setup(ARGV[g]) end
+local replies = {}
+for g = 3, #ARGV, 5 do
+  replies[#replies + 1] = admit(ARGV[g], ARGV[g + 1], ARGV[g + 2], ARGV[g + 3], ARGV[g + 4])
 end
-return {0, '0', levels(t)}
+return replies
 """
 )
 

@@ -50,11 +50,12 @@ class ScriptStore:
         self._recount = recount
         # Calls made together go to Redis in one pipeline: under load, admits and
         # releases of many requests share one round trip.
-        # Releases of one turn are one RELEASE: it takes the prefix and lease once.
+        # The admits, and the releases, of one turn are one call: they take the prefix and
+        # the lease once.
         self._scripts = ScriptBatcher(
             client,
             {name: getattr(lua, name) for name in lua.__all__},
-            merged={"RELEASE": len(base)},
+            merged={"ADMIT": len(base), "RELEASE": len(base)},
         )
         self.outage = Outage(_log, "admission's shared state (Redis)")
         self._health = HealthCheck(self._ping)
