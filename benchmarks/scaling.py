@@ -8,7 +8,9 @@ interleaved rounds (the order rotates each round), medians of rounds reported:
 
 - ``direct`` (load -> mock) and ``floor`` (load -> benchmarks/passthrough.py -> mock);
 - ``memory`` (one gateway process, memory state), ``redis`` (one process, ``state:
-  redis://``), ``redis-2w`` (``--workers 2`` on Redis).
+  redis://``), ``redis-2w`` (``--workers 2`` on Redis);
+- ``baseline`` with ``--baseline DIR``: another checkout's gateway on Redis, in the JSON
+  and stream phases (before/after a change, in the same rounds).
 
 Phases:
 1. json: non-streaming req/s at c=64; gateway CPU per request (all its processes) and
