@@ -103,7 +103,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     )
     cache_settings = settings.response_cache_settings
     response_cache = (
-        await open_response_cache(cache_settings.url or "memory://", cache_settings)
+        await open_response_cache(cache_settings.url, cache_settings)
         if ResponseCacheStage.wanted(cache_settings, tenants)
         else None
     )

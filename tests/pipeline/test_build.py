@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from claude_proxy.config import ContinuationSettings, Settings, UpstreamSettings
 from claude_proxy.observability import NullMetrics
 from claude_proxy.pii import PiiSettings
 from claude_proxy.pipeline.build import build_pipeline
-from claude_proxy.pipeline.call import Call, Route
+from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Pipeline
 from claude_proxy.pipeline.stage import Stage
 from claude_proxy.pipeline.stages.response_cache import ResponseCacheStage
@@ -18,6 +17,7 @@ from claude_proxy.response_cache import ResponseCacheSettings
 from claude_proxy.response_cache.memory import MemoryResponseCache
 from claude_proxy.sessions import open_store
 from claude_proxy.tenancy import TenantDirectory
+from tests.pipeline.test_chain import Tag
 
 
 def pipeline(
@@ -85,19 +85,6 @@ def test_redaction_is_in_the_chain_only_when_a_policy_is_on() -> None:
     assert "redaction" not in pipeline(only_off).chain(Route.MESSAGES).names
 
 
-class Extra:
-    """An embedding application's stage."""
-
-    name = "extra"
-    routes = frozenset({Route.MESSAGES})
-
-    async def on_request(self, call: Call) -> None:
-        pass
-
-    def on_message(self, call: Call, message: dict[str, Any]) -> dict[str, Any]:
-        return message
-
-
 async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first() -> None:
     """Last after an embedding application's stages too: its key must be the body they
     leave, and their answer hooks must run once on a hit, after it."""
@@ -116,7 +103,7 @@ async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first(
         loopback_only=False,
         sessions=await open_store("memory://", settings.sessions),
         response_cache=store,
-        extra=[Extra()],
+        extra=[Tag("extra")],
     )
     chain = chains.chain(Route.MESSAGES)
     assert chain.names[-5:] == [
@@ -129,7 +116,7 @@ async def test_the_response_cache_is_last_so_it_sees_the_upstreams_answer_first(
     assert chain.message[0].name == chain.events[0].name == "response_cache"
     assert [stage.name for stage in chain.message][:2] == ["response_cache", "extra"]
     # Without the response cache, the extra stages are last.
-    assert pipeline(Settings(), extra=[Extra()]).chain(Route.MESSAGES).names[-1] == "extra"
+    assert pipeline(Settings(), extra=[Tag("extra")]).chain(Route.MESSAGES).names[-1] == "extra"
     assert "response_cache" not in chains.chain(Route.COUNT_TOKENS).names
     assert ResponseCacheStage.wanted(settings.response_cache, TenantDirectory.from_settings([]))
     assert not ResponseCacheStage.wanted(ResponseCacheSettings(), TenantDirectory.from_settings([]))

@@ -54,6 +54,10 @@ def test_a_small_max_bytes_alone_brings_the_entry_bound_down_with_it() -> None:
     assert small.response_cache.max_entry_bytes == 2 * 1024 * 1024
     from_variable = Settings(response_cache={"max_bytes": "1048576"})  # ${VAR} in the YAML
     assert from_variable.response_cache.max_entry_bytes == 1024 * 1024
+    for written in (1000.0, "1_000", " 1000 "):  # what the field itself reads as 1000
+        assert (
+            Settings(response_cache={"max_bytes": written}).response_cache.max_entry_bytes == 1000
+        )
     assert Settings().response_cache.max_entry_bytes == 4 * 1024 * 1024
     both = ResponseCacheSettings(max_bytes=1000, max_entry_bytes=100)
     assert both.max_entry_bytes == 100

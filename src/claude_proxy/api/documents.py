@@ -21,9 +21,9 @@ from claude_proxy.errors import GatewayError
 from claude_proxy.pipeline.call import Route
 from claude_proxy.pipeline.chain import Run
 from claude_proxy.services import SERVICES
-from claude_proxy.streaming.generation import EventFilter, settle
+from claude_proxy.streaming.generation import EventFilter, apply_filters, settle
 from claude_proxy.streaming.relay import sse_error_event
-from claude_proxy.streaming.sse import encode_event, singles
+from claude_proxy.streaming.sse import encode_event
 from claude_proxy.upstream.forwarder import UpstreamReply
 
 __all__ = ["create_document"]
@@ -81,10 +81,7 @@ async def _answer_stream(
         await progress({"stage": "done", **job.summary(), "usage": job.usage})
         try:
             async for events in opened.events():
-                if filters:
-                    events = singles(events)
-                for stage in filters:
-                    events = stage.on_events(events)
+                events = apply_filters(filters, events)
                 if events and events[-1].name == "message_stop":
                     await settle(filters)
                 for event in events:

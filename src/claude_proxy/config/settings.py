@@ -378,8 +378,6 @@ class Settings(_Section):
         those keys. A Redis for answers is named on purpose, ideally its own."""
         cache = self.response_cache
         update: dict[str, str] = {}
-        if cache.url is None:
-            update["url"] = "memory://"
         if "key_prefix" not in cache.model_fields_set:
             base = self.admission.key_prefix
             prefix = base[: -len("admission:")] if base.endswith("admission:") else base

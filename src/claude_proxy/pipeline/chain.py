@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from claude_proxy.errors import GatewayError
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.pipeline.call import Call, Route
 from claude_proxy.pipeline.stage import (
     EventFilter,
@@ -104,7 +105,7 @@ class Run:
         """A JSON answer through the message hooks: parsed and re-encoded only if any."""
         if not self._message_stages():
             return body
-        return orjson.dumps(self.on_message_object(orjson.loads(body)))
+        return to_json(self.on_message_object(orjson.loads(body)))
 
     def on_message_object(self, message: dict[str, Any]) -> dict[str, Any]:
         """An answer the gateway holds parsed already, through the message hooks."""

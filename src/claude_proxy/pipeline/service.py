@@ -34,13 +34,15 @@ from multidict import CIMultiDict
 
 from claude_proxy.admission import Admission, Ticket, Usage
 from claude_proxy.errors import GatewayError
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call
 from claude_proxy.state import StateUnavailable
 from claude_proxy.streaming.accumulate import Accumulator
-from claude_proxy.streaming.relay import FIRST_PIECE, PIECE_BYTES, Relay
+from claude_proxy.streaming.relay import PIECES, Relay
 from claude_proxy.streaming.sse import Event, EventSplitter
 from claude_proxy.tokens import TokenCounter, estimate_input_tokens
+from claude_proxy.upstream.client import cut
 from claude_proxy.upstream.forwarder import (
     AttemptLog,
     ClientBody,
@@ -146,7 +148,7 @@ class UpstreamCalls:
             call.usage = streamed.usage
         headers = CIMultiDict(opened.headers)
         headers["content-type"] = "application/json"
-        return UpstreamReply(200, headers, orjson.dumps(accumulator.message))
+        return UpstreamReply(200, headers, to_json(accumulator.message))
 
     async def _admit(self, call: Call) -> Ticket:
         """Wait for the tenant's turn; the time waited goes into ``call.queue_wait``.
@@ -196,6 +198,7 @@ class LiveAnswer:
     """A streamed answer in progress: relay its ``events()``, then ``aclose()`` it."""
 
     __slots__ = ("_call", "_calls", "_log", "_relay", "_ticket", "headers")
+    stored = False  # generated now
 
     def __init__(
         self, calls: UpstreamCalls, call: Call, ticket: Ticket, log: AttemptLog, opened: OpenStream
@@ -253,13 +256,10 @@ class StoredStream:
 
     async def events(self) -> AsyncGenerator[list[Event], None]:
         splitter = EventSplitter()
-        body = self._body
-        start, end = 0, FIRST_PIECE
-        while start < len(body):
-            events = splitter.feed_runs(body[start:end])
+        for piece in cut(self._body, *PIECES):
+            events = splitter.feed_runs(piece)
             if events:
                 yield events
-            start, end = end, end + PIECE_BYTES
 
     async def aclose(self) -> None:
         """Nothing is held: no connection, no admission slot."""

@@ -18,11 +18,9 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
-from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
+from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound, run_events
 
 __all__ = ["MemoryReplayLog"]
-
-_END = b"\n\n"
 
 
 class _Stream:
@@ -109,7 +107,7 @@ class MemoryReplayLog:
         else:
             end = first - 1
             for item in events:
-                end += item.count(_END)
+                end += item.count(b"\n\n")  # each event ends with one
                 stream.ends.append(end)
         size = sum(map(len, events))
         stream.events.extend(events)
@@ -157,10 +155,10 @@ class MemoryReplayLog:
                         yield end, item
                         continue
                     # A run: its events from the first one not yet yielded.
-                    parts = item.split(_END)
+                    events = run_events(item)
                     for seq in range(position + 1, end + 1):
                         position = seq
-                        yield seq, parts[seq - first] + _END
+                        yield seq, events[seq - first]
                         if stream.gone:
                             break
                 if stream.gone:

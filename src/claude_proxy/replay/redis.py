@@ -46,7 +46,7 @@ from typing import Any, Self, TypeVar
 
 from redis import asyncio as aioredis
 
-from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
+from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound, run_events
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.outage import Outage
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
@@ -58,7 +58,6 @@ _log = logging.getLogger("claude_proxy.replay")
 _T = TypeVar("_T")
 _Fields = dict[bytes, bytes]
 
-_END = b"\n\n"  # ends every event, and occurs nowhere else in one
 BATCH = 512  # entries per XRANGE/XREAD reply
 MAX_PENDING = 4096  # buffered events per stream before extend waits for Redis
 DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
@@ -132,7 +131,6 @@ class _Keys:
 
 class _Writer:
     __slots__ = (
-        "created",
         "error",
         "events_expire",
         "finishing",
@@ -149,7 +147,6 @@ class _Writer:
     def __init__(self, keys: _Keys, tenant: str) -> None:
         self.keys = keys
         self.tenant: str | None = tenant  # None once the stream's keys are written
-        self.created = False  # the round being sent writes them
         self.seq = 0  # the last sequence number handed out (the finish marker's included)
         self.flushed = 0  # the last one known to be in Redis
         self.pending: list[bytes] = []  # events not yet sent, the last one's seq is `seq`
@@ -394,8 +391,7 @@ class RedisReplayLog:
                 else:
                     self._outage.ok()
                     for writer in dirty.values():
-                        if writer.created:
-                            writer.tenant = None
+                        writer.tenant = None  # its keys, if this round wrote them, are in
                 for writer in dirty.values():
                     unsent = writer.pending_count + writer.marker
                     writer.flushed = max(writer.flushed, writer.seq - unsent)
@@ -412,9 +408,7 @@ class RedisReplayLog:
         """Add the writer's operations for this round to ``ops`` (see ``_WRITE``)."""
         base = writer.keys.base
         renew_every = min(self.settings.lease_seconds / 3, self._ttl_ms / 10_000)
-        writer.created = False
         if writer.tenant is not None:  # a new stream: its keys first
-            writer.created = True
             ops += ("c", base, writer.tenant, f"{time.time():.3f}")
             writer.refresh_at = now + renew_every  # all fresh but the events key, not made yet
         batch, writer.pending = writer.pending, []
@@ -521,10 +515,8 @@ def _events(entry_id: bytes, fields: _Fields) -> list[tuple[int, bytes]] | None:
         return None
     last = int(entry_id[2:])
     if b"n" in fields:
-        parts = data.split(_END)
-        parts.pop()
-        first = last - len(parts) + 1
-        return [(first + index, part + _END) for index, part in enumerate(parts)]
+        events = run_events(data)
+        return list(enumerate(events, start=last - len(events) + 1))
     lengths = fields.get(b"l")
     if lengths is None:
         return [(last, data)]

@@ -28,7 +28,7 @@ async def open_response_cache(
 
     ``clock``: the memory backend's, for expiry (tests move it instead of sleeping).
     """
-    scheme = urlsplit(url or "memory://").scheme
+    scheme = urlsplit(url).scheme
     if scheme not in BACKENDS:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"unknown response cache scheme {scheme!r}; use one of {known}")

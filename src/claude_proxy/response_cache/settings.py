@@ -20,7 +20,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from claude_proxy.overlay import overlay
 
@@ -29,6 +37,9 @@ __all__ = ["SCHEMES", "ResponseCachePolicy", "ResponseCacheSettings", "merged"]
 DEFAULT_MAX_ENTRY_BYTES = 4 * 1024 * 1024
 # The stores a URL may name (the registry maps each to a backend).
 SCHEMES = frozenset({"memory", "redis", "rediss", "unix"})
+
+
+_INT = TypeAdapter(int)
 
 
 class ResponseCachePolicy(BaseModel):
@@ -55,8 +66,9 @@ class ResponseCacheSettings(ResponseCachePolicy):
     max_entry_bytes: int = Field(default=DEFAULT_MAX_ENTRY_BYTES, ge=1)
     """An answer larger than this (JSON body, or a stream's SSE bytes) is not stored.
     Unset, it is 4 MiB, or ``max_bytes`` when that is smaller."""
-    url: str | None = None
-    """The store: None for this process's memory (bounded by ``max_bytes``), whatever
+    url: str = "memory://"
+    """The store: ``memory://`` (or null) for this process's memory (bounded by
+    ``max_bytes``), whatever
     ``state`` is; ``redis://…`` to share answers between replicas, best a Redis of its own
     with ``maxmemory`` and ``allkeys-lru``, which bounds the total there (the ``state``
     Redis is not used unless named here: answers would crowd out its limits and streams)."""
@@ -71,26 +83,30 @@ class ResponseCacheSettings(ResponseCachePolicy):
     answer is sent (so the next identical request finds it); a store slower than this is
     given up, and counts as an outage as a slow lookup does."""
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _known_scheme(cls, value: object) -> object:
+        if value is None:
+            return "memory://"
+        if isinstance(value, str) and urlsplit(value).scheme not in SCHEMES:
+            known = ", ".join(f"{name}://" for name in sorted(SCHEMES))
+            raise ValueError(f"unknown response cache scheme; use one of {known}")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _entry_within_total(cls, data: object) -> object:
         # Setting only a small max_bytes must not be refused for a default the operator
-        # never wrote: the entry bound follows the total down.
-        if isinstance(data, dict) and "max_entry_bytes" not in data:
-            total = data.get("max_bytes")
-            if isinstance(total, str) and total.strip().isdigit():
-                total = int(total)  # from ${VAR} in the YAML
-            if isinstance(total, int) and not isinstance(total, bool):
-                data = {**data, "max_entry_bytes": max(1, min(DEFAULT_MAX_ENTRY_BYTES, total))}
+        # never wrote: the entry bound follows the total down. The total is read as its
+        # field reads it (1000.0 and "1_000" are ints there too); a bad one is left for
+        # the field to refuse.
+        if isinstance(data, dict) and "max_entry_bytes" not in data and "max_bytes" in data:
+            try:
+                total = _INT.validate_python(data["max_bytes"])
+            except ValidationError:
+                return data
+            return {**data, "max_entry_bytes": max(1, min(DEFAULT_MAX_ENTRY_BYTES, total))}
         return data
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in SCHEMES:
-            known = ", ".join(f"{name}://" for name in sorted(SCHEMES))
-            raise ValueError(f"unknown response cache scheme; use one of {known}")
-        return value
 
     @model_validator(mode="after")
     def _entry_fits(self) -> ResponseCacheSettings:

@@ -33,6 +33,7 @@ __all__ = [
     "EventFilter",
     "Generation",
     "Sink",
+    "apply_filters",
     "log_failure",
     "settle",
 ]
@@ -57,10 +58,11 @@ class Sink(Protocol):
 
 
 class AnswerSource(Protocol):
-    """An upstream answer as events (``pipeline.service.LiveAnswer``).
+    """An upstream answer as events (``pipeline.service.LiveAnswer``)."""
 
-    One with a true ``stored`` attribute (``pipeline.service.StoredStream``: a response
-    cache hit) is replayed, not generated: its gaps between tokens are not measured."""
+    # True for an answer replayed, not generated (``pipeline.service.StoredStream``: a
+    # response cache hit): its gaps between tokens are not measured.
+    stored: bool
 
     @property
     def error_type(self) -> str | None:
@@ -85,6 +87,15 @@ class EventFilter(Protocol):
         A filter may also have ``async def settle(self) -> None``: awaited when the answer
         is whole, before its ``message_stop`` is sent, to finish what must be durable
         before the client sees the end (a session's turn written). See ``settle``."""
+
+
+def apply_filters(filters: Sequence[EventFilter], events: list[Event]) -> list[Event]:
+    """What the filters pass on of a batch; each sees the events one by one (runs split)."""
+    if filters:
+        events = singles(events)
+    for stage in filters:
+        events = stage.on_events(events)
+    return events
 
 
 async def settle(filters: Sequence[EventFilter]) -> None:
@@ -118,7 +129,7 @@ class Generation:
         self.first_content: float | None = None
         self._last_content = 0.0
         self._answer = answer
-        self._timed = not getattr(answer, "stored", False)
+        self._timed = not answer.stored
         self._filters = tuple(filters)
         self._metrics = metrics
         self._sink: Sink | None = sink
@@ -163,10 +174,7 @@ class Generation:
         try:
             async with aclosing(self._answer.events()) as batches:
                 async for events in batches:
-                    if self._filters:
-                        events = singles(events)  # a filter sees each event
-                    for stage in self._filters:
-                        events = stage.on_events(events)
+                    events = apply_filters(self._filters, events)
                     if events:
                         if events[-1].name == "message_stop":
                             await settle(self._filters)

@@ -40,13 +40,12 @@ _RETRYABLE_ERRORS = frozenset(
 _MESSAGE_STOP = Event.encode("message_stop", {"type": "message_stop"})
 # Model names are few; the bound only keeps a misbehaving upstream from growing the set.
 _MAX_LEARNED = 256
-# What arrives from the upstream is relayed in pieces: the first of at most FIRST_PIECE
-# bytes (about 30 text deltas, or all of a short answer), so that when a long answer
-# arrives at once its first events reach the client after one small piece's work, not
-# the whole answer's; the rest in pieces of at most PIECE_BYTES, so that it costs a few
-# writes to the client, not one per 8 KB.
-FIRST_PIECE = 4096
-PIECE_BYTES = 65536
+# What arrives from the upstream is relayed in pieces (``upstream.client.cut``): the first
+# of at most 4 KB (about 30 text deltas, or all of a short answer), so that when a long
+# answer arrives at once its first events reach the client after one small piece's work,
+# not the whole answer's; the rest of at most 64 KB, so that it costs a few writes to the
+# client, not one per 8 KB.
+PIECES = (4096, 65536)
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:
@@ -147,7 +146,7 @@ class Relay:
             broke: _Break | None = None
             ended = False
             try:
-                async for chunk in opened.response.chunks(FIRST_PIECE, PIECE_BYTES):
+                async for chunk in opened.response.chunks(PIECES):
                     out: list[Event] = []
                     for event in splitter.feed_runs(chunk):
                         if event.name == "error":

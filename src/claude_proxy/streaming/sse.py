@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DELTA", "Event", "EventSplitter", "encode_event", "singles"]
+__all__ = ["Event", "EventSplitter", "encode_event", "singles"]
 
-DELTA = "content_block_delta"
+_DELTA = "content_block_delta"
 _END = b"\n\n"
 _DELTA_HEAD = b"event: content_block_delta\ndata: "
 _NEXT_DELTA = _END + _DELTA_HEAD
@@ -98,20 +98,14 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """The events ``chunk`` completed, one ``Event`` each."""
-        buffer = self._pending + chunk if self._pending else chunk
-        if b"\r" in buffer:
-            # CRLF line ends are valid SSE; normalising them keeps one separator to look for.
-            buffer = buffer.replace(b"\r\n", b"\n")
-        parts = buffer.split(_END)
+        parts = self._buffer(chunk).split(_END)
         self._pending = parts.pop()
         return _events(parts)
 
     def feed_runs(self, chunk: bytes) -> list[Event]:
         """The events ``chunk`` completed, the deltas among them as one run where they
         follow each other (the events before and after it one ``Event`` each)."""
-        buffer = self._pending + chunk if self._pending else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
+        buffer = self._buffer(chunk)
         cut = buffer.rfind(_END)
         if cut < 0:
             self._pending = buffer
@@ -133,10 +127,18 @@ class EventSplitter:
         if len(parts) < 2 or middle.count(_BETWEEN_DELTAS) != len(parts) - 1:
             return _events(complete.split(_END)[:-1])
         events = _events(complete[:first].split(_END)[:-1]) if first else []
-        events.append(Event(DELTA, middle, len(parts), parts))
+        events.append(Event(_DELTA, middle, len(parts), parts))
         if end < len(complete):
             events += _events(complete[end:].split(_END)[:-1])
         return events
+
+    def _buffer(self, chunk: bytes) -> bytes:
+        """What is pending, then ``chunk``."""
+        buffer = self._pending + chunk if self._pending else chunk
+        if b"\r" in buffer:
+            # CRLF line ends are valid SSE; normalising them keeps one separator to look for.
+            buffer = buffer.replace(b"\r\n", b"\n")
+        return buffer
 
 
 def _events(parts: list[bytes]) -> list[Event]:

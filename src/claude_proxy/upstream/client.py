@@ -8,7 +8,7 @@ gateway imports neither aiohttp's types nor its error hierarchy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -55,22 +55,27 @@ class UpstreamResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self._upstream) from None
 
-    def chunks(
-        self, first_bytes: int | None = None, max_bytes: int | None = None
-    ) -> AsyncIterator[bytes]:
+    def chunks(self, pieces: tuple[int, int] | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives; a cut or silent connection raises a ``GatewayError``.
 
-        With ``max_bytes``, what has arrived is handed over in pieces: the first of each
-        arrival at most ``first_bytes`` (so its first events go on after little work),
-        the others at most ``max_bytes`` (few writes for a long answer that came at once).
+        With ``pieces`` (first, rest), each arrival is handed over ``cut`` in pieces.
         """
-        return _Chunks(self._response.content.iter_any(), self._upstream, first_bytes, max_bytes)
+        return _Chunks(self._response.content.iter_any(), self._upstream, pieces)
 
     def release(self) -> None:
         self._response.release()
 
     def close(self) -> None:
         self._response.close()
+
+
+def cut(data: bytes, first: int, rest: int) -> Iterator[bytes]:
+    """``data`` in pieces: the first of at most ``first`` bytes (so that its first events
+    go on after little work), the others of at most ``rest`` (few writes for a long answer
+    that came at once)."""
+    yield data[:first]
+    for start in range(first, len(data), rest):
+        yield data[start : start + rest]
 
 
 class _Chunks:
@@ -81,43 +86,31 @@ class _Chunks:
     left of its buffer after each piece: quadratic in the size of an answer that arrived
     at once (a 75 KB burst read 8 KB at a time copied ~400 KB)."""
 
-    __slots__ = ("_at", "_chunks", "_first", "_max", "_rest", "_upstream")
+    __slots__ = ("_chunks", "_left", "_pieces", "_upstream")
 
     def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        upstream: str,
-        first_bytes: int | None = None,
-        max_bytes: int | None = None,
+        self, chunks: AsyncIterator[bytes], upstream: str, pieces: tuple[int, int] | None
     ) -> None:
         self._chunks = chunks
         self._upstream = upstream
-        self._max = max_bytes
-        self._first = first_bytes or max_bytes
-        self._rest = b""  # what arrived and is not handed over yet, from `_at`
-        self._at = 0
+        self._pieces = pieces
+        self._left: Iterator[bytes] = iter(())  # the rest of the current arrival's pieces
 
     def __aiter__(self) -> _Chunks:
         return self
 
     async def __anext__(self) -> bytes:
-        rest, at = self._rest, self._at
-        if rest:
-            end = at + self._max  # type: ignore[operator]  # set whenever `_rest` is
-            if end >= len(rest):
-                self._rest = b""
-            self._at = end
-            return rest[at:end]
+        piece = next(self._left, None)
+        if piece is not None:
+            return piece
         try:
             chunk = await self._chunks.__anext__()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise translate_client_error(exc, self._upstream) from None
-        first = self._first
-        if first is None or len(chunk) <= first:
-            self._rest = b""
+        if self._pieces is None:
             return chunk
-        self._rest, self._at = chunk, first
-        return chunk[:first]
+        self._left = cut(chunk, *self._pieces)
+        return next(self._left)
 
 
 # A relayed body goes back encoded as the upstream sent it: only what the client accepts.

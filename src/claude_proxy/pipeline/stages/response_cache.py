@@ -38,9 +38,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from multidict import CIMultiDict
 
+from claude_proxy.jsonbytes import to_json
 from claude_proxy.observability import Metrics
 from claude_proxy.pipeline.call import Call, CallKey, Route
 from claude_proxy.pipeline.stage import EventFilter
@@ -159,7 +159,7 @@ class ResponseCacheStage:
         if pending is not None and _complete(message.get("stop_reason")):
             # As the client will get it when no other stage changes it: parsed and
             # encoded once, so a hit's bytes are a miss's.
-            pending.body = orjson.dumps(message)
+            pending.body = to_json(message)
         return message
 
     async def settle(self, call: Call) -> None:

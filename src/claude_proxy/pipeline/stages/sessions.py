@@ -111,7 +111,7 @@ class _Turn:
         if self.stored or self.answer is None:
             return
         # Only the new turn(s) are stored: the history before them is unmarked already.
-        messages = unmarked_messages(list(call.body.get("messages") or [])[self.history :])
+        messages = unmarked_messages((call.body.get("messages") or [])[self.history :])
         try:
             for attempt in range(2):
                 try:
