@@ -26,6 +26,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from claude_proxy.response_cache.base import Entry
+from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.settings import ResponseCacheSettings
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.outage import Outage
@@ -53,6 +54,7 @@ class RedisResponseCache:
         self._lookup_timeout = settings.lookup_timeout
         self._store_timeout = settings.store_timeout
         self._outage = Outage(_log, "the response cache's Redis")
+        self._refusals = StoreFailures(_log)
         self._probe: asyncio.Task[None] | None = None
         self._probe_at = 0.0
 
@@ -95,11 +97,16 @@ class RedisResponseCache:
             return False
         value = (_STREAM if entry.stream else _JSON) + entry.body
         ttl_ms = max(1, round(ttl_seconds * 1000))
-        await self._command(
-            "writing the response cache",
-            self._store_timeout,
-            lambda: self._redis.set(self._prefix + key, value, px=ttl_ms),
-        )
+        try:
+            await self._command(
+                "writing the response cache",
+                self._store_timeout,
+                lambda: self._redis.set(self._prefix + key, value, px=ttl_ms),
+            )
+        except StateUnavailable as exc:
+            if isinstance(exc.__cause__, ResponseError):  # refused (OOM, READONLY): no
+                self._refusals.failed(exc)  # outage, and it may go on: counted
+            raise
         return True
 
     async def close(self) -> None:

@@ -28,8 +28,8 @@ events made up from JSON, would not be what the upstream sends).
 Every request of such a tenant gets ``x-proxy-response-cache: hit``, ``miss`` or
 ``bypass; reason=<why>``; ``unavailable`` is a store that failed or is known to be down
 (the request then goes upstream: the cache fails open). A store that fails costs the
-client nothing; failures are counted (``stores_total{result="failed"}``) and logged as a
-count at most once a minute (``response_cache.failures``).
+client nothing; failures are counted (``stores_total{result="failed"}``) and logged by the
+backend (a Redis that refuses writes as a count at most once a minute).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from claude_proxy.response_cache import (
     ResponseCacheSettings,
     merged,
 )
-from claude_proxy.response_cache.failures import StoreFailures
 from claude_proxy.response_cache.rules import bypass_reason, cache_key
 from claude_proxy.response_cache.settings import ResponseCachePolicy
 from claude_proxy.state import StateUnavailable
@@ -99,7 +98,6 @@ class ResponseCacheStage:
         self._metrics = metrics
         self._max_entry_bytes = settings.max_entry_bytes
         self._credential = credential_in_key
-        self._failures = StoreFailures(_log)
         self._policies = _per_tenant(settings, tenants)
 
     @staticmethod
@@ -180,8 +178,7 @@ class ResponseCacheStage:
             return
         try:
             stored = await self._cache.put(pending.key, entry, pending.ttl)
-        except StateUnavailable as exc:
-            self._failures.failed(exc)
+        except StateUnavailable:  # the backend logs it (an outage once, refusals as a count)
             self._metrics.response_cache_store("failed")
             return
         self._metrics.response_cache_store("stored" if stored else "too_large")
