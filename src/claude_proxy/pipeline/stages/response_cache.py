@@ -34,7 +34,6 @@ backend (a Redis that refuses writes as a count at most once a minute).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +62,6 @@ __all__ = ["RESPONSE_CACHE", "RESPONSE_CACHE_HEADER", "ResponseCacheStage"]
 RESPONSE_CACHE_HEADER = "x-proxy-response-cache"
 # The header's value for this call: hit, miss, or bypass; reason=…
 RESPONSE_CACHE: CallKey[str] = CallKey("response_cache")
-_log = logging.getLogger("claude_proxy.response_cache")
 _SSE = "text/event-stream; charset=utf-8"
 
 
