@@ -35,14 +35,18 @@ QUICK_INPUTS = [(300, "off"), (300, "on"), (1_000, "off"), (1_000, "on")]
 QUICK_INPUTS += [(3_000, "off"), (3_000, "on")]
 
 
-async def run_bench(*args: str) -> tuple[int, bytes, str]:
+async def start_bench(
+    *args: str, output: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """The bench CLI, without the outside environment's keys and config."""
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-    process = await asyncio.create_subprocess_exec(
-        *CLI, *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    return await asyncio.create_subprocess_exec(
+        *CLI, *args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output
+    )
+
+
+async def run_bench(*args: str) -> tuple[int, bytes, str]:
+    process = await start_bench(*args)
     async with asyncio.timeout(90):
         out, err = await process.communicate()
     assert process.returncode is not None
@@ -164,13 +168,9 @@ async def test_the_servers_it_started_end_with_it(signum: signal.Signals) -> Non
     """A closed terminal (SIGHUP) stops them as Ctrl-C does; and if the bench is killed
     outright, they die with it: a gateway left behind would hold the upstream's key on an
     unauthenticated port."""
-    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-    process = await asyncio.create_subprocess_exec(
-        *CLI, "--quick", "--no-chart", "--no-progress", env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    process = await start_bench(
+        "--quick", "--no-chart", "--no-progress", output=asyncio.subprocess.DEVNULL
+    )
     servers: list[int] = []
     try:
         async with asyncio.timeout(30):
