@@ -109,3 +109,20 @@ async def test_merged_calls_survive_redis_forgetting_the_script(
         batcher.call("SINGLE", [key_prefix, "s"]),
     )
     assert replies == ["t:v0", "t:v1", "t:v2", "s"]
+
+
+async def test_a_call_alone_survives_redis_forgetting_the_script_and_gets_its_error(
+    batcher: ScriptBatcher, redis_url: str, key_prefix: str
+) -> None:
+    # A call alone in its turn goes as a plain command, not a pipeline of one.
+    assert await batcher.call("SINGLE", [key_prefix, "a"]) == "a"
+    client = _sync(redis_url)
+    try:
+        client.script_flush()
+        assert await batcher.call("SINGLE", [key_prefix, "b"]) == "b"
+        with pytest.raises(ResponseError, match="FAILED"):
+            await batcher.call("MERGED", [key_prefix, "t", "fail"])
+        assert await batcher.call("SINGLE", [key_prefix, "c"]) == "c"
+        assert client.lrange(key_prefix + "order", 0, -1) == ["a", "b", "c"]
+    finally:
+        client.close()

@@ -87,20 +87,18 @@ class ScriptBatcher:
 
     def call(self, name: str, args: list[Any]) -> asyncio.Future[Any]:
         """The script's reply, or the redis-py error it raised (also for a broken connection)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self._queue:
-            loop.call_soon(self._send)
+            # The task's first step runs in the next loop iteration, and takes every call
+            # made until then.
+            task = asyncio.ensure_future(self._execute())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         self._queue.append((name, args, future))
         return future
 
-    def _send(self) -> None:
+    async def _execute(self) -> None:
         queue, self._queue = self._queue, []
-        task = asyncio.ensure_future(self._execute(queue))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _execute(self, queue: list[_Call]) -> None:
         commands = self._commands(queue)
         try:
             replies = await self._pipeline(commands)
@@ -134,6 +132,14 @@ class ScriptBatcher:
         return commands
 
     async def _pipeline(self, commands: list[_Command]) -> list[Any]:
+        if len(commands) == 1:  # a pipeline of one costs redis-py more than the command
+            command = commands[0]
+            run = self._client.execute_command  # untyped in redis-py's asyncio client
+            try:
+                sha = self._shas[command.name]
+                return [await run("EVALSHA", sha, 0, *command.args)]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:  # a reply, as the pipeline gives it (NOSCRIPT too)
+                return [exc]
         pipe = self._client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command("EVALSHA", self._shas[command.name], 0, *command.args)
@@ -145,6 +151,11 @@ class ScriptBatcher:
         if self._sending:
             await asyncio.wait(self._sending, timeout=CLOSE_GRACE)
         await stop_tasks(self._sending, deadline=STOP_SECONDS)
+        # Calls whose task was stopped before it took them.
+        queue, self._queue = self._queue, []
+        for _, _, future in queue:
+            if not future.done():
+                future.set_exception(_interrupted())
 
 
 def _interrupted() -> Exception:
