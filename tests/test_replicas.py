@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 
 from claude_proxy.server import RunningServer
 from tests.conftest import SIM_KEY, StartSim
@@ -111,3 +113,31 @@ async def test_token_limit_does_not_overshoot_across_replicas(
         )
     assert set(statuses) <= {200, 429}
     assert 15 <= statuses.count(200) <= 22
+
+
+async def test_answers_released_after_they_are_sent_leave_no_slot_behind(
+    start_sim: StartSim, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """A whole answer's slot is released in the background once the answer is out; a
+    replica stopped at once must still release every slot (not leave them to the lease)."""
+    sim = await start_sim()
+    settings = config(sim, redis_url, key_prefix, max_concurrent=3)
+    settings["admission"]["lease_seconds"] = 60  # a slot left behind outlives the test
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as http:
+        [gateway] = await replicas(stack, 1, settings, tmp_path)
+        # One keep-alive connection, one request after the other: each is admitted
+        # although the previous one's release may still be on its way.
+        statuses = [await post(http, gateway.url, 20, max_tokens=100) for _ in range(20)]
+        statuses += await asyncio.gather(
+            *(post(http, gateway.url, 20, max_tokens=100) for _ in range(10))
+        )
+        assert statuses == [200] * 30
+        gateway.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await gateway.process.wait() == 0
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.zcard(key_prefix + "slots") == 0
+        assert client.zcard(key_prefix + "slots:team-a") == 0
+    finally:
+        client.close()

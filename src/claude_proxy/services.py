@@ -152,6 +152,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         # waiting for a resume, get the same drain period before they are cancelled.
         await streams.drain(settings.shutdown.drain_seconds)
         await _close_within("the replay log", streams.close)
+        await _close_within("the last answers' admission settles", services.calls.drain)
         await _close_within("admission", admission.close)
         if sessions is not None:
             await _close_within("the session store", sessions.close)

@@ -41,6 +41,20 @@ Answer = Callable[[web.Request, Run], Awaitable[web.StreamResponse]]
 async def serve(request: web.Request, route: Route, answer: Answer) -> web.StreamResponse:
     services = request.app[SERVICES]
     call = call_from_request(request, route, services.settings.max_body_bytes)
+    # A whole answer's slot is released once the handler is done, in the background: on
+    # Redis that is a round trip that neither this client nor its next request on the
+    # connection (served after this handler returns) waits for.
+    call.after_reply = []
+    try:
+        return await _serve(request, call, answer)
+    finally:
+        jobs, call.after_reply = call.after_reply, None
+        if jobs:
+            services.calls.settle_later(jobs)
+
+
+async def _serve(request: web.Request, call: Call, answer: Answer) -> web.StreamResponse:
+    services = request.app[SERVICES]
     run = services.pipeline.start(call)
     response: web.StreamResponse
     try:

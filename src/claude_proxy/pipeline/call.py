@@ -103,6 +103,10 @@ class Call:
     # whose body is a JSON Message, or a stream's SSE bytes. The upstream-call service
     # returns it as the upstream's, without admission or an upstream call.
     prepared: UpstreamReply | None = None
+    # Set by an entry that writes the answer itself: the upstream-call service leaves a
+    # whole answer's admission settle here (the slot's release, with the usage), and the
+    # entry has it run once the answer is out, so that no client waits on the release.
+    after_reply: list[Callable[[], Awaitable[None]]] | None = None
     state: dict[CallKey[Any], Any] = field(default_factory=dict)
     read_body: BodyReader | None = None
     _raw: bytes | None = None

@@ -24,9 +24,10 @@ limits) and nothing is sent upstream.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -70,6 +71,7 @@ class UpstreamCalls:
         self.counter = counter
         # Models the upstream answered "no prefill" for, learned by the relays' heals.
         self.refusing_prefill: set[str] = set()
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def send(self, call: Call) -> UpstreamReply:
         """The whole answer: the first success, or the last failure once retrying stops."""
@@ -91,7 +93,10 @@ class UpstreamCalls:
             return reply
         finally:
             if ticket is not None:
-                await self._settle(ticket, call, log)
+                if call.after_reply is not None:
+                    call.after_reply.append(functools.partial(self._settle, ticket, call, log))
+                else:
+                    await self._settle(ticket, call, log)
 
     async def open_stream(self, call: Call) -> LiveAnswer | StoredStream | UpstreamReply:
         """An answer whose first part is open, or the upstream's final error reply."""
@@ -127,6 +132,18 @@ class UpstreamCalls:
             raise _reply_error(reply)
         message: dict[str, Any] = orjson.loads(reply.body)
         return message
+
+    def settle_later(self, jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
+        """Run the settles an entry left in ``call.after_reply``, in the background
+        (each logs its own failure); ``drain`` waits for them at shutdown."""
+        task = asyncio.ensure_future(_run_all(jobs))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def drain(self) -> None:
+        """Wait for the settles still running (before admission closes)."""
+        if self._settling:
+            await asyncio.wait(set(self._settling))
 
     async def _send_continued(self, call: Call) -> UpstreamReply:
         """A JSON call continued past max_tokens: streamed upstream, spliced, returned whole."""
@@ -192,6 +209,10 @@ class UpstreamCalls:
                 _log.exception("admission settle failed for %s", call.request_id)
 
         await asyncio.shield(settle())
+
+
+async def _run_all(jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
+    await asyncio.gather(*(job() for job in jobs))
 
 
 class LiveAnswer:
