@@ -55,19 +55,27 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     """Open the upstream stream, then let a generation relay it; the answer goes with it."""
     services = request.app[SERVICES]
     call = run.call
-    # The replay stream is made while the call is admitted and sent: on Redis that is a
-    # round trip the first token no longer waits for.
-    creating = _new_stream(services, call)
+    # The replay stream is made once the call is admitted, while the upstream is asked: on
+    # Redis that is a round trip the first token does not wait for. Not sooner: on one
+    # Redis and one event loop, the two round trips at once slowed the admission more
+    # than the create cost.
+    creating: list[asyncio.Task[str | None] | None] = []
+
+    def create() -> None:
+        creating.append(_new_stream(services, call))
+
     try:
-        opened = await services.calls.open_stream(call)
+        opened = await services.calls.open_stream(call, admitted=create)
     except BaseException:
         await _discard(services, creating)
         raise
     if isinstance(opened, UpstreamReply):
         await _discard(services, creating)
         return _reply_response(opened, opened.body)
+    if not creating:  # a stage's stored answer: nothing was admitted
+        create()
     try:
-        stream_id = None if creating is None else await creating
+        stream_id = None if creating[0] is None else await creating[0]
     except BaseException:
         await opened.aclose()
         raise
@@ -101,10 +109,11 @@ def _new_stream(services: Services, call: Call) -> asyncio.Task[str | None] | No
     return asyncio.ensure_future(services.streams.new_stream(owner))
 
 
-async def _discard(services: Services, creating: asyncio.Task[str | None] | None) -> None:
-    """No answer will be streamed: end the stream made for it, so nothing waits on it."""
-    if creating is None:
+async def _discard(services: Services, creating: list[asyncio.Task[str | None] | None]) -> None:
+    """No answer will be streamed: end the stream made for it (if one was begun), so
+    nothing waits on it."""
+    if not creating or creating[0] is None:
         return
-    stream_id = await asyncio.shield(creating)  # a create in flight lands all the same
+    stream_id = await asyncio.shield(creating[0])  # a create in flight lands all the same
     if stream_id is not None:
         await services.streams.discard(stream_id)
