@@ -9,8 +9,8 @@ interleaved rounds (the order rotates each round), medians of rounds reported:
 - ``direct`` (load -> mock) and ``floor`` (load -> benchmarks/passthrough.py -> mock);
 - ``memory`` (one gateway process, memory state), ``redis`` (one process, ``state:
   redis://``), ``redis-2w`` (``--workers 2`` on Redis);
-- ``baseline`` with ``--baseline DIR``: another checkout's gateway on Redis, in the JSON
-  and stream phases (before/after a change, in the same rounds).
+- ``baseline`` with ``--baseline DIR``: another checkout's gateway on Redis, in the JSON,
+  stream and paced phases (before/after a change, in the same rounds).
 
 Phases:
 1. json: non-streaming req/s at c=64; gateway CPU per request (all its processes) and
@@ -388,7 +388,7 @@ async def _paced_streams(url: str, concurrency: int, seconds: float) -> tuple[li
 def paced_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
     for conc in opts.paced_concurrency:
         for round_ in range(opts.rounds):
-            for target in _rotated(STREAM_TARGETS, round_):
+            for target in _rotated(opts.stream_targets, round_):
                 url = cluster.urls[target]
                 delays, failed = asyncio.run(_paced_streams(url, conc, opts.paced_seconds))
                 if failed:
@@ -495,7 +495,7 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         cell = f"paced-{conc}"
         direct = med(cell, "direct", "delay")
         floor_added = None if direct is None else (med(cell, "floor", "delay") or 0) - direct
-        for target in STREAM_TARGETS:
+        for target in opts.stream_targets:
             delay = med(cell, target, "delay")
             added = (
                 None if delay is None or direct is None or target == "direct" else delay - direct
