@@ -207,19 +207,17 @@ class Generation:
         self._metrics.stream_closed()
         if self._watcher is not None:
             self._watcher.cancel()
-        # The client's answer ends first: it has every event, and the log's end marker (a
-        # round trip on Redis) is for resumers, who wait for it.
+        if self._replay is not None:
+            try:
+                await self._replay.finish(self.stream_id)
+            except StateUnavailable as exc:
+                _log.warning("replay log finish failed for %s: %s", self.stream_id, exc)
         sink = self._sink
         if sink is not None:
             with contextlib.suppress(ClientGone):
                 await sink.close(self.error_type)
         if not self.client_done.done():
             self.client_done.set_result(None)
-        if self._replay is not None:
-            try:
-                await self._replay.finish(self.stream_id)
-            except StateUnavailable as exc:
-                _log.warning("replay log finish failed for %s: %s", self.stream_id, exc)
         await self._answer.aclose()
 
     async def _emit(self, events: list[Event]) -> None:
