@@ -93,8 +93,8 @@ class UpstreamCalls:
             return reply
         finally:
             if ticket is not None:
-                if call.after_reply is not None:
-                    call.after_reply.append(functools.partial(self._settle, ticket, call, log))
+                if call.after_reply is not None:  # run by settle_later's own task
+                    call.after_reply.append(functools.partial(self._settle_now, ticket, call, log))
                 else:
                     await self._settle(ticket, call, log)
 
@@ -194,33 +194,34 @@ class UpstreamCalls:
             call.queue_wait = time.perf_counter() - started
 
     async def _settle(self, ticket: Ticket, call: Call, log: AttemptLog) -> None:
+        """``_settle_now``, shielded: this runs when the client has gone away too, and
+        must not be cut short."""
+        await asyncio.shield(self._settle_now(ticket, call, log))
+
+    async def _settle_now(self, ticket: Ticket, call: Call, log: AttemptLog) -> None:
         """Count the answer's tokens, release the slot with the real usage and tell the
         adaptive window how it went.
 
-        Shielded: this runs when the client has gone away too, and must not be cut
-        short. A shared store that fails here costs nothing the client sees: the
-        answer is delivered and the slot's lease expires.
+        A shared store that fails here costs nothing the client sees: the answer is
+        delivered and the slot's lease expires. Nothing is raised: nobody may be left
+        to read it.
         """
         usage = Usage.from_api(call.usage) if call.usage is not None else None
         if usage is not None:
             tenant = call.tenant.name if call.tenant is not None else None
             self._metrics.tokens_used(tenant, call.model, usage)
-
-        async def settle() -> None:
-            try:
-                await ticket.release(usage)
-                await self._admission.on_upstream_status(529 if log.overloaded else 200)
-            except StateUnavailable as exc:
-                _log.warning("admission settle failed for %s: %s", call.request_id, exc)
-            except Exception:
-                # Shielded: if the caller has gone, nobody would ever read this exception.
-                _log.exception("admission settle failed for %s", call.request_id)
-
-        await asyncio.shield(settle())
+        try:
+            await ticket.release(usage)
+            await self._admission.on_upstream_status(529 if log.overloaded else 200)
+        except StateUnavailable as exc:
+            _log.warning("admission settle failed for %s: %s", call.request_id, exc)
+        except Exception:
+            _log.exception("admission settle failed for %s", call.request_id)
 
 
 async def _run_all(jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
-    await asyncio.gather(*(job() for job in jobs))
+    for job in jobs:  # one after the other, in this one task: a task each costs more
+        await job()
 
 
 class LiveAnswer:
