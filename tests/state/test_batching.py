@@ -1,5 +1,5 @@
-"""Scripts called in one loop turn share a pipeline; consecutive calls of a merged one are
-one call, run in the order they were made, against the real Redis."""
+"""Scripts called in one loop turn share a pipeline; the calls of a merged script in it are
+one call, sent first; against the real Redis."""
 
 from __future__ import annotations
 
@@ -36,7 +36,11 @@ return ARGV[2]
 @pytest.fixture
 async def batcher(redis_url: str, key_prefix: str) -> AsyncIterator[ScriptBatcher]:
     client = open_redis(redis_url)
-    scripts = ScriptBatcher(client, {"MERGED": MERGED, "SINGLE": SINGLE}, merged={"MERGED": 2})
+    scripts = ScriptBatcher(
+        client,
+        {"FIRST": MERGED, "MERGED": MERGED, "SINGLE": SINGLE},
+        merged={"FIRST": 2, "MERGED": 2},
+    )
     yield scripts
     await scripts.close()
     await client.aclose()
@@ -61,26 +65,28 @@ async def test_consecutive_calls_of_a_merged_script_are_one_call_each_with_its_r
         client.close()
 
 
-async def test_calls_in_between_keep_the_order_they_were_made_in(
+async def test_merged_calls_go_first_in_the_order_merged_names_them_the_rest_in_order(
     batcher: ScriptBatcher, redis_url: str, key_prefix: str
 ) -> None:
-    # Both scripts known to Redis first: calls that meet NOSCRIPT are sent again after
+    # The scripts known to Redis first: calls that meet NOSCRIPT are sent again after
     # the others of their pipeline.
     await asyncio.gather(
         batcher.call("MERGED", [key_prefix + "warm:", "t", "w"]),
         batcher.call("SINGLE", [key_prefix + "warm:", "w"]),
     )
     calls = [
-        batcher.call("MERGED", [key_prefix, "t", "a1"]),
-        batcher.call("MERGED", [key_prefix, "t", "a2"]),
-        batcher.call("SINGLE", [key_prefix, "b"]),
-        batcher.call("MERGED", [key_prefix, "t", "a3"]),
+        batcher.call("MERGED", [key_prefix, "m", "a1"]),
+        batcher.call("SINGLE", [key_prefix, "b1"]),
+        batcher.call("FIRST", [key_prefix, "f", "f1"]),
+        batcher.call("MERGED", [key_prefix, "m", "a2"]),
+        batcher.call("SINGLE", [key_prefix, "b2"]),
+        batcher.call("FIRST", [key_prefix, "f", "f2"]),
     ]
-    assert await asyncio.gather(*calls) == ["t:a1", "t:a2", "b", "t:a3"]
+    assert await asyncio.gather(*calls) == ["m:a1", "b1", "f:f1", "m:a2", "b2", "f:f2"]
     client = _sync(redis_url)
     try:
-        assert client.lrange(key_prefix + "order", 0, -1) == ["a1", "a2", "b", "a3"]
-        assert client.get(key_prefix + "runs") == "2"  # a1+a2, then a3
+        assert client.lrange(key_prefix + "order", 0, -1) == ["f1", "f2", "a1", "a2", "b1", "b2"]
+        assert client.get(key_prefix + "runs") == "2"  # f1+f2, then a1+a2
     finally:
         client.close()
 

@@ -49,13 +49,13 @@ class ScriptStore:
         self._setup_args = setup_args
         self._recount = recount
         # Calls made together go to Redis in one pipeline: under load, admits and
-        # releases of many requests share one round trip.
-        # The admits, and the releases, of one turn are one call: they take the prefix and
-        # the lease once.
+        # releases of many requests share one round trip. The releases of a pipeline are
+        # one call, and then its admits are one call: they take the prefix and the lease
+        # once, and the admits find the slots the releases freed.
         self._scripts = ScriptBatcher(
             client,
             {name: getattr(lua, name) for name in lua.__all__},
-            merged={"ADMIT": len(base), "RELEASE": len(base)},
+            merged={"RELEASE": len(base), "ADMIT": len(base)},
         )
         self.outage = Outage(_log, "admission's shared state (Redis)")
         self._health = HealthCheck(self._ping)

@@ -2,20 +2,24 @@
 
 Under load many requests admit and release in the same loop iteration. Sent one by
 one, each call pays redis-py's fixed cost (a pooled connection taken and returned, a
-timeout armed, a round trip awaited); sent together, one pipeline pays it once and
-Redis runs the scripts back to back, in the order they were called. This is what
-ioredis calls auto-pipelining. A call alone waits one loop iteration more, no longer.
+timeout armed, a round trip awaited); sent together, one pipeline pays it once. This is
+what ioredis calls auto-pipelining. A call alone waits one loop iteration, no longer.
+Pipelines of different turns go out at once, each on its own connection: one stalled
+connection holds up its own calls only.
 
 Scripts run by SHA (EVALSHA): a Redis that does not know one (restarted, flushed with
 SCRIPT FLUSH) gets it loaded, and the calls that met NOSCRIPT are sent again.
 
 A script named in ``merged`` takes its shared leading arguments once, then any number of
-argument groups, and replies with a list (one item per group). Consecutive calls of it in
-a turn become one call: one command to pack and one reply to parse instead of one each,
-and one run of the script's shared work (admission's RELEASE dispatches the queues once
-for all the slots freed together). Only consecutive calls are merged, so Redis runs the
-scripts in the order they were called in (but for the calls that met NOSCRIPT: they run
-again after the others).
+argument groups, and replies with a list (one item per group). All its calls in a
+pipeline become one call: one command to pack and one reply to parse instead of one
+each, and one run of the script's shared work (admission's RELEASE dispatches the queues
+once for all the slots freed together). Merged calls go first, scripts in the order
+``merged`` names them, each script's groups in call order; the other calls follow in
+call order. So within a turn a merged call may run before calls made earlier, and the
+order between scripts is not the call order: callers must not depend on it. Admission
+names RELEASE before ADMIT (the slots freed in a turn are free for the requests admitted
+in it), and CANCEL, not merged, still follows the ADMIT it undoes.
 """
 
 from __future__ import annotations
@@ -74,7 +78,8 @@ class ScriptBatcher:
         scripts: Mapping[str, str],
         merged: Mapping[str, int] | None = None,
     ) -> None:
-        """``merged``: script name -> how many leading arguments its calls share."""
+        """``merged``: script name -> how many leading arguments its calls share, in the
+        order the merged calls are sent."""
         self._client = client
         self._merged = dict(merged or {})
         self._sources = dict(scripts)
@@ -120,16 +125,18 @@ class ScriptBatcher:
             command.settle(reply)
 
     def _commands(self, queue: list[_Call]) -> list[_Command]:
-        commands: list[_Command] = []
+        merged: dict[str, _Command] = {}
+        others: list[_Command] = []
         for name, args, future in queue:
             shared = self._merged.get(name)
-            last = commands[-1] if commands else None
-            if shared is not None and last is not None and last.name == name:
-                last.args += args[shared:]
-                last.futures.append(future)
+            if shared is None:
+                others.append(_Command(name, args, future, merged=False))
+            elif (command := merged.get(name)) is None:
+                merged[name] = _Command(name, args, future, merged=True)
             else:
-                commands.append(_Command(name, args, future, merged=shared is not None))
-        return commands
+                command.args += args[shared:]
+                command.futures.append(future)
+        return [merged[name] for name in self._merged if name in merged] + others
 
     async def _pipeline(self, commands: list[_Command]) -> list[Any]:
         if len(commands) == 1:  # a pipeline of one costs redis-py more than the command
