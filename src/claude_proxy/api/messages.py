@@ -59,10 +59,11 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     # Redis that is a round trip the first token does not wait for. Not sooner: on one
     # Redis and one event loop, the two round trips at once slowed the admission more
     # than the create cost.
-    creating: list[asyncio.Task[str | None] | None] = []
+    creating: asyncio.Task[str | None] | None = None
 
     def create() -> None:
-        creating.append(_new_stream(services, call))
+        nonlocal creating
+        creating = _new_stream(services, call)
 
     try:
         opened = await services.calls.open_stream(call, admitted=create)
@@ -72,10 +73,10 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     if isinstance(opened, UpstreamReply):
         await _discard(services, creating)
         return _reply_response(opened, opened.body)
-    if not creating:  # a stage's stored answer: nothing was admitted
+    if creating is None:  # a stage's stored answer (nothing admitted), or no replay log
         create()
     try:
-        stream_id = None if creating[0] is None else await creating[0]
+        stream_id = None if creating is None else await creating
     except BaseException:
         await opened.aclose()
         raise
@@ -109,11 +110,11 @@ def _new_stream(services: Services, call: Call) -> asyncio.Task[str | None] | No
     return asyncio.ensure_future(services.streams.new_stream(owner))
 
 
-async def _discard(services: Services, creating: list[asyncio.Task[str | None] | None]) -> None:
+async def _discard(services: Services, creating: asyncio.Task[str | None] | None) -> None:
     """No answer will be streamed: end the stream made for it (if one was begun), so
     nothing waits on it."""
-    if not creating or creating[0] is None:
+    if creating is None:
         return
-    stream_id = await asyncio.shield(creating[0])  # a create in flight lands all the same
+    stream_id = await asyncio.shield(creating)  # a create in flight lands all the same
     if stream_id is not None:
         await services.streams.discard(stream_id)

@@ -32,10 +32,7 @@ __all__ = [
     "StreamLost",
     "StreamNotFound",
     "require_owner",
-    "run_events",
 ]
-
-_END = b"\n\n"  # ends every event, and occurs nowhere else in one
 
 
 class ReplaySettings(BaseModel):
@@ -150,10 +147,3 @@ async def require_owner(log: ReplayLog, stream_id: str, tenant: str) -> None:
         raise StreamNotFound(stream_id)
     if owner != tenant:
         raise PermissionDenied("This stream belongs to another API key's tenant.")
-
-
-def run_events(run: bytes) -> list[bytes]:
-    """The events of a run (see ``ReplayLog.extend``), each with its blank line."""
-    parts = run.split(_END)
-    parts.pop()  # after the last blank line: nothing
-    return [part + _END for part in parts]

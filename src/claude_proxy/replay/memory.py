@@ -18,7 +18,8 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
-from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound, run_events
+from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
+from claude_proxy.streaming.sse import run_events
 
 __all__ = ["MemoryReplayLog"]
 

@@ -46,11 +46,12 @@ from typing import Any, Self, TypeVar
 
 from redis import asyncio as aioredis
 
-from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound, run_events
+from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.outage import Outage
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
 from claude_proxy.state.tasks import cancel_requested, stop_tasks
+from claude_proxy.streaming.sse import run_events
 
 __all__ = ["RedisReplayLog"]
 

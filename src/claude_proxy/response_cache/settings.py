@@ -68,10 +68,10 @@ class ResponseCacheSettings(ResponseCachePolicy):
     Unset, it is 4 MiB, or ``max_bytes`` when that is smaller."""
     url: str = "memory://"
     """The store: ``memory://`` (or null) for this process's memory (bounded by
-    ``max_bytes``), whatever
-    ``state`` is; ``redis://…`` to share answers between replicas, best a Redis of its own
-    with ``maxmemory`` and ``allkeys-lru``, which bounds the total there (the ``state``
-    Redis is not used unless named here: answers would crowd out its limits and streams)."""
+    ``max_bytes``), whatever ``state`` is; ``redis://…`` to share answers between
+    replicas, best a Redis of its own with ``maxmemory`` and ``allkeys-lru``, which
+    bounds the total there (the ``state`` Redis is not used unless named here: answers
+    would crowd out its limits and streams)."""
     key_prefix: str = "claude-proxy:response-cache:"
     """Redis backend: every key starts with this."""
     lookup_timeout: float = Field(default=0.1, gt=0)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Event", "EventSplitter", "encode_event", "singles"]
+__all__ = ["Event", "EventSplitter", "encode_event", "run_events", "singles"]
 
 _DELTA = "content_block_delta"
 _END = b"\n\n"
@@ -45,11 +45,7 @@ class Event:
 
     def split(self) -> list[bytes]:
         """The events of a run without their blank lines."""
-        if self.parts is not None:
-            return self.parts
-        parts = self.raw.split(_END)
-        parts.pop()  # after the last blank line: nothing
-        return parts
+        return self.parts if self.parts is not None else _run_parts(self.raw)
 
     @classmethod
     def encode(cls, name: str, payload: dict[str, Any]) -> Event:
@@ -70,6 +66,17 @@ class Event:
             )
         value = orjson.loads(data) if data else {}
         return value if isinstance(value, dict) else {}
+
+
+def run_events(raw: bytes) -> list[bytes]:
+    """The events of a run's bytes (as a replay log keeps them), each with its blank line."""
+    return [part + _END for part in _run_parts(raw)]
+
+
+def _run_parts(raw: bytes) -> list[bytes]:
+    parts = raw.split(_END)
+    parts.pop()  # after the last blank line: nothing
+    return parts
 
 
 def singles(events: list[Event]) -> list[Event]:
@@ -119,8 +126,7 @@ class EventSplitter:
         last = complete.rfind(_NEXT_DELTA, first)
         end = complete.find(_END, first if last < 0 else last + 2) + 2
         middle = complete[first:end]
-        parts = middle.split(_END)
-        parts.pop()
+        parts = _run_parts(middle)
         # A run only if every event in it is a delta in the API's form: then each blank
         # line but the last ends a data line ("}") and is followed by a delta's name.
         # (Whole scans of the chunk cost more than anything else here: two, no more.)
