@@ -34,6 +34,16 @@ def test_a_torn_event_waits_for_its_end() -> None:
     assert rest[0].json()["delta"]["text"] == "é\n"
 
 
+def test_an_event_alone_in_its_chunk_passes_as_it_came_and_blank_lines_pass_not_at_all() -> None:
+    delta = encode_event("content_block_delta", {"type": "content_block_delta", "index": 0})
+    splitter = EventSplitter()
+    (event,) = splitter.feed_runs(delta)
+    assert (event.name, event.raw, event.count) == ("content_block_delta", delta, 1)
+    assert splitter.feed_runs(b"\n\n") == splitter.feed_runs(b" \r\n\r\n") == []
+    assert splitter.feed_runs(b": ping\n\n")[0].name == ""
+    assert splitter.pending == b""
+
+
 def test_crlf_line_ends_and_multiline_data() -> None:
     raw = b'event: x\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
     (event,) = EventSplitter().feed(raw)

@@ -174,7 +174,8 @@ class Generation:
         try:
             async with aclosing(self._answer.events()) as batches:
                 async for events in batches:
-                    events = apply_filters(self._filters, events)
+                    if self._filters:
+                        events = apply_filters(self._filters, events)
                     if events:
                         if events[-1].name == "message_stop":
                             await settle(self._filters)
@@ -222,12 +223,13 @@ class Generation:
 
     async def _emit(self, events: list[Event]) -> None:
         now = time.perf_counter()
+        gap: float | None = None
         for event in events:
             if event.name == "content_block_delta":
                 if self.first_content is None:
                     self.first_content = now
                 elif self._timed:
-                    self._metrics.token_gap(now - self._last_content)
+                    gap = now - self._last_content
                 self._last_content = now
                 break
         numbered = await self._append(events)
@@ -243,10 +245,12 @@ class Generation:
             except ClientGone:
                 self.answered = False
                 self.detach()
+        if gap is not None:  # observed once the client has the event, not before
+            self._metrics.token_gap(gap)
 
     async def _append(self, events: list[Event]) -> list[tuple[int, Event]]:
         """Write the events to the replay log first, so that a client never has one it lacks."""
-        count = sum(event.count for event in events)
+        count = events[0].count if len(events) == 1 else sum(event.count for event in events)
         first = self._seq + 1
         if self._replay is not None:
             raws = [event.raw for event in events]

@@ -119,7 +119,7 @@ class EventSplitter:
             return []
         complete, self._pending = buffer[: cut + 2], buffer[cut + 2 :]
         if complete.find(_END) == cut:  # one event (paced deltas come so): no run to find
-            return _events([complete[:cut]])
+            return [] if complete.isspace() else [Event(_name(complete), complete)]
         first = complete.find(_DELTA_HEAD)
         if first < 0 or (first > 0 and not complete.startswith(_END, first - 2)):
             return _events(complete.split(_END)[:-1])
