@@ -11,9 +11,9 @@ from claude_proxy.tenancy import Tenant
 from tests.admission.conftest import MakeAdmission
 from tests.admission.helpers import tenant, wait_queued
 
-# Seconds every request holds its slot. Without a spare slot the light tenant waits about
-# HOLD / 2 for a release; with one, a round trip (under a millisecond). The bound between
-# them, HOLD / 4, leaves a stall of this shared machine 25 ms before a false failure.
+# Seconds every request holds its slot. With a spare slot the light tenant waits a round
+# trip (under a millisecond); the bound on it, HOLD / 4, leaves a stall of this shared
+# machine 25 ms before a false failure.
 HOLD = 0.1
 
 
@@ -118,9 +118,10 @@ async def test_light_tenant_finds_a_spare_slot(make_admission: MakeAdmission) ->
 async def test_without_spare_slots_the_light_tenant_waits(make_admission: MakeAdmission) -> None:
     waits, queued = await light_waits_under_flood(make_admission, 0)
     print(sorted(waits))
-    # Each slot B frees goes to a flood waiter: B waits for the next release.
+    # Each slot B frees goes to a flood waiter: B queues for the next release. Counted,
+    # not timed: how long that is depends on how the flood's releases spread, and a
+    # busy host spreads them (B then waited 2-16 ms, less than HOLD / 4, half the time).
     assert queued > len(waits) // 2
-    assert sorted(waits)[len(waits) // 2] > HOLD / 4
 
 
 async def test_a_light_tenant_with_two_clients_gets_both_slots_back(
