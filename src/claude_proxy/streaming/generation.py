@@ -205,9 +205,22 @@ class Generation:
         return held
 
     async def _end(self) -> None:
-        self._metrics.stream_closed()
         if self._watcher is not None:
             self._watcher.cancel()
+        # The upstream answer is over: its slot goes back while the end reaches the client,
+        # not after. On Redis, a client's next request otherwise arrived as the release was
+        # sent: its admission queued behind it, and the release's client work beside it.
+        releasing = asyncio.ensure_future(self._answer.aclose())
+        try:
+            await self._close_log_and_client()
+        finally:
+            try:
+                await releasing
+            finally:
+                self._metrics.stream_closed()  # once nothing of it is held
+
+    async def _close_log_and_client(self) -> None:
+        """The replay log's end first, then the client's: a resumer has the whole answer."""
         if self._replay is not None:
             try:
                 await self._replay.finish(self.stream_id)
@@ -219,7 +232,6 @@ class Generation:
                 await sink.close(self.error_type)
         if not self.client_done.done():
             self.client_done.set_result(None)
-        await self._answer.aclose()
 
     async def _emit(self, events: list[Event]) -> None:
         now = time.perf_counter()
