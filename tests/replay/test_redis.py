@@ -118,7 +118,7 @@ async def test_writes_go_on_after_redis_forgets_the_write_script(
             client.script_flush()
         finally:
             client.close()
-        await log.extend("strm_flushed", [b"".join([event(3), event(4), event(5)])], 3)
+        await log.extend("strm_flushed", [b"".join([event(3), event(4), event(5)])], [3])
         await log.finish("strm_flushed")
         got = await read_all(log, "strm_flushed")
         assert got == [(seq, event(seq)) for seq in range(1, 6)]

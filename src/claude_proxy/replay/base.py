@@ -86,14 +86,15 @@ class ReplayLog(Protocol):
         """Start a stream owned by ``tenant``; this replica becomes its only writer."""
 
     async def extend(
-        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+        self, stream_id: str, events: Sequence[bytes], counts: Sequence[int] | None = None
     ) -> int:
         """Add events (their raw bytes, no ``id:`` line); return the first one's sequence
         number (the others follow it without a gap).
 
-        ``count``: how many events the items hold in all when some hold a *run* of several
+        ``counts``: how many events each item holds, when some hold a *run* of several
         (whole events one after the other, each ending with its blank line and holding no
         other: split on blank lines, a run gives its events back); None: one event each.
+        The caller knows them: counting blank lines again cost a scan of every run.
         Sequence numbers count events, and ``read`` yields them one by one.
 
         Cheap: it does not wait for a remote store (Redis writes are batched in the

@@ -97,18 +97,18 @@ class MemoryReplayLog:
         self._streams[stream_id] = _Stream(tenant, now + self.settings.ttl_seconds)
 
     async def extend(
-        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+        self, stream_id: str, events: Sequence[bytes], counts: Sequence[int] | None = None
     ) -> int:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise StreamNotFound(stream_id)
         first = stream.last + 1
-        if count is None or count == len(events):
+        if counts is None:
             stream.ends.extend(range(first, first + len(events)))
         else:
             end = first - 1
-            for item in events:
-                end += item.count(b"\n\n")  # each event ends with one
+            for count in counts:
+                end += count
                 stream.ends.append(end)
         size = sum(map(len, events))
         stream.events.extend(events)

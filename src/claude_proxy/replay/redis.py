@@ -226,7 +226,7 @@ class RedisReplayLog:
             raise writer.error
 
     async def extend(
-        self, stream_id: str, events: Sequence[bytes], count: int | None = None
+        self, stream_id: str, events: Sequence[bytes], counts: Sequence[int] | None = None
     ) -> int:
         writer = self._writers.get(stream_id)
         if writer is None or writer.finishing:
@@ -235,7 +235,7 @@ class RedisReplayLog:
             raise writer.error
         if self._closing:  # else close() would drain for as long as appends come
             raise _closed()
-        count = len(events) if count is None else count
+        count = len(events) if counts is None else sum(counts)
         first = writer.seq + 1
         writer.seq += count
         writer.pending.extend(events)

@@ -266,8 +266,9 @@ class Generation:
         first = self._seq + 1
         if self._replay is not None:
             raws = [event.raw for event in events]
+            counts = None if count == len(events) else [event.count for event in events]
             try:
-                first = await self._replay.extend(self.stream_id, raws, count)
+                first = await self._replay.extend(self.stream_id, raws, counts)
             except (StateUnavailable, StreamNotFound) as exc:
                 # Availability over resumability: the live client still gets every
                 # event, whether the store failed or evicted this stream's log.
