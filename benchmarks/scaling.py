@@ -555,18 +555,17 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
             gw = med(cell, target, "delay")
             if None in (direct, floor, gw):
                 continue
-            ratio = _ratio(gw - direct, floor - direct)  # type: ignore[operator]
-            ok: bool | None = gw - direct <= 1.5 * (floor - direct) or gw - direct <= 0.05  # type: ignore[operator]
-            if floor <= direct:  # type: ignore[operator]
-                ok = None  # the floor beat direct: the host's noise, nothing to compare with
+            added, floor_added = gw - direct, floor - direct  # type: ignore[operator]
+            ratio = _ratio(added, floor_added)
+            # A floor that beat direct is the host's noise: nothing to compare with.
+            ok = None if floor_added <= 0 else added <= 1.5 * floor_added or added <= 0.05
             results.append(
                 Check(
                     f"paced c={conc}: latency added per event <= 1.5x the floor's ({target})",
                     ok,
-                    f"{_f(gw - direct, '.3f')} ms vs floor "
-                    f"{_f(floor - direct, '.3f')} ms ({_f(ratio)}x)",
+                    f"{_f(added, '.3f')} ms vs floor {_f(floor_added, '.3f')} ms ({_f(ratio)}x)",
                 )
-            )  # type: ignore[operator]
+            )
     return results
 
 

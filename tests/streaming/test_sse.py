@@ -40,6 +40,7 @@ def test_an_event_alone_in_its_chunk_passes_as_it_came_and_blank_lines_pass_not_
     (event,) = splitter.feed_runs(delta)
     assert (event.name, event.raw, event.count) == ("content_block_delta", delta, 1)
     assert splitter.feed_runs(b"\n\n") == splitter.feed_runs(b" \r\n\r\n") == []
+    assert splitter.feed_runs(b"\n\n \n\n") == []  # several blank "events" in one chunk
     assert splitter.feed_runs(b": ping\n\n")[0].name == ""
     assert splitter.pending == b""
 

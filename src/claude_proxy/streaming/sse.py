@@ -148,7 +148,7 @@ class EventSplitter:
 
 
 def _events(parts: list[bytes]) -> list[Event]:
-    return [Event(_name(part), part + _END) for part in parts if part.strip()]
+    return [Event(_name(part), part + _END) for part in parts if part and not part.isspace()]
 
 
 def _name(raw: bytes) -> str:
