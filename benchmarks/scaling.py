@@ -13,9 +13,11 @@ interleaved rounds (the order rotates each round), medians of rounds reported:
   stream and paced phases (before/after a change, in the same rounds).
 
 Phases:
-1. json: non-streaming req/s at c=64; gateway CPU per request (all its processes) and
-   Redis's, and the commands Redis ran per request (INFO commandstats, scripts' inner
-   commands included);
+1. json: non-streaming req/s at c=64; gateway CPU per request (all its processes), Redis's
+   and the load generator's, and the commands Redis ran per request (INFO commandstats,
+   scripts' inner commands included). The load generator runs on raw protocols here
+   (``_load.py``'s ``raw`` jobs): aiohttp's client would take ~0.1 ms of the two cores a
+   request, a quarter of the gateway's own, from the workers it is meant to measure;
 2. streams: streams/s at c=16 with 26 and with 500 events, gateway CPU per event
    against the floor's; time to the first text delta at c=1 (TTFT), added over direct;
 3. paced: one delta every 20 ms, 50 events a stream, at c=1 and c=100: each event's
@@ -110,6 +112,7 @@ class Cluster:
         duration: float,
         headers: dict[str, str] | None = None,
         max_requests: int = 10_000_000,
+        raw: bool = False,
     ) -> dict[str, Any]:
         job = {
             "url": self.urls[target],
@@ -119,6 +122,7 @@ class Cluster:
             "max_requests": max_requests,
             "api_key": API_KEY,
             "headers": headers or {},
+            "raw": raw,
         }
         stdin, stdout = self.load.popen.stdin, self.load.popen.stdout
         if stdin is None or stdout is None:
@@ -248,6 +252,7 @@ class Measured:
     redis_cpu: float
     machine_cpu: float  # every process on the machine: load generator, mock, Redis, ...
     redis_calls: int
+    load_cpu: float
 
     def per_request(self, value: float) -> float | None:
         n = self.result["requests"] + self.result["errors"]
@@ -257,6 +262,7 @@ class Measured:
 def _measured(cluster: Cluster, target: str, **job: Any) -> Measured:
     cpu0, rcpu0 = cluster.gateway_cpu(target), cpu_seconds(cluster.redis_pid)
     calls0, busy0 = cluster.redis_calls(), _machine_busy()
+    load0 = cpu_seconds(cluster.load.pid)
     result = cluster.run(target, **job)
     return Measured(
         result,
@@ -264,6 +270,7 @@ def _measured(cluster: Cluster, target: str, **job: Any) -> Measured:
         cpu_seconds(cluster.redis_pid) - rcpu0,
         _machine_busy() - busy0,
         cluster.redis_calls() - calls0 - 1,  # the INFO itself
+        cpu_seconds(cluster.load.pid) - load0,
     )
 
 
@@ -274,7 +281,7 @@ def _rotated(targets: tuple[str, ...], shift: int) -> tuple[str, ...]:
 
 def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
     for target in opts.json_targets:  # warm-up: pools open, caches settled
-        cluster.run(target, stream=False, concurrency=opts.json_concurrency, duration=1.0)
+        cluster.run(target, stream=False, concurrency=opts.json_concurrency, duration=1.0, raw=True)
     for round_ in range(opts.rounds):
         for target in _rotated(opts.json_targets, round_):
             m = _measured(
@@ -283,6 +290,7 @@ def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
                 stream=False,
                 concurrency=opts.json_concurrency,
                 duration=opts.duration,
+                raw=True,
             )
             ms = 1e3
             cells.setdefault(("json", target), Cell()).add(
@@ -290,6 +298,7 @@ def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
                 cpu_ms=_scaled(m.per_request(m.gateway_cpu), ms),
                 redis_ms=_scaled(m.per_request(m.redis_cpu), ms),
                 machine_ms=_scaled(m.per_request(m.machine_cpu), ms),
+                load_ms=_scaled(m.per_request(m.load_cpu), ms),
                 redis_cmds=m.per_request(m.redis_calls),
                 p50=m.result["p50_ms"],
             )
@@ -447,7 +456,8 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
     print(f"JSON, c={opts.json_concurrency}:\n")
     print(
         "| target | req/s | vs memory | gateway CPU ms/req | Redis CPU ms/req | "
-        "Redis cmds/req | machine CPU ms/req | p50 ms |\n|---|---|---|---|---|---|---|---|"
+        "Redis cmds/req | load generator CPU ms/req | machine CPU ms/req | p50 ms |"
+        "\n|---|---|---|---|---|---|---|---|---|"
     )
     base = med("json", "memory", "rps")
     for target in opts.json_targets:
@@ -458,6 +468,7 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
             f"{_f(med('json', target, 'cpu_ms'), '.3f') if target != 'direct' else '-'} | "
             f"{_f(med('json', target, 'redis_ms'), '.3f') if redis_side else '-'} | "
             f"{_f(med('json', target, 'redis_cmds'), '.1f') if redis_side else '-'} | "
+            f"{_f(med('json', target, 'load_ms'), '.3f')} | "
             f"{_f(med('json', target, 'machine_ms'), '.3f')} | "
             f"{_f(med('json', target, 'p50'))} |"
         )
