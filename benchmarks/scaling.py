@@ -85,6 +85,7 @@ class Options:
     replay_streams: int
     phases: tuple[str, ...] = PHASES
     baseline: str | None = None  # another checkout's root: its gateway on Redis, as "baseline"
+    json_client: str = "raw"  # the JSON phase's load generator: "raw" or "aiohttp"
 
     @property
     def json_targets(self) -> tuple[str, ...]:
@@ -280,8 +281,9 @@ def _rotated(targets: tuple[str, ...], shift: int) -> tuple[str, ...]:
 
 
 def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
+    raw = opts.json_client == "raw"
     for target in opts.json_targets:  # warm-up: pools open, caches settled
-        cluster.run(target, stream=False, concurrency=opts.json_concurrency, duration=1.0, raw=True)
+        cluster.run(target, stream=False, concurrency=opts.json_concurrency, duration=1.0, raw=raw)
     for round_ in range(opts.rounds):
         for target in _rotated(opts.json_targets, round_):
             m = _measured(
@@ -290,7 +292,7 @@ def json_phase(cluster: Cluster, opts: Options, cells: Cells) -> None:
                 stream=False,
                 concurrency=opts.json_concurrency,
                 duration=opts.duration,
-                raw=True,
+                raw=raw,
             )
             ms = 1e3
             cells.setdefault(("json", target), Cell()).add(
@@ -453,7 +455,7 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         f"# claude-proxy scaling: {opts.rounds} interleaved rounds x {opts.duration:g} s, "
         "medians; every process unpinned on the same cores, mock upstream\n"
     )
-    print(f"JSON, c={opts.json_concurrency}:\n")
+    print(f"JSON, c={opts.json_concurrency}, load generator: {opts.json_client}:\n")
     print(
         "| target | req/s | vs memory | gateway CPU ms/req | Redis CPU ms/req | "
         "Redis cmds/req | load generator CPU ms/req | machine CPU ms/req | p50 ms |"
@@ -616,6 +618,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="also the gateway of another checkout, on Redis (JSON and stream phases)",
     )
     parser.add_argument("--phases", default=",".join(PHASES), help="comma list (default: all)")
+    parser.add_argument(
+        "--json-client",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="the JSON phase's load generator (aiohttp: as before 2026-12-03, ~0.1 ms of CPU "
+        "a request more)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     return Options(
@@ -627,6 +636,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         paced_seconds=2.0 if quick else 4.0,
         replay_streams=5_000 if quick else args.replay_streams,
         baseline=args.baseline,
+        json_client=args.json_client,
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip() in PHASES),
     )
 
