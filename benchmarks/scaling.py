@@ -455,66 +455,73 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         f"# claude-proxy scaling: {opts.rounds} interleaved rounds x {opts.duration:g} s, "
         "medians; every process unpinned on the same cores, mock upstream\n"
     )
-    print(f"JSON, c={opts.json_concurrency}, load generator: {opts.json_client}:\n")
-    print(
-        "| target | req/s | vs memory | gateway CPU ms/req | Redis CPU ms/req | "
-        "Redis cmds/req | load generator CPU ms/req | machine CPU ms/req | p50 ms |"
-        "\n|---|---|---|---|---|---|---|---|---|"
-    )
-    base = med("json", "memory", "rps")
-    for target in opts.json_targets:
-        rps = med("json", target, "rps")
-        redis_side = target.startswith("redis") or target == "baseline"
+    if "json" in opts.phases:
+        print(f"JSON, c={opts.json_concurrency}, load generator: {opts.json_client}:\n")
         print(
-            f"| {target} | {_f(rps, '.0f')} | {_f(_ratio(rps, base))} | "
-            f"{_f(med('json', target, 'cpu_ms'), '.3f') if target != 'direct' else '-'} | "
-            f"{_f(med('json', target, 'redis_ms'), '.3f') if redis_side else '-'} | "
-            f"{_f(med('json', target, 'redis_cmds'), '.1f') if redis_side else '-'} | "
-            f"{_f(med('json', target, 'load_ms'), '.3f')} | "
-            f"{_f(med('json', target, 'machine_ms'), '.3f')} | "
-            f"{_f(med('json', target, 'p50'))} |"
+            "| target | req/s | vs memory | gateway CPU ms/req | Redis CPU ms/req | "
+            "Redis cmds/req | load generator CPU ms/req | machine CPU ms/req | p50 ms |"
+            "\n|---|---|---|---|---|---|---|---|---|"
         )
-    print(
-        f"\nStreams (burst, written back to back by the mock), c={opts.stream_concurrency} "
-        "for streams/s and CPU, c=1 for time to first text delta:\n"
-    )
-    print(
-        "| events | target | streams/s | CPU µs/event | vs floor | TTFT ms | TTFT added ms |"
-        "\n|---|---|---|---|---|---|---|"
-    )
-    for events in (26, 500):
-        cell = f"stream-{events}"
-        floor_cpu = med(cell, "floor", "cpu_us_event")
-        direct_ttft = med(cell, "direct", "ttft")
-        for target in opts.stream_targets:
-            cpu = med(cell, target, "cpu_us_event") if target != "direct" else None
-            ttft = med(cell, target, "ttft")
-            added = (
-                None
-                if ttft is None or direct_ttft is None or target == "direct"
-                else ttft - direct_ttft
-            )
+        base = med("json", "memory", "rps")
+        for target in opts.json_targets:
+            rps = med("json", target, "rps")
+            redis_side = target.startswith("redis") or target == "baseline"
             print(
-                f"| {events} | {target} | {_f(med(cell, target, 'rps'), '.0f')} | "
-                f"{_f(cpu, '.1f')} | {_f(_ratio(cpu, floor_cpu))} | {_f(ttft)} | {_f(added)} |"
+                f"| {target} | {_f(rps, '.0f')} | {_f(_ratio(rps, base))} | "
+                f"{_f(med('json', target, 'cpu_ms'), '.3f') if target != 'direct' else '-'} | "
+                f"{_f(med('json', target, 'redis_ms'), '.3f') if redis_side else '-'} | "
+                f"{_f(med('json', target, 'redis_cmds'), '.1f') if redis_side else '-'} | "
+                f"{_f(med('json', target, 'load_ms'), '.3f')} | "
+                f"{_f(med('json', target, 'machine_ms'), '.3f')} | "
+                f"{_f(med('json', target, 'p50'))} |"
             )
-    print(
-        f"\nPaced streams (a delta every {PACE_MS:g} ms, {PACED_EVENTS} events): median delay "
-        "of an event from the mock's write to the client's read, and what each proxy adds "
-        "over direct:\n"
-    )
-    print("| c | target | delay ms | added ms | vs floor's added |\n|---|---|---|---|---|")
-    for conc in opts.paced_concurrency:
-        cell = f"paced-{conc}"
-        direct = med(cell, "direct", "delay")
-        floor_added = None if direct is None else (med(cell, "floor", "delay") or 0) - direct
-        for target in opts.stream_targets:
-            delay = med(cell, target, "delay")
-            added = (
-                None if delay is None or direct is None or target == "direct" else delay - direct
-            )
-            ratio = _ratio(added, floor_added) if target not in ("direct", "floor") else None
-            print(f"| {conc} | {target} | {_f(delay, '.3f')} | {_f(added, '.3f')} | {_f(ratio)} |")
+    if "streams" in opts.phases:
+        print(
+            f"\nStreams (burst, written back to back by the mock), c={opts.stream_concurrency} "
+            "for streams/s and CPU, c=1 for time to first text delta:\n"
+        )
+        print(
+            "| events | target | streams/s | CPU µs/event | vs floor | TTFT ms | TTFT added ms |"
+            "\n|---|---|---|---|---|---|---|"
+        )
+        for events in (26, 500):
+            cell = f"stream-{events}"
+            floor_cpu = med(cell, "floor", "cpu_us_event")
+            direct_ttft = med(cell, "direct", "ttft")
+            for target in opts.stream_targets:
+                cpu = med(cell, target, "cpu_us_event") if target != "direct" else None
+                ttft = med(cell, target, "ttft")
+                added = (
+                    None
+                    if ttft is None or direct_ttft is None or target == "direct"
+                    else ttft - direct_ttft
+                )
+                print(
+                    f"| {events} | {target} | {_f(med(cell, target, 'rps'), '.0f')} | "
+                    f"{_f(cpu, '.1f')} | {_f(_ratio(cpu, floor_cpu))} | {_f(ttft)} | {_f(added)} |"
+                )
+    if "paced" in opts.phases:
+        print(
+            f"\nPaced streams (a delta every {PACE_MS:g} ms, {PACED_EVENTS} events): median delay "
+            "of an event from the mock's write to the client's read, and what each proxy adds "
+            "over direct:\n"
+        )
+        print("| c | target | delay ms | added ms | vs floor's added |\n|---|---|---|---|---|")
+        for conc in opts.paced_concurrency:
+            cell = f"paced-{conc}"
+            direct = med(cell, "direct", "delay")
+            floor_added = None if direct is None else (med(cell, "floor", "delay") or 0) - direct
+            for target in opts.stream_targets:
+                delay = med(cell, target, "delay")
+                added = (
+                    None
+                    if delay is None or direct is None or target == "direct"
+                    else delay - direct
+                )
+                ratio = _ratio(added, floor_added) if target not in ("direct", "floor") else None
+                print(
+                    f"| {conc} | {target} | {_f(delay, '.3f')} | {_f(added, '.3f')} | {_f(ratio)} |"
+                )
     if replay is not None:
         before, after, peak = replay
         print(
@@ -524,43 +531,45 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
         )
 
     results = []
-    mem, red, red2 = (med("json", t, "rps") for t in ("memory", "redis", "redis-2w"))
-    r1 = _ratio(red, mem)
-    results.append(
-        Check(
-            "1 worker on Redis >= 0.8x of 1 worker in memory (JSON)",
-            None if r1 is None else r1 >= 0.8,
-            f"{_f(r1)}x",
-        )
-    )
-    r2 = _ratio(red2, red)
-    results.append(
-        Check(
-            "2 workers >= 1.3x of 1 worker, both on Redis (JSON)",
-            None if r2 is None else r2 >= 1.3,
-            f"{_f(r2)}x",
-        )
-    )
-    for events in (26, 500):
-        cell = f"stream-{events}"
-        for target in ("memory", "redis"):
-            t, d = med(cell, target, "ttft"), med(cell, "direct", "ttft")
-            added = None if t is None or d is None else t - d
-            results.append(
-                Check(
-                    f"TTFT added <= 1 ms at {events} events ({target})",
-                    None if added is None else added <= 1.0,
-                    f"{_f(added)} ms",
-                )
+    if "json" in opts.phases:
+        mem, red, red2 = (med("json", t, "rps") for t in ("memory", "redis", "redis-2w"))
+        r1 = _ratio(red, mem)
+        results.append(
+            Check(
+                "1 worker on Redis >= 0.8x of 1 worker in memory (JSON)",
+                None if r1 is None else r1 >= 0.8,
+                f"{_f(r1)}x",
             )
-            cpu = _ratio(med(cell, target, "cpu_us_event"), med(cell, "floor", "cpu_us_event"))
-            results.append(
-                Check(
-                    f"CPU per event <= 1.5x the floor's at {events} events ({target})",
-                    None if cpu is None else cpu <= 1.5,
-                    f"{_f(cpu)}x",
-                )
+        )
+        r2 = _ratio(red2, red)
+        results.append(
+            Check(
+                "2 workers >= 1.3x of 1 worker, both on Redis (JSON)",
+                None if r2 is None else r2 >= 1.3,
+                f"{_f(r2)}x",
             )
+        )
+    if "streams" in opts.phases:
+        for events in (26, 500):
+            cell = f"stream-{events}"
+            for target in ("memory", "redis"):
+                t, d = med(cell, target, "ttft"), med(cell, "direct", "ttft")
+                added = None if t is None or d is None else t - d
+                results.append(
+                    Check(
+                        f"TTFT added <= 1 ms at {events} events ({target})",
+                        None if added is None else added <= 1.0,
+                        f"{_f(added)} ms",
+                    )
+                )
+                cpu = _ratio(med(cell, target, "cpu_us_event"), med(cell, "floor", "cpu_us_event"))
+                results.append(
+                    Check(
+                        f"CPU per event <= 1.5x the floor's at {events} events ({target})",
+                        None if cpu is None else cpu <= 1.5,
+                        f"{_f(cpu)}x",
+                    )
+                )
     for conc in opts.paced_concurrency:
         cell = f"paced-{conc}"
         direct, floor = med(cell, "direct", "delay"), med(cell, "floor", "delay")
