@@ -533,22 +533,11 @@ def report(cells: Cells, opts: Options, replay: tuple[float, float, float] | Non
     results = []
     if "json" in opts.phases:
         mem, red, red2 = (med("json", t, "rps") for t in ("memory", "redis", "redis-2w"))
-        r1 = _ratio(red, mem)
-        results.append(
-            Check(
-                "1 worker on Redis >= 0.8x of 1 worker in memory (JSON)",
-                None if r1 is None else r1 >= 0.8,
-                f"{_f(r1)}x",
-            )
-        )
-        r2 = _ratio(red2, red)
-        results.append(
-            Check(
-                "2 workers >= 1.3x of 1 worker, both on Redis (JSON)",
-                None if r2 is None else r2 >= 1.3,
-                f"{_f(r2)}x",
-            )
-        )
+        for name, ratio, line in (
+            ("1 worker on Redis >= 0.8x of 1 worker in memory (JSON)", _ratio(red, mem), 0.8),
+            ("2 workers >= 1.3x of 1 worker, both on Redis (JSON)", _ratio(red2, red), 1.3),
+        ):
+            results.append(Check(name, None if ratio is None else ratio >= line, f"{_f(ratio)}x"))
     if "streams" in opts.phases:
         for events in (26, 500):
             cell = f"stream-{events}"
