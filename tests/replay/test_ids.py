@@ -9,13 +9,21 @@ from claude_proxy.replay import (
     parse_last_event_id,
     with_event_id,
 )
-from claude_proxy.replay.ids import is_stream_id
+from claude_proxy.replay.ids import is_stream_id, stream_made_at
 
 
 def test_stream_ids_are_random_and_recognisable() -> None:
     ids = {new_stream_id() for _ in range(100)}
     assert len(ids) == 100 and all(is_stream_id(value) for value in ids)
     assert not is_stream_id("strm_../../etc")
+
+
+def test_a_stream_id_says_when_it_was_made_to_the_millisecond() -> None:
+    made = 1_796_330_000.123
+    ids = [new_stream_id(made) for _ in range(3)]
+    assert len(set(ids)) == 3 and all(is_stream_id(value) for value in ids)
+    assert all(stream_made_at(value) == pytest.approx(made, abs=0.001) for value in ids)
+    assert stream_made_at("strm_x") is None  # not a stream id: no time to tell
 
 
 def test_an_event_id_round_trips() -> None:
