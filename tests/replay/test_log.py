@@ -129,6 +129,32 @@ async def test_only_the_owner_may_resume(make_log: MakeLog) -> None:
     assert caught.value.status == 404 and caught.value.error_type == "not_found_error"
 
 
+async def test_a_begun_stream_is_there_at_once_for_its_own_replica(make_log: MakeLog) -> None:
+    log = await make_log()
+    stream_id = new_stream_id()
+    log.begin(stream_id, "acme")  # nothing awaited: the keys go with the writes
+    reading = asyncio.create_task(read_all(log, stream_id))
+    assert await log.owner(stream_id) == "acme"
+    assert await log.extend(stream_id, [event(1)]) == 1
+    await log.finish(stream_id)
+    assert await asyncio.wait_for(reading, 5) == [(1, event(1))]
+
+
+async def test_a_begun_stream_its_client_left_at_once_waits_for_a_resume(
+    make_log: MakeLog,
+) -> None:
+    """Its keys may not be in the shared log yet: that is no dropped stream."""
+    log = await make_log()
+    stream_id = new_stream_id()
+    log.begin(stream_id, "acme")
+    watch = asyncio.create_task(log.wait_abandoned(stream_id, 5))
+    reading = asyncio.create_task(read_all(log, stream_id))
+    await log.extend(stream_id, [event(1)])
+    await log.finish(stream_id)
+    assert await asyncio.wait_for(reading, 5) == [(1, event(1))]
+    assert await asyncio.wait_for(watch, 5) is False  # it finished, resumed
+
+
 async def test_reading_an_unknown_stream_is_not_found(make_log: MakeLog) -> None:
     log = await make_log()
     with pytest.raises(StreamNotFound):

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis
 
-from claude_proxy.replay import ReplayLog, ReplaySettings, StreamLost, open_replay_log
+from claude_proxy.replay import (
+    ReplayLog,
+    ReplaySettings,
+    StreamLost,
+    StreamNotFound,
+    new_stream_id,
+    open_replay_log,
+)
 from claude_proxy.replay.redis import RedisReplayLog
 from claude_proxy.state import StateUnavailable
 from tests.replay.helpers import event, read_all
@@ -40,6 +48,44 @@ async def test_one_replica_writes_and_another_reads_live(redis_url: str, key_pre
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_a_replica_asked_for_a_young_stream_before_its_keys_landed_waits_for_them(
+    redis_url: str, key_prefix: str
+) -> None:
+    """``begin`` hands out the id at once; a resume that reaches another replica before
+    the writer's first round finds the stream all the same."""
+    writer = await _replica(redis_url, key_prefix)
+    reader = await _replica(redis_url, key_prefix, poll_seconds=0.01)
+    try:
+        stream_id = new_stream_id()
+        owner = asyncio.create_task(reader.owner(stream_id))
+        reading = asyncio.create_task(read_all(reader, stream_id))
+        await asyncio.sleep(0.1)  # both asked, and found nothing yet
+        assert not owner.done() and not reading.done()
+        writer.begin(stream_id, "acme")
+        await writer.extend(stream_id, [event(1), event(2)])
+        await writer.finish(stream_id)
+        assert await asyncio.wait_for(owner, 5) == "acme"
+        assert await asyncio.wait_for(reading, 5) == [(1, event(1)), (2, event(2))]
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_an_unknown_stream_made_long_ago_is_not_waited_for(
+    redis_url: str, key_prefix: str
+) -> None:
+    log = await _replica(redis_url, key_prefix)
+    try:
+        stream_id = new_stream_id(time.time() - 60)
+        started = time.monotonic()
+        assert await log.owner(stream_id) is None
+        with pytest.raises(StreamNotFound):
+            await read_all(log, stream_id)
+        assert time.monotonic() - started < 1.0  # the young wait is 6 s
+    finally:
+        await log.close()
 
 
 async def test_a_reader_learns_when_the_writing_replica_dies(

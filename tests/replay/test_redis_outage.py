@@ -28,6 +28,8 @@ async def test_an_outage_fails_streams_open_and_is_logged_once(
             await asyncio.sleep(0.2)
         with pytest.raises(StateUnavailable):  # the generation then stops writing: fails open
             await log.extend("strm_a", [event(2)])
+        with pytest.raises(StateUnavailable):  # a new stream gets no id while Redis is down
+            log.begin("strm_e", "acme")
         server.start()  # empty: what the streams had is gone, and they are not resumable
         async with asyncio.timeout(2):
             while not any("answers again" in m for m in caplog.messages):

@@ -7,8 +7,6 @@ model access, ...) live in ``pipeline.stages``; features add stages, not branche
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from claude_proxy.api.serve import reply_headers, serve
@@ -55,31 +53,13 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     """Open the upstream stream, then let a generation relay it; the answer goes with it."""
     services = request.app[SERVICES]
     call = run.call
-    # The replay stream is made once the call is admitted, while the upstream is asked: on
-    # Redis that is a round trip the first token does not wait for. Not sooner: on one
-    # Redis and one event loop, the two round trips at once slowed the admission more
-    # than the create cost.
-    creating: asyncio.Task[str | None] | None = None
-
-    def create() -> None:
-        nonlocal creating
-        creating = _new_stream(services, call)
-
-    try:
-        opened = await services.calls.open_stream(call, admitted=create)
-    except BaseException:
-        await _discard(services, creating)
-        raise
+    opened = await services.calls.open_stream(call)
     if isinstance(opened, UpstreamReply):
-        await _discard(services, creating)
         return _reply_response(opened, opened.body)
-    if creating is None:  # a stage's stored answer (nothing admitted), or no replay log
-        create()
-    try:
-        stream_id = None if creating is None else await creating
-    except BaseException:
-        await opened.aclose()
-        raise
+    # Begun now, when the client is about to learn its id, and not waited for: on Redis
+    # its keys go with its first events, and a replica asked for it sooner waits for them
+    # while its id is young (see ReplayLog.begin).
+    stream_id = _new_stream(services, call)
     headers = opened.headers
     headers["cache-control"] = "no-cache"
     # Ask reverse proxies in front of us (nginx) not to buffer the stream either.
@@ -100,21 +80,10 @@ async def _answer_stream(request: web.Request, run: Run) -> web.StreamResponse:
     return response
 
 
-def _new_stream(services: Services, call: Call) -> asyncio.Task[str | None] | None:
-    """The resumable stream's id, being made (None: streams are not kept; the task's
-    result is None when the replay log is down)."""
+def _new_stream(services: Services, call: Call) -> str | None:
+    """The resumable stream's id (None: streams are not kept, or the replay log is down)."""
     if services.streams.replay is None:
         return None
     assert call.tenant is not None
     owner = stream_owner(call.tenant, call.headers, services.tenants.is_open)
-    return asyncio.ensure_future(services.streams.new_stream(owner))
-
-
-async def _discard(services: Services, creating: asyncio.Task[str | None] | None) -> None:
-    """No answer will be streamed: end the stream made for it (if one was begun), so
-    nothing waits on it."""
-    if creating is None:
-        return
-    stream_id = await asyncio.shield(creating)  # a create in flight lands all the same
-    if stream_id is not None:
-        await services.streams.discard(stream_id)
+    return services.streams.new_stream(owner)

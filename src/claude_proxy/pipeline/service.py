@@ -98,19 +98,11 @@ class UpstreamCalls:
                 else:
                     await self._settle(ticket, call, log)
 
-    async def open_stream(
-        self, call: Call, admitted: Callable[[], object] | None = None
-    ) -> LiveAnswer | StoredStream | UpstreamReply:
-        """An answer whose first part is open, or the upstream's final error reply.
-
-        ``admitted`` is called once the call holds its slot, before the upstream is asked:
-        for work that should overlap the upstream's answer rather than the admission.
-        """
+    async def open_stream(self, call: Call) -> LiveAnswer | StoredStream | UpstreamReply:
+        """An answer whose first part is open, or the upstream's final error reply."""
         if call.prepared is not None:
             return StoredStream(call.prepared)
         ticket = await self._admit(call)
-        if admitted is not None:
-            admitted()
         log = call.attempts = self._forwarder.start(call.upstream_request())
         try:
             opened = await self._forwarder.open_stream(log, call.upstream_body)

@@ -83,7 +83,14 @@ class ReplayLog(Protocol):
     """
 
     async def create(self, stream_id: str, tenant: str) -> None:
-        """Start a stream owned by ``tenant``; this replica becomes its only writer."""
+        """Start a stream owned by ``tenant``; this replica becomes its only writer.
+        Returns once every replica can find it."""
+
+    def begin(self, stream_id: str, tenant: str) -> None:
+        """Start a stream as ``create`` does, without waiting for the shared log to have
+        it: it goes there with this replica's next writes. A replica asked for it before
+        then waits for it while its id is young (``ids.stream_made_at``). Raises
+        ``StateUnavailable`` while the log is known to be down."""
 
     async def extend(
         self, stream_id: str, events: Sequence[bytes], counts: Sequence[int] | None = None

@@ -87,6 +87,9 @@ class MemoryReplayLog:
         return len(self._streams)
 
     async def create(self, stream_id: str, tenant: str) -> None:
+        self.begin(stream_id, tenant)
+
+    def begin(self, stream_id: str, tenant: str) -> None:
         if stream_id in self._streams:
             raise ValueError(f"stream {stream_id!r} exists")
         now = time.monotonic()

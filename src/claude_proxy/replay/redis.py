@@ -20,8 +20,12 @@ by writes at most every ``lease_seconds / 3``, so "about": within that much earl
 Appends are buffered in the writing replica and sent in order by one background flusher
 for all streams (a pipeline with one XADD per stream and explicit ids), so ``extend``
 never waits for Redis and a burst of events costs one command, not one each. A new
-stream's keys go in the same pipelines (``create`` waits for its round): with redis-py a
-round trip costs more CPU than the commands in it, and streams start together. A reader
+stream's keys go in the same pipelines: with redis-py a round trip costs more CPU than the
+commands in it, and streams start together. ``create`` waits for its round; ``begin``, the
+gateway's, does not: a stream's first bytes need not wait for a round trip that its
+client's resume, if any, comes long after. A replica asked for a stream whose keys are not
+there yet (``owner``, ``read``) asks again for up to ``YOUNG_SECONDS`` after the time in its
+id: begun elsewhere, it is there with its writer's next round. A reader
 needs no ordering with the writer: it asks for entries with ids above the last event it
 saw, skips the events of a batch it already has, and the explicit ids make the backlog
 (XRANGE) and the live tail (XREAD BLOCK) join without a gap or a duplicate. A live
@@ -47,6 +51,7 @@ from typing import Any, Self, TypeVar
 from redis import asyncio as aioredis
 
 from claude_proxy.replay.base import ReplaySettings, StreamLost, StreamNotFound
+from claude_proxy.replay.ids import stream_made_at
 from claude_proxy.state import StateUnavailable
 from claude_proxy.state.outage import Outage
 from claude_proxy.state.redis import close_within, open_redis, translate_redis_errors
@@ -66,6 +71,11 @@ DRAIN_SECONDS = 0.5  # close() lets buffered appends reach Redis for this long
 # go on alone: the end of a client's stream must not wait on a stalled Redis.
 FINISH_SECONDS = 0.25
 STOP_SECONDS = 1.0  # then waits this long for its tasks to stop, and gives up
+# A stream begun on another replica is looked for again for this long after the time in
+# its id (its writer's round lands in a millisecond; a stalled Redis takes up to its socket
+# timeout), every YOUNG_POLL seconds; an unknown id older than that is not found at once.
+YOUNG_SECONDS = 6.0
+YOUNG_POLL = 0.005
 
 
 # One round of the flusher: every stream's writes in one script call. A pipeline of the
@@ -205,15 +215,26 @@ class RedisReplayLog:
     def _keys(self, stream_id: str) -> _Keys:
         return _Keys(self.settings.key_prefix, stream_id)
 
-    async def create(self, stream_id: str, tenant: str) -> None:
+    def begin(self, stream_id: str, tenant: str) -> None:
+        if self._outage.down:  # no stream id to hand out that no resume could use
+            raise StateUnavailable("the replay log's Redis is unavailable")
+        # No round of its own: the keys go with the stream's first events (or its end),
+        # one round trip for both, sent after the client has them.
+        self._begin(stream_id, tenant)
+
+    def _begin(self, stream_id: str, tenant: str) -> _Writer:
         # Written by the flusher, in the round trip it makes for every stream's writes:
         # a round trip of its own cost each stream more CPU than all its other writes.
         writer = _Writer(self._keys(stream_id), tenant)
         self._writers[stream_id] = writer
         self._dirty[stream_id] = writer
+        return writer
+
+    async def create(self, stream_id: str, tenant: str) -> None:
+        writer = self._begin(stream_id, tenant)
+        if self._flusher is None:
+            self._start_flusher()
         try:
-            if self._flusher is None:
-                self._start_flusher()
             while writer.tenant is not None and writer.error is None:
                 await self._round.wait()
                 if self._flusher is None and writer.tenant is not None:
@@ -261,9 +282,14 @@ class RedisReplayLog:
             self._writers.pop(stream_id, None)
 
     async def owner(self, stream_id: str) -> str | None:
-        with translate_redis_errors("reading a replay stream's owner"):
-            tenant = await self._redis.hget(self._keys(stream_id).meta, "tenant")
-        return None if tenant is None else tenant.decode() if isinstance(tenant, bytes) else tenant
+        meta = self._keys(stream_id).meta
+
+        async def tenant() -> Any:
+            with translate_redis_errors("reading a replay stream's owner"):
+                return await self._redis.hget(meta, "tenant")
+
+        found = await self._found(stream_id, tenant)
+        return None if found is None else found.decode() if isinstance(found, bytes) else found
 
     async def final_seq(self, stream_id: str) -> int | None:
         events = self._keys(stream_id).events
@@ -285,7 +311,7 @@ class RedisReplayLog:
         renew_at = time.monotonic() + self.settings.lease_seconds / 3
         live = final = False
         try:
-            if not await self._attach(keys, token):
+            if not await self._found(stream_id, lambda: self._attach(keys, token)):
                 raise StreamNotFound(stream_id)
             while True:
                 if cancel_requested():  # lost in redis-py (see state.tasks): the client left
@@ -343,8 +369,11 @@ class RedisReplayLog:
             with translate_redis_errors("watching replay readers"):
                 readers, exists = await pipe.execute()
             now = time.monotonic()
-            if not exists:
-                return True
+            writer = self._writers.get(stream_id)
+            if writer is None:
+                return False  # finished meanwhile
+            if not exists and writer.tenant is None:
+                return True  # dropped (expired): not a stream whose keys are on their way
             if readers:
                 alone_since = now
             elif now - alone_since >= grace:
@@ -475,6 +504,26 @@ class RedisReplayLog:
                 self._outage.failed(exc)
             else:
                 self._outage.ok()
+
+    async def _found(self, stream_id: str, look: Callable[[], Awaitable[_T]]) -> _T:
+        """``look()``; while it finds nothing (None, False) and the stream may not have
+        reached Redis yet (begun here or, by its id, lately elsewhere), again."""
+        found = await look()
+        if found:
+            return found
+        loop = asyncio.get_running_loop()
+        if stream_id in self._writers:  # begun here: its keys go now, not with its events
+            if self._flusher is None and self._dirty:
+                self._start_flusher()
+            left = YOUNG_SECONDS
+        else:
+            made = stream_made_at(stream_id)
+            left = 0.0 if made is None else min(made + YOUNG_SECONDS - time.time(), YOUNG_SECONDS)
+        deadline = loop.time() + min(left, self.settings.ttl_seconds)  # it expires anyway
+        while not found and loop.time() < deadline:
+            await asyncio.sleep(YOUNG_POLL)
+            found = await look()
+        return found
 
     async def _attach(self, keys: _Keys, token: str) -> bool:
         pipe = self._redis.pipeline(transaction=False)

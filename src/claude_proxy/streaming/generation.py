@@ -149,10 +149,15 @@ class Generation:
         return self._task
 
     async def abandon(self) -> None:
-        """It will never start: release what the answer holds."""
+        """It will never start: release what the answer holds, and end its replay log
+        empty (a resume finds it over; its writer is not kept alive for nothing)."""
         if not self.client_done.done():
             self.client_done.set_result(None)
-        await self._answer.aclose()
+        self._sink = None
+        try:
+            await self._close_log_and_client()
+        finally:
+            await self._answer.aclose()
 
     def detach(self) -> None:
         """The client went away: keep generating for a resume, within the grace period."""

@@ -67,29 +67,23 @@ class Streams:
     def running(self) -> int:
         return len(self._running)
 
-    async def new_stream(self, owner: str) -> str | None:
-        """A new resumable stream's id, or None when streams are not kept (or Redis is down)."""
+    def new_stream(self, owner: str) -> str | None:
+        """A new resumable stream's id, or None when streams are not kept (or Redis is down).
+
+        Begun, not waited for: on Redis its keys go with the stream's first writes, and
+        another replica asked for it sooner waits for them (see ``ReplayLog.begin``).
+        """
         if self.replay is None:
             return None
         stream_id = new_stream_id()
         try:
-            await self.replay.create(stream_id, owner)
+            self.replay.begin(stream_id, owner)
         except StateUnavailable as exc:
             # Availability over resumability: the stream still flows, without an id.
             # The backend logs the outage once; this would be a line per stream.
             _log.debug("replay log unavailable; stream not resumable: %s", exc)
             return None
         return stream_id
-
-    async def discard(self, stream_id: str) -> None:
-        """A stream made for an answer that never came (the call failed): ended empty,
-        so that its writer lease is dropped and a resume finds it over."""
-        if self.replay is None:
-            return
-        try:
-            await self.replay.finish(stream_id)
-        except StateUnavailable as exc:
-            _log.debug("replay log unavailable; %s left to expire: %s", stream_id, exc)
 
     def generation(
         self,
